@@ -1,0 +1,274 @@
+"""Run configuration: dataclasses, YAML loading and ``key=value`` overrides.
+
+Defaults follow the Compgen paper (Sec. 3): Adam, lr 1e-3, batch 100, step 1 for 50 epochs, approaches for 40,
+distortion d = 0.5(1 - SSIM) (w_ssim = 1, w_l1 = w_mse = w_latent = 0).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import yaml
+
+STAGES = ("step1", "approach1", "approach2", "approach3")
+DEFAULT_EPOCHS = {"step1": 50, "approach1": 40, "approach2": 40, "approach3": 40}
+
+
+@dataclass
+class ModelConfig:
+    name: str = "compgen"            # key in pycompgen.models.MODELS
+    num_res: int = 2                 # residual network blocks (paper: num_res)
+    num_mult: int = 2                # residual blocks per network block (paper: num_mult)
+    channels: int = 128              # width of f/g at the residual stage (first conv uses channels // 2)
+    latent_channels: int = 16        # y has latent_channels x H/8 x W/8 values (16x8x8 = 1024 for 64x64)
+    norm: str = "batch"              # normalisation in f/g: "batch" | "none"
+    elm_channels: int = 64           # ELM conv width
+    elm_num_res: int = 2             # ELM residual blocks (with BatchNorm)
+    elm_hidden: int = 1024           # FC1 width
+
+
+@dataclass
+class DataConfig:
+    path: Optional[str] = None       # None / "synthetic" -> synthetic faces; a CelebA root; or any face folder
+    image_size: int = 64
+    cache_dir: Optional[str] = None
+    canny_low: float = 0.30          # Canny hysteresis thresholds on [0, 1] intensities (pycompgen.data defaults:
+    canny_high: float = 0.60         # ~10-20 % edge pixels on 64x64 faces)
+    blur_sigma: Optional[float] = None
+    synthetic_count: int = 512
+
+
+@dataclass
+class TrainConfig:
+    stage: str = "step1"             # step1 | approach1 | approach2 | approach3
+    epochs: Optional[int] = None     # None -> paper default for the stage (50 step1, 40 approaches)
+    batch_size: int = 100
+    lr: float = 1e-3
+    w_ssim: float = 1.0
+    w_l1: float = 0.0
+    w_mse: float = 0.0
+    w_latent: float = 0.0            # approach 3: + w_latent * MSE(y_hat, f(x)) with frozen f
+    psnr: Optional[float] = 50.0     # fixed training channel PSNR (dB); ignored when psnr_range is set
+    psnr_range: Optional[list[float]] = None  # [lo, hi]: per-image PSNR drawn uniformly (dB)
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+    max_steps_per_epoch: Optional[int] = None
+    max_val_batches: Optional[int] = None
+    val_every: int = 1
+    init: Optional[str] = None       # checkpoint whose weights initialise the stage (e.g. step1's best.pt)
+    approach3_init: str = "approach1"  # approach 3 starts h from approach 1 ("approach1") or fresh ("fresh")
+    amp: bool = False                # bfloat16 autocast of the networks' forward passes (losses stay float32)
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    psnrs: list[float] = field(default_factory=lambda: [50.0, 25.0, 10.0, 0.0, -2.0, -5.0])
+    split: str = "val"
+    batch_size: int = 100
+    max_images: Optional[int] = None
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    out: str = "runs/compgen"
+
+    # -- conversions ---------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        cfg = cls()
+        _merge(cfg, d or {}, prefix="")
+        cfg.validate()
+        return cfg
+
+    def flatten(self) -> dict:
+        out = {}
+
+        def walk(obj, prefix):
+            for f in dataclasses.fields(obj):
+                v = getattr(obj, f.name)
+                key = prefix + f.name
+                if dataclasses.is_dataclass(v):
+                    walk(v, key + ".")
+                else:
+                    out[key] = copy.deepcopy(v)
+        walk(self, "")
+        return out
+
+    def copy(self) -> "Config":
+        return copy.deepcopy(self)
+
+    def epochs_for(self, stage: Optional[str] = None) -> int:
+        stage = stage or self.train.stage
+        return self.train.epochs if self.train.epochs is not None else DEFAULT_EPOCHS[stage]
+
+    def validate(self) -> "Config":
+        t, m, d = self.train, self.model, self.data
+        if t.stage not in STAGES:
+            raise ValueError(f"train.stage must be one of {', '.join(STAGES)}, got {t.stage!r}")
+        if t.approach3_init not in ("approach1", "fresh"):
+            raise ValueError(f"train.approach3_init must be 'approach1' or 'fresh', got {t.approach3_init!r}")
+        if t.psnr_range is not None:
+            if len(t.psnr_range) != 2 or t.psnr_range[0] > t.psnr_range[1]:
+                raise ValueError(f"train.psnr_range must be [lo, hi] with lo <= hi, got {t.psnr_range!r}")
+        elif t.psnr is None:
+            raise ValueError("set train.psnr (fixed dB) or train.psnr_range ([lo, hi] dB)")
+        for name in ("batch_size", "val_every"):
+            if getattr(t, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(t, name)}")
+        if t.epochs is not None and t.epochs < 0:
+            raise ValueError(f"train.epochs must be >= 0, got {t.epochs}")
+        if t.lr <= 0:
+            raise ValueError(f"train.lr must be > 0, got {t.lr}")
+        for name in ("w_ssim", "w_l1", "w_mse", "w_latent"):
+            if getattr(t, name) < 0:
+                raise ValueError(f"train.{name} must be >= 0, got {getattr(t, name)}")
+        if t.w_ssim + t.w_l1 + t.w_mse <= 0:
+            raise ValueError("the distortion needs a positive weight: w_ssim, w_l1 or w_mse")
+        for name in ("num_res", "num_mult", "elm_num_res"):
+            if getattr(m, name) < 0:
+                raise ValueError(f"model.{name} must be >= 0, got {getattr(m, name)}")
+        for name in ("channels", "latent_channels", "elm_channels", "elm_hidden"):
+            if getattr(m, name) < 1:
+                raise ValueError(f"model.{name} must be >= 1, got {getattr(m, name)}")
+        if m.channels < 2:
+            raise ValueError("model.channels must be >= 2")
+        if m.norm not in ("batch", "none"):
+            raise ValueError(f"model.norm must be 'batch' or 'none', got {m.norm!r}")
+        if d.image_size < 16 or d.image_size % 8:
+            raise ValueError(f"data.image_size must be a multiple of 8 and >= 16, got {d.image_size}")
+        return self
+
+
+# -- type-checked merging ---------------------------------------------------------------------------------------
+def _strip_optional(tp):
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else tp), True
+    return tp, False
+
+
+def _coerce(value: Any, tp, key: str):
+    base, optional = _strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"config key {key!r} cannot be null")
+    origin = typing.get_origin(base)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config key {key!r} expects a list, got {value!r}")
+        (item_tp,) = typing.get_args(base)[:1] or (Any,)
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if base is Any:
+        return value
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"config key {key!r} expects true/false, got {value!r}")
+    if base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError(f"config key {key!r} expects an integer, got {value!r}")
+    if base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "5e-4" and "inf" as strings
+            text = value.strip().lower().replace(".inf", "inf")
+            try:
+                return float(text)
+            except ValueError:
+                pass
+        raise ValueError(f"config key {key!r} expects a number, got {value!r}")
+    if base is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"config key {key!r} expects a string, got {value!r}")
+    raise ValueError(f"config key {key!r}: unsupported type {base!r}")
+
+
+def _hints(obj):
+    return typing.get_type_hints(type(obj))
+
+
+def _merge(obj, d: dict, prefix: str):
+    if not isinstance(d, dict):
+        raise ValueError(f"config section {prefix.rstrip('.') or '<root>'!r} must be a mapping, got {d!r}")
+    hints = _hints(obj)
+    names = {f.name for f in dataclasses.fields(obj)}
+    for k, v in d.items():
+        key = prefix + str(k)
+        if k not in names:
+            raise ValueError(f"unknown config key {key!r} (known: {', '.join(sorted(prefix + n for n in names))})")
+        cur = getattr(obj, k)
+        if dataclasses.is_dataclass(cur):
+            _merge(cur, v, key + ".")
+        else:
+            setattr(obj, k, _coerce(v, hints[k], key))
+
+
+def set_value(cfg: Config, key: str, value: Any) -> None:
+    """Set a dotted key (``"model.num_res"``) with type checking; unknown keys raise ValueError naming them."""
+    parts = key.split(".")
+    nested: Any = value
+    for p in reversed(parts):
+        nested = {p: nested}
+    _merge(cfg, nested, prefix="")
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    if "=" not in item:
+        raise ValueError(f"override {item!r} is not of the form key=value (e.g. model.num_res=3)")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"override {item!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() != "" else None
+    except yaml.YAMLError as e:
+        raise ValueError(f"override {item!r}: cannot parse value ({e})") from None
+    return key, value
+
+
+def apply_overrides(cfg: Config, overrides: Optional[list[str]]) -> Config:
+    for item in overrides or []:
+        key, value = parse_override(item)
+        set_value(cfg, key, value)
+    return cfg.validate()
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = None) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    cfg = Config()
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        with open(p) as fh:
+            try:
+                d = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as e:
+                raise ValueError(f"config file {path}: invalid YAML ({e})") from None
+        _merge(cfg, d, prefix="")
+    return apply_overrides(cfg, overrides)
+
+
+__all__ = ["Config", "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "STAGES", "DEFAULT_EPOCHS",
+           "load_config", "apply_overrides", "set_value", "parse_override"]

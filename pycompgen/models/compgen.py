@@ -1,0 +1,111 @@
+"""Compgen networks: compressive encoder f, decoder g (paper Fig. 3) and the Edgemap-to-Latent Mapper h (Fig. 4)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .layers import ResidualBlock, conv5_down, deconv5_up, norm2d, residual_stack
+
+DOWNSAMPLE = 8  # three stride-2 stages: 64x64 -> 8x8
+
+
+def _check_image(x: torch.Tensor, channels: int, what: str, size: int | None = None) -> None:
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"{what} expects a (N, {channels}, H, W) tensor, got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if size is not None and (h, w) != (size, size):
+        raise ValueError(f"{what} was built for {size}x{size} images, got {h}x{w} (set data.image_size={h} "
+                         f"and retrain, or resize the input)")
+    if h % DOWNSAMPLE or w % DOWNSAMPLE:
+        raise ValueError(f"{what} needs H and W divisible by {DOWNSAMPLE}, got {h}x{w}")
+
+
+class Encoder(nn.Module):
+    """f: x (N,3,H,W) in [0,1] -> y (N, latent_channels, H/8, W/8).
+
+    [k5 n(c/2) s2] - ReLU - [k5 n(c) s2] - ReLU - num_res x (num_mult residual blocks + skip) - [k5 n(latent) s2].
+    """
+
+    def __init__(self, channels: int = 128, latent_channels: int = 16, num_res: int = 2, num_mult: int = 2,
+                 norm: str = "batch", image_size: int | None = None):
+        super().__init__()
+        c2 = max(channels // 2, 1)
+        self.image_size = image_size
+        self.head = nn.Sequential(
+            conv5_down(3, c2), norm2d(norm, c2), nn.ReLU(inplace=True),
+            conv5_down(c2, channels), norm2d(norm, channels), nn.ReLU(inplace=True),
+        )
+        self.res = residual_stack(channels, num_res, num_mult, norm)
+        self.tail = conv5_down(channels, latent_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_image(x, 3, "encoder f", self.image_size)
+        return self.tail(self.res(self.head(x)))
+
+
+class Decoder(nn.Module):
+    """g: y (N, latent_channels, H/8, W/8) -> x_hat (N,3,H,W) in [0,1] (mirror of f, sigmoid output)."""
+
+    def __init__(self, channels: int = 128, latent_channels: int = 16, num_res: int = 2, num_mult: int = 2,
+                 norm: str = "batch"):
+        super().__init__()
+        c2 = max(channels // 2, 1)
+        self.latent_channels = latent_channels
+        self.head = nn.Sequential(deconv5_up(latent_channels, channels), norm2d(norm, channels),
+                                  nn.ReLU(inplace=True))
+        self.res = residual_stack(channels, num_res, num_mult, norm)
+        self.tail = nn.Sequential(
+            deconv5_up(channels, c2), norm2d(norm, c2), nn.ReLU(inplace=True),
+            deconv5_up(c2, 3), nn.Sigmoid(),
+        )
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if y.dim() != 4 or y.shape[1] != self.latent_channels:
+            raise ValueError(f"decoder g expects a latent of shape (N, {self.latent_channels}, h, w), "
+                             f"got {tuple(y.shape)}")
+        return self.tail(self.res(self.head(y)))
+
+
+class ELM(nn.Module):
+    """h: noisy edge map (N,1,H,W) -> y_hat with y's shape (N, latent_channels, H/8, W/8).
+
+    Three [k5 s2] convs down to H/8, ``num_res`` residual blocks with BatchNorm, FC1 - ReLU - FC2, reshape.
+    """
+
+    def __init__(self, image_size: int = 64, channels: int = 64, num_res: int = 2, hidden: int = 1024,
+                 latent_channels: int = 16):
+        super().__init__()
+        if image_size % DOWNSAMPLE:
+            raise ValueError(f"ELM needs image_size divisible by {DOWNSAMPLE}, got {image_size}")
+        c2 = max(channels // 2, 1)
+        self.image_size = image_size
+        s = image_size // DOWNSAMPLE
+        self.latent = (latent_channels, s, s)
+        self.convs = nn.Sequential(
+            conv5_down(1, c2), nn.ReLU(inplace=True),
+            conv5_down(c2, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            conv5_down(channels, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+        )
+        self.res = nn.Sequential(*[ResidualBlock(channels, "batch") for _ in range(num_res)])
+        self.fc1 = nn.Linear(channels * s * s, hidden)
+        self.fc2 = nn.Linear(hidden, latent_channels * s * s)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, z_noisy: torch.Tensor) -> torch.Tensor:
+        _check_image(z_noisy, 1, "ELM h", self.image_size)
+        t = self.res(self.convs(z_noisy)).flatten(1)
+        return self.fc2(self.act(self.fc1(t))).view(z_noisy.shape[0], *self.latent)
+
+
+def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
+    m = model_cfg
+    return {
+        "f": Encoder(m.channels, m.latent_channels, m.num_res, m.num_mult, m.norm, image_size=image_size),
+        "g": Decoder(m.channels, m.latent_channels, m.num_res, m.num_mult, m.norm),
+        "h": ELM(image_size, m.elm_channels, m.elm_num_res, m.elm_hidden, m.latent_channels),
+    }
+
+
+def compgen_latent_shape(model_cfg, image_size: int = 64) -> tuple[int, int, int]:
+    s = image_size // DOWNSAMPLE
+    return (model_cfg.latent_channels, s, s)

@@ -1,0 +1,57 @@
+"""Atomic checkpoints that load with ``torch.load(weights_only=True)``.
+
+Payload: {"format": "pycompgen/1", "model": name, "stage": ..., "epoch": completed epochs, "config": Config.to_dict(),
+"models": {"f": state_dict, ...}, "optimizer": state_dict, "metrics": {...}, "best_val_ssim": float}.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+FORMAT = "pycompgen/1"
+
+
+def save_checkpoint(path, state: dict) -> Path:
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def load_checkpoint(path, expect_model: Optional[str] = None, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; ValueError naming the mismatch if it is not a pycompgen
+    checkpoint or (with ``expect_model``) was written by another model."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt file or non-weights payload
+        raise ValueError(f"cannot read checkpoint {path}: {e}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{path} is not a pycompgen checkpoint (format {fmt!r}, expected {FORMAT!r})")
+    if expect_model is not None and state.get("model") != expect_model:
+        raise ValueError(f"checkpoint {path} was written by model {state.get('model')!r}, "
+                         f"but model {expect_model!r} is configured (model.name)")
+    return state
+
+
+__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint"]

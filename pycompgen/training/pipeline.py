@@ -1,0 +1,185 @@
+"""Single-process runs: ``train_local`` (one stage, atomic last.pt / best.pt, resumable) and ``run_pipeline``
+(step 1 -> approach 1 -> approach 2 -> approach 3, passing checkpoints).
+
+Pipeline hand-over (paper Sec. 3): approach 1 starts from step 1's f, g (frozen) and a fresh h; approach 2 from
+approach 1's h (frozen) and step 1's g (retrained); approach 3 from step 1's g and, with
+``train.approach3_init="approach1"`` (default), approach 1's h -- a warm start that converges faster than the
+paper's fresh h (``"fresh"``). Each stage hands over its best.pt (best validation SSIM).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import yaml
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .loop import EpochShuffleSampler, fit, resolve_device
+
+PIPELINE = ("step1", "approach1", "approach2", "approach3")
+
+
+def make_loaders(cfg, *, shuffle_seed: Optional[int] = None):
+    """Train / validation DataLoaders over pycompgen.data.load_faces (uint8 batches; edges made on the device)."""
+    from pycompgen.data import load_faces
+    d, t = cfg.data, cfg.train
+    common = dict(image_size=d.image_size, cache_dir=d.cache_dir, synthetic_count=d.synthetic_count, seed=t.seed)
+    train_set = load_faces(d.path, "train", **common)
+    val_set = load_faces(d.path, "val", **common)
+    if train_set.image_size != d.image_size:
+        raise ValueError(f"the data holds {train_set.image_size}x{train_set.image_size} images but "
+                         f"data.image_size={d.image_size}")
+    seed = t.seed if shuffle_seed is None else shuffle_seed
+    pin = resolve_device(t.device).type == "cuda"
+    kw = dict(num_workers=t.num_workers, pin_memory=pin, persistent_workers=t.num_workers > 0)
+    train_loader = torch.utils.data.DataLoader(train_set, batch_size=t.batch_size,
+                                               sampler=EpochShuffleSampler(len(train_set), seed), **kw)
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=t.batch_size, shuffle=False, **kw)
+    return train_loader, val_loader
+
+
+def check_compatible(state: dict, cfg, path) -> None:
+    """ValueError if checkpoint ``state`` was trained for another image size than ``cfg.data.image_size``."""
+    size = (state.get("config") or {}).get("data", {}).get("image_size")
+    if size is not None and int(size) != cfg.data.image_size:
+        raise ValueError(f"checkpoint {path} was trained on {size}x{size} images but data.image_size="
+                         f"{cfg.data.image_size}; set data.image_size={size} or retrain")
+
+
+def _init_from(path: str, cfg) -> dict:
+    state = load_checkpoint(path, expect_model=cfg.model.name)
+    check_compatible(state, cfg, path)
+    return state["models"]
+
+
+def summary_line(m: dict, seconds: float, out: Path) -> str:
+    parts = [f"{m.get('stage', '?')}: {m.get('epoch', 0)}/{m.get('epochs', 0)} epochs"]
+    if "val_ssim" in m:
+        parts.append(f"val SSIM {m['val_ssim']:.4f} (best {m.get('best_val_ssim', float('nan')):.4f})")
+    if "val_psnr" in m:
+        parts.append(f"val PSNR {m['val_psnr']:.2f} dB")
+    if "train_loss" in m:
+        parts.append(f"train loss {m['train_loss']:.5f}")
+    if "images_per_s" in m:
+        parts.append(f"{m['images_per_s']:.0f} img/s")
+    parts.append(f"{seconds:.1f} s -> {out}")
+    return ", ".join(parts)
+
+
+def train_local(cfg, resume: bool = False, init: Optional[dict] = None, verbose: bool = True) -> dict:
+    """Plain single-process run of ``cfg.train.stage`` writing cfg.out/last.pt (every epoch) and best.pt (best
+    validation SSIM) atomically, plus config.yaml and metrics.jsonl. ``resume=True`` continues from last.pt (same
+    result as an uninterrupted run). ``init`` (previous-step weights) defaults to ``train.init``'s checkpoint."""
+    cfg = cfg.copy().validate()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.train.device)
+    last, best = out / "last.pt", out / "best.pt"
+
+    resume_state = None
+    if resume and last.is_file():
+        resume_state = load_checkpoint(last, expect_model=cfg.model.name)
+        check_compatible(resume_state, cfg, last)
+        if resume_state.get("stage") != cfg.train.stage:
+            raise ValueError(f"cannot resume: {last} is from stage {resume_state.get('stage')!r}, "
+                             f"but train.stage={cfg.train.stage!r}")
+        if verbose:
+            print(f"resuming {cfg.train.stage} from {last} (epoch {resume_state['epoch']})")
+    elif resume and verbose:
+        print(f"no {last} to resume from: starting {cfg.train.stage} from scratch")
+    if init is None and cfg.train.init and resume_state is None:
+        init = _init_from(cfg.train.init, cfg)
+
+    if resume_state is None:  # a fresh run: drop the history of an earlier run in the same folder
+        for stale in (out / "metrics.jsonl", best):
+            stale.unlink(missing_ok=True)
+    with open(out / "config.yaml", "w") as fh:
+        yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
+    train_loader, val_loader = make_loaders(cfg)
+
+    def on_epoch_end(epoch: int, metrics: dict, state: dict) -> None:
+        save_checkpoint(last, state)
+        if metrics.get("is_best"):
+            save_checkpoint(best, state)
+        with open(out / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))}) + "\n")
+
+    t0 = time.perf_counter()
+    metrics = fit(cfg, device=device, train_loader=train_loader, val_loader=val_loader, init=init,
+                  resume_state=resume_state, on_epoch_end=on_epoch_end)
+    metrics = dict(metrics, out=str(out), last=str(last), best=str(best) if best.is_file() else None)
+    if verbose:
+        print(summary_line(metrics, time.perf_counter() - t0, best if best.is_file() else last))
+    return metrics
+
+
+def _stage_done(path: Path, cfg) -> bool:
+    if not path.is_file():
+        return False
+    st = load_checkpoint(path, expect_model=cfg.model.name)
+    return st.get("stage") == cfg.train.stage and int(st.get("epoch", 0)) >= cfg.epochs_for()
+
+
+def _handover(cfg, name: str, ckpts: dict) -> Optional[dict]:
+    """Previous-step weights for stage ``name`` (see the module docstring)."""
+    def models(stage):
+        if stage not in ckpts:
+            p = Path(cfg.out) / stage / "best.pt"
+            if not p.is_file():
+                return None
+            ckpts[stage] = str(p)
+        return _init_from(ckpts[stage], cfg)
+
+    if name == "step1":
+        return _init_from(cfg.train.init, cfg) if cfg.train.init else None
+    s1 = models("step1")
+    if s1 is None:
+        raise ValueError(f"pipeline stage {name!r} needs step 1's checkpoint: run step1 first "
+                         f"(expected {Path(cfg.out) / 'step1' / 'best.pt'})")
+    init = {"f": s1["f"], "g": s1["g"]}
+    if name in ("approach2", "approach3"):
+        a1 = models("approach1")
+        if a1 is None and (name == "approach2" or cfg.train.approach3_init == "approach1"):
+            raise ValueError(f"pipeline stage {name!r} needs approach 1's h: run approach1 first "
+                             f"(expected {Path(cfg.out) / 'approach1' / 'best.pt'})")
+        if a1 is not None and (name == "approach2" or cfg.train.approach3_init == "approach1"):
+            init["h"] = a1["h"]
+    return init
+
+
+def run_pipeline(cfg, stages=PIPELINE, resume: bool = False, verbose: bool = True) -> dict:
+    """Run ``stages`` in order, each into cfg.out/<stage>/, handing best.pt weights on. With ``resume`` a finished
+    stage is skipped and an interrupted one continues from its last.pt. Returns {stage: final metrics}."""
+    stages = list(stages)
+    for s in stages:
+        if s not in PIPELINE:
+            raise ValueError(f"unknown pipeline stage {s!r} (expected some of {', '.join(PIPELINE)})")
+    ckpts: dict = {}
+    results: dict = {}
+    t0 = time.perf_counter()
+    for name in stages:
+        c = cfg.copy()
+        c.train.stage = name
+        c.train.init = None
+        c.out = str(Path(cfg.out) / name)
+        c.validate()
+        best = Path(c.out) / "best.pt"
+        if resume and _stage_done(Path(c.out) / "last.pt", c):
+            if verbose:
+                print(f"{name}: already finished in {c.out}, skipping")
+            ckpts[name] = str(best if best.is_file() else Path(c.out) / "last.pt")
+            results[name] = dict(load_checkpoint(ckpts[name], expect_model=c.model.name).get("metrics", {}))
+            continue
+        init = _handover(cfg, name, ckpts)
+        results[name] = train_local(c, resume=resume, init=init, verbose=verbose)
+        ckpts[name] = results[name]["best"] or results[name]["last"]
+    if verbose:
+        line = "; ".join(f"{k} val SSIM {v.get('val_ssim', float('nan')):.4f}" for k, v in results.items())
+        print(f"pipeline done in {time.perf_counter() - t0:.1f} s: {line} -> {cfg.out}")
+    return results
+
+
+__all__ = ["train_local", "run_pipeline", "make_loaders", "check_compatible", "PIPELINE", "summary_line"]
