@@ -1,0 +1,157 @@
+"""Inference helpers: reconstruct x̂ from a face or a noisy edge map, load trained checkpoints for evaluation."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+STAGES = ("step1", "approach1", "approach2", "approach3")
+ELM_STAGES = ("approach1", "approach2", "approach3")
+CHECKPOINT_NAMES = ("best.pt", "last.pt")
+
+
+@torch.no_grad()
+def reconstruct(models: dict, x: torch.Tensor | None = None, z_noisy: torch.Tensor | None = None,
+                mode: str = "ae") -> torch.Tensor:
+    """``ae``: x̂ = g(f(x)); ``elm``: x̂ = g(h(z_noisy))."""
+    if mode == "ae":
+        if x is None:
+            raise ValueError("reconstruct(mode='ae') needs x")
+        return models["g"](models["f"](x))
+    if mode == "elm":
+        if z_noisy is None:
+            raise ValueError("reconstruct(mode='elm') needs z_noisy")
+        return models["g"](models["h"](z_noisy))
+    raise ValueError(f"reconstruct: mode must be 'ae' or 'elm', got {mode!r}")
+
+
+def check_image_size(t: torch.Tensor, image_size: int, what: str = "image") -> None:
+    """Raise a ValueError naming the shape when ``t`` (N×C×H×W) is not image_size × image_size."""
+    if t.dim() != 4 or tuple(t.shape[-2:]) != (image_size, image_size):
+        raise ValueError(f"{what} has shape {tuple(t.shape)}, but the model was trained on "
+                         f"{image_size}×{image_size} images (N×C×{image_size}×{image_size} expected)")
+
+
+@dataclass
+class LoadedCheckpoint:
+    label: str
+    path: str
+    stage: str
+    epoch: int
+    model_name: str
+    config: Any                   # pycompgen.config.Config of the run that wrote the checkpoint
+    models: dict                  # {"f", "g", "h"} in eval mode
+    image_size: int
+    metrics: dict = field(default_factory=dict)
+    parts: tuple = ()             # networks whose trained weights the checkpoint holds
+
+    @property
+    def has_elm(self) -> bool:
+        return self.stage in ELM_STAGES and {"g", "h"} <= set(self.parts)
+
+    def info(self) -> dict:
+        return {"path": self.path, "stage": self.stage, "epoch": self.epoch, "model": self.model_name,
+                "image_size": self.image_size, "parts": list(self.parts),
+                "val_metrics": {k: v for k, v in self.metrics.items() if isinstance(v, (int, float))}}
+
+
+def load_for_eval(path: str | os.PathLike, label: str | None = None, expect_model: str | None = "compgen",
+                  device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Load a training checkpoint (weights_only) and rebuild its models from the checkpoint's own config.
+
+    Errors: missing file -> FileNotFoundError; not a pycompgen checkpoint, or one written for another model than
+    ``expect_model`` -> ValueError naming both.
+    """
+    from pycompgen.config import Config
+    from pycompgen.models import build_model
+    from pycompgen.training.checkpoint import load_checkpoint
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    payload = load_checkpoint(str(p), expect_model=expect_model)
+    if not isinstance(payload, dict) or "models" not in payload or "config" not in payload:
+        raise ValueError(f"{p} is not a pycompgen checkpoint (no 'models'/'config' entries)")
+    name = payload.get("model")
+    if expect_model is not None and name != expect_model:
+        raise ValueError(f"checkpoint {p} holds model {name!r}, expected {expect_model!r}")
+    cfg = Config.from_dict(payload["config"])
+    models = build_model(cfg.model, cfg.data.image_size)
+    for k, sd in payload["models"].items():
+        if k not in models:
+            raise ValueError(f"checkpoint {p} has weights for part {k!r}, which model {name!r} lacks "
+                             f"(parts: {sorted(models)})")
+        try:
+            models[k].load_state_dict(sd)
+        except RuntimeError as e:
+            raise ValueError(f"checkpoint {p}: weights of {k!r} do not fit the model built from its config: "
+                             f"{str(e).splitlines()[0]}") from None
+    for m in models.values():
+        m.to(device).eval()
+    stage = str(payload.get("stage", cfg.train.stage))
+    return LoadedCheckpoint(label=label or stage, path=str(p), stage=stage, epoch=int(payload.get("epoch", 0)),
+                            model_name=str(name), config=cfg, models=models, image_size=cfg.data.image_size,
+                            metrics=dict(payload.get("metrics") or {}), parts=tuple(sorted(payload["models"])))
+
+
+def _find_in_dir(d: Path) -> dict[str, str]:
+    for n in CHECKPOINT_NAMES:
+        if (d / n).is_file():
+            return {d.name: str(d / n)}
+    found = {}
+    for stage in STAGES:
+        for n in CHECKPOINT_NAMES:
+            if (d / stage / n).is_file():
+                found[stage] = str(d / stage / n)
+                break
+    return found
+
+
+def resolve_checkpoints(spec: Iterable[str] | str | None, default_dir: str | None = None) -> dict[str, str]:
+    """Checkpoint arguments -> {label: path}.
+
+    Each item is ``label=path``, a checkpoint file (label = parent folder name, e.g. ``approach3``), or a run
+    directory holding ``<stage>/best.pt`` (``last.pt`` when no best) for step1 and approaches 1–3.
+    """
+    if spec is None or spec == [] or spec == "":
+        if default_dir is None:
+            raise ValueError("no checkpoints given: pass --checkpoints RUN_DIR or label=path ...")
+        spec = [default_dir]
+    if isinstance(spec, (str, os.PathLike)):
+        spec = [str(spec)]
+    out: dict[str, str] = {}
+    for item in spec:
+        item = str(item)
+        label = None
+        if "=" in item and not Path(item).exists():
+            label, item = item.split("=", 1)
+            label = label.strip()
+            if not label:
+                raise ValueError(f"checkpoint argument {item!r} has an empty label (use label=path)")
+        p = Path(item)
+        if p.is_dir():
+            found = _find_in_dir(p)
+            if not found:
+                raise FileNotFoundError(
+                    f"no checkpoints in {p}: expected best.pt/last.pt there or in "
+                    f"{', '.join(s + '/' for s in STAGES)}")
+            if label is not None:
+                if len(found) != 1:
+                    raise ValueError(f"{label}={p}: the folder holds several checkpoints ({sorted(found)}); "
+                                     "name one file")
+                found = {label: next(iter(found.values()))}
+            for k, v in found.items():
+                if k in out:
+                    raise ValueError(f"checkpoint label {k!r} given twice ({out[k]} and {v})")
+                out[k] = v
+        elif p.is_file():
+            k = label or (p.parent.name if p.parent.name in STAGES else p.stem)
+            if k in out:
+                raise ValueError(f"checkpoint label {k!r} given twice ({out[k]} and {p})")
+            out[k] = str(p)
+        else:
+            raise FileNotFoundError(f"checkpoint not found: {p}")
+    return out
