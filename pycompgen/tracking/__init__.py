@@ -1,0 +1,9 @@
+"""MLflow at the edge of training: tracking URI + reachability check, one parent run per pipeline with a nested
+run per step, per-epoch metrics, sample grids, the evaluation sweep and the final model."""
+from .store import (ENV_VAR, TrackingUnavailableError, artifact_location, default_tracking_uri, is_local_store,
+                    is_server, preflight, resolve_tracking_uri, sqlite_path, ui_command)
+from .runs import EPOCH_METRICS, EXPERIMENT, RUNS_FILE, EpochLogger, PipelineTracker, client, log_params
+
+__all__ = ["default_tracking_uri", "resolve_tracking_uri", "is_local_store", "is_server", "preflight", "ui_command",
+           "artifact_location", "sqlite_path", "TrackingUnavailableError", "ENV_VAR", "PipelineTracker",
+           "EpochLogger", "EXPERIMENT", "EPOCH_METRICS", "RUNS_FILE", "client", "log_params"]

@@ -1,0 +1,124 @@
+"""Artifacts of a run: sample grids, the evaluation sweep and the final model (``mlflow.pytorch.log_model``)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+def models_from_payload(payload: dict, device="cpu") -> tuple[object, dict]:
+    """(Config, {name: module in eval mode}) rebuilt from a checkpoint payload."""
+    from pycompgen.config import Config
+    from pycompgen.models import build_model
+    cfg = Config.from_dict(payload["config"])
+    built = build_model(cfg.model, image_size=cfg.data.image_size)
+    models = {}
+    for k, sd in payload["models"].items():
+        m = built[k]
+        m.load_state_dict(sd)
+        models[k] = m.to(device).eval()
+    return cfg, models
+
+
+class StageReconstructor(nn.Module):
+    """One stage's reconstruction as a single module (what MLflow serves): step 1 maps an image x (N,3,H,W) in
+    [0, 1] to g(f(x)); the approaches map a noisy edge map z+n (N,1,H,W) to g(h(z+n))."""
+
+    def __init__(self, stage: str, models: dict):
+        super().__init__()
+        self.stage = stage
+        self.nets = nn.ModuleDict(models)
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        from pycompgen.training import get_stage
+        return get_stage(self.stage).reconstruct(dict(self.nets.items()), {"x": inp, "z_noisy": inp})
+
+
+def sample_batch(cfg, dataset, n: int = 8, seed: int = 1234) -> dict:
+    """A fixed batch {"x", "z", "z_noisy"} (CPU) of the first ``n`` items of ``dataset`` through the channel."""
+    from pycompgen.training import make_channel
+    n = min(n, len(dataset))
+    x = torch.stack([dataset[i] for i in range(n)])
+    gen = torch.Generator().manual_seed(seed)
+    return {k: v.cpu() for k, v in make_channel(cfg)(x, torch.device("cpu"), generator=gen).items()}
+
+
+@torch.no_grad()
+def sample_grid_png(payload: dict, batch: dict, path) -> str:
+    """PNG grid of originals, noisy edge maps and the stage's reconstructions for a checkpoint payload."""
+    from pycompgen.evaluation.figures import compose_grid, edge_map_vis, write_png
+    from pycompgen.training import get_stage
+    cfg, models = models_from_payload(payload)
+    stage = get_stage(payload["stage"])
+    x_hat = stage.reconstruct(models, batch).clamp(0, 1)
+    cols = [("original\nx", batch["x"])]
+    if stage.needs_edges:
+        cols.append(("noisy edges\nz+n", edge_map_vis(batch["z_noisy"])))
+    cols.append((f"{stage.name}\nx_hat", x_hat))
+    title = f"{stage.name} epoch {payload['epoch']}"
+    if "val_ssim" in payload.get("metrics", {}):
+        title += f" val SSIM {payload['metrics']['val_ssim']:.3f}"
+    return write_png(path, compose_grid(cols, title=title))
+
+
+def log_model(uri: str, run_id: str, payload: dict, name: str = "model"):
+    """Log the stage's reconstructor with ``mlflow.pytorch.log_model`` (input example: 2 inputs of the right
+    shape) into run ``run_id``. Returns MLflow's ModelInfo (``model_uri`` loads it with mlflow.pytorch.load_model).
+
+    MLflow 3 stores logged models as LoggedModels (``models:/<model_id>``), not as run artifacts; they are linked
+    to the run (``source_run_id``) and listed by ``mlflow.search_logged_models``.
+    """
+    import mlflow
+    import mlflow.pytorch
+    cfg, models = models_from_payload(payload)
+    from pycompgen.training import get_stage
+    stage = get_stage(payload["stage"])
+    module = StageReconstructor(stage.name, models).eval()
+    s = cfg.data.image_size
+    ch = 1 if stage.needs_edges else 3
+    example = torch.rand(2, ch, s, s, generator=torch.Generator().manual_seed(0)).numpy()
+    reqs = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"]
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run(run_id=run_id):
+            return mlflow.pytorch.log_model(module, name=name, input_example=example, pip_requirements=reqs,
+                                            params={"stage": stage.name, "epoch": int(payload["epoch"])})
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def run_evaluation(cfg, checkpoints: dict, out_dir, *, max_images: Optional[int] = None) -> Optional[dict]:
+    """The PSNR sweep of pycompgen.evaluation on ``checkpoints`` {label: path} into ``out_dir``; None (with a
+    note) when the evaluation package is unavailable."""
+    try:
+        from pycompgen.evaluation import sweep
+    except ImportError as e:
+        print(f"note: evaluation skipped (pycompgen.evaluation: {e})")
+        return None
+    return sweep(cfg, checkpoints, out_dir=str(out_dir), device="cpu",
+                 max_images=max_images if max_images is not None else cfg.eval.max_images)
+
+
+def evaluation_metrics(res: dict) -> dict:
+    """Flat scalar metrics of a sweep result: eval_<approach>_ssim_<psnr>dB, eval_ae_ssim."""
+    out = {}
+    if res.get("ae"):
+        for k, v in res["ae"].items():
+            if isinstance(v, (int, float)):
+                out[f"eval_ae_{k}"] = v
+    for row in res.get("rows", []):
+        if row.get("channel_psnr") is None:
+            continue
+        p = row["channel_psnr"]
+        tag = f"{int(p)}" if float(p).is_integer() else f"{p}"
+        tag = tag.replace("-", "m")
+        for k in ("ssim", "psnr"):
+            if isinstance(row.get(k), (int, float)):
+                out[f"eval_{row['approach']}_{k}_{tag}dB"] = row[k]
+    return out
+
+
+__all__ = ["StageReconstructor", "models_from_payload", "sample_batch", "sample_grid_png", "log_model",
+           "run_evaluation", "evaluation_metrics"]

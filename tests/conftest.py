@@ -1,0 +1,179 @@
+"""Shared pytest fixtures.
+
+Sections are owned by different parts of the project; extend by adding sections, not by rewriting others.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "distributed: Ray Train / MLflow integration tests (select with -m distributed)")
+    config.addinivalue_line("markers", "cluster: starts a real multi-node Ray cluster or MLflow server on loopback")
+
+
+# ==== Ray clusters, MLflow servers, free ports (distributed training; reused by the tuning tests) =================
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM then SIGKILL the process group this fixture started (never other Ray or MLflow processes)."""
+    if proc is None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            # children in the group may outlive the leader: keep signalling the group
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _popen(cmd, log: Path, env=None) -> subprocess.Popen:
+    fh = open(log, "wb")
+    return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _ray_bin() -> str:
+    return str(Path(sys.executable).with_name("ray")) if Path(sys.executable).with_name("ray").exists() else "ray"
+
+
+def _wait(pred, timeout: float, what: str, logs=()):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {p}:\n{Path(p).read_text(errors='replace')[-3000:]}" for p in logs if Path(p).exists())
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s\n{tails}")
+
+
+def _driver_token_auth():
+    """Token auth for this (driver) process: what `ray start` does when a token exists (env + Ray's config)."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return
+    from ray._private.authentication.authentication_token_setup import maybe_enable_token_auth_if_token_available
+    os.environ.pop("RAY_AUTH_MODE", None)
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _shutdown_local_ray():
+    try:
+        import ray
+        if ray.is_initialized():
+            ray.shutdown()
+    except ImportError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """An embedded local Ray (2 CPUs, no dashboard) shared by a test module; shut down afterwards."""
+    import ray
+    _shutdown_local_ray()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A real two-node Ray cluster on loopback: ``ray start --head`` plus a second ``ray start --address`` (1 CPU
+    each, no dashboard), started as their own process groups and always killed at the end. Yields
+    {"address": "127.0.0.1:PORT", "node_ids": [...], "tmp": folder}."""
+    _shutdown_local_ray()
+    tmp = Path(tempfile.mkdtemp(prefix="rc", dir="/tmp"))  # short: Ray's socket paths must stay < 108 chars
+    gcs = free_port()
+    address = f"127.0.0.1:{gcs}"
+    # Ray >= 2.5x clusters use token authentication; `ray start --address` (the second node) and the driver only
+    # turn it on with RAY_AUTH_MODE=token, so set it for every process; the token is ~/.ray/auth_token.
+    if not (Path.home() / ".ray" / "auth_token").is_file() and not os.environ.get("RAY_AUTH_TOKEN"):
+        subprocess.run([_ray_bin(), "get-auth-token", "--generate"], check=True, capture_output=True)
+    saved_mode = os.environ.get("RAY_AUTH_MODE")
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
+    common = ["--num-cpus=1", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
+    head = worker = None
+    try:
+        head = _popen([_ray_bin(), "start", "--head", f"--port={gcs}", "--include-dashboard=false",
+                       f"--temp-dir={tmp}", *common],
+                      tmp / "head.log", env)
+
+        def up():
+            if head.poll() is not None:
+                raise RuntimeError(f"ray start --head exited:\n{(tmp / 'head.log').read_text()[-3000:]}")
+            return "Ray runtime started" in (tmp / "head.log").read_text(errors="replace")
+        _wait(up, 90, "Ray head", [tmp / "head.log"])
+        worker = _popen([_ray_bin(), "start", f"--address={address}", *common], tmp / "worker.log", env)
+
+        import ray
+        _driver_token_auth()
+        ray.init(address=address, logging_level="WARNING")
+
+        def two_nodes():
+            return sum(1 for n in ray.nodes() if n.get("Alive")) >= 2
+        _wait(two_nodes, 90, "second Ray node", [tmp / "head.log", tmp / "worker.log"])
+        ids = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+        yield {"address": address, "node_ids": ids, "tmp": tmp}
+    finally:
+        _shutdown_local_ray()
+        _kill_group(worker)
+        _kill_group(head)
+        if saved_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_mode
+
+
+@pytest.fixture(scope="module")
+def mlflow_server():
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend, artifacts served by the server), killed at the
+    end. Yields {"uri": "http://127.0.0.1:PORT", "root": folder holding mlflow.db and artifacts/}."""
+    root = Path(tempfile.mkdtemp(prefix="mlflow-srv-"))
+    p = free_port()
+    uri = f"http://127.0.0.1:{p}"
+    proc = _popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(p),
+                   "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--serve-artifacts",
+                   "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+                  root / "server.log")
+
+    def healthy():
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited:\n{(root / 'server.log').read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(uri + "/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+    try:
+        _wait(healthy, 120, "mlflow server", [root / "server.log"])
+        yield {"uri": uri, "root": root}
+    finally:
+        _kill_group(proc)
