@@ -1,4 +1,8 @@
-"""Reference SSIM (Wang et al. 2004) with a separable Gaussian window."""
+"""Reference SSIM (Wang et al. 2004) with a separable Gaussian window.
+
+padding="valid": full windows only (as pytorch-msssim); padding="same": reflect padding by window_size//2, as the
+compiled op pycompgen.ops.ssim.
+"""
 import torch
 import torch.nn.functional as F
 

@@ -1,0 +1,58 @@
+// Tensor-facing CUDA launcher of the Canny op (compiled only in CUDA builds); kernels in canny_kernel.cu.
+// The NaN/Inf check of the input costs one synchronisation (the flag is read back after the kernels).
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+#include <torch/types.h>
+
+#include <cuda_runtime.h>
+
+#include "canny_kernel.h"
+
+namespace compgen {
+namespace canny {
+
+Params make_params(const at::Tensor& img, double low, double high, double blur_sigma, bool l2_gradient);  // cpu/
+
+namespace {
+
+DType dtype_of(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat:
+      return DType::kFloat32;
+    case at::kDouble:
+      return DType::kFloat64;
+    case at::kHalf:
+      return DType::kFloat16;
+    case at::kBFloat16:
+      return DType::kBFloat16;
+    default:
+      TORCH_CHECK_VALUE(false, "canny: unsupported dtype ", t, " (float32, float64, float16, bfloat16)");
+  }
+  return DType::kFloat32;
+}
+
+at::Tensor canny_cuda(const at::Tensor& img_in, double low, double high, double blur_sigma, bool l2_gradient) {
+  const Params p = make_params(img_in, low, high, blur_sigma, l2_gradient);
+  TORCH_CHECK_VALUE(img_in.is_cuda(), "canny: expected a CUDA tensor, got ", img_in.device());
+  const DType dt = dtype_of(img_in.scalar_type());
+  const c10::cuda::CUDAGuard guard(img_in.device());
+  const at::Tensor img = img_in.contiguous();
+  at::Tensor out = at::empty({p.n, 1, p.h, p.w}, img.options());
+  if (out.numel() == 0) return out;
+  const size_t scratch_size = scratch_bytes(p);
+  at::Tensor scratch = at::empty({static_cast<int64_t>(scratch_size > 0 ? scratch_size : 1)},
+                                 img.options().dtype(at::kByte));
+  at::Tensor bad = at::zeros({1}, img.options().dtype(at::kInt));
+  const int err = launch(p, dt, img.const_data_ptr(), out.mutable_data_ptr(), scratch.mutable_data_ptr(),
+                         bad.mutable_data_ptr<int>(), c10::cuda::getCurrentCUDAStream().stream());
+  TORCH_CHECK(err == 0, "canny: CUDA kernel failed: ", cudaGetErrorString(static_cast<cudaError_t>(err)));
+  TORCH_CHECK_VALUE(bad.item<int>() == 0, "canny: img contains NaN or Inf");
+  return out;
+}
+
+}  // namespace
+}  // namespace canny
+}  // namespace compgen
+
+TORCH_LIBRARY_IMPL(compgen, CUDA, m) { m.impl("canny", &compgen::canny::canny_cuda); }

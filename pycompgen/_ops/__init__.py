@@ -1,0 +1,1 @@
+"""Python side of the compiled ops: input validation, autograd and fake (meta) kernels for torch.ops.compgen."""
