@@ -1,0 +1,490 @@
+"""``python tune/search.py``: Ray Tune search over num_res, num_mult, loss weights, lr and training PSNR.
+
+Each trial is a Ray Train run of the project's fit() (pycompgen.distributed), ASHA stops weak trials on val SSIM,
+Optuna (or random search) proposes configs, MLflow holds a parent run with one child run per trial.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from .space import SEARCH_KEYS, SpaceError, build_space, is_searched
+
+DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "tune" / "space.yaml"
+SETTINGS_FILE = "search_settings.json"
+PARENT_FILE = "mlflow_parent.json"
+SUMMARY_KEYS = ("num_res", "num_mult", "w_ssim", "w_l1", "w_mse", "w_latent", "lr", "psnr")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        prog="tune/search.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Search-space overrides: key=spec, e.g. num_res='choice(1,2,3)' lr='loguniform(1e-4,1e-2)' "
+               "psnr='\"0:50\"' model.channels=64 (see tune/space.yaml).")
+    p.add_argument("overrides", nargs="*", metavar="key=spec", help="search-space entries replacing the file's")
+    p.add_argument("--space", default=None, help=f"search-space YAML (default {DEFAULT_SPACE})")
+    p.add_argument("--config", default=None, help="base training config YAML (pycompgen.config) under the space")
+    p.add_argument("--data", default=None, help="face data (CelebA root or face folder); default synthetic faces")
+    p.add_argument("--stage", default=None, choices=("step1", "approach1", "approach2", "approach3"),
+                   help="tuned step (default: the space's 'stage', approach3)")
+    p.add_argument("--ae-checkpoint", default=None,
+                   help="trained step-1 checkpoint to start every trial from (then num_res/num_mult are fixed)")
+    p.add_argument("--ae-epochs", type=int, default=6, help="epochs of the step-1 autoencoder each trial trains")
+    p.add_argument("--num-samples", type=int, default=6, help="trials to run")
+    p.add_argument("--max-epochs", type=int, default=6, help="epochs of the tuned stage (ASHA's max_t)")
+    p.add_argument("--time-budget", type=float, default=None, help="stop the search after this many seconds")
+    p.add_argument("--search-alg", choices=("optuna", "random"), default="optuna",
+                   help="optuna (Ray Tune's OptunaSearch; random search when optuna is missing) or random")
+    p.add_argument("--no-asha", action="store_true", help="run every trial to --max-epochs (no early stopping)")
+    p.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers of each trial")
+    p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--gpus-per-worker", type=float, default=0.0)
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="concurrent trials (default: as many as the cluster's CPUs/GPUs hold)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster (auto, HOST:6379 or ray://HOST:10001); default: an embedded local Ray")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the embedded local Ray (default: all)")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///runs/mlflow.db); "
+                        "a tracking server (http://HOST:5000) is required for multi-node clusters")
+    p.add_argument("--experiment", default="compgen-tune", help="MLflow experiment name")
+    p.add_argument("--storage-path", default="runs/tune",
+                   help="where Tune/Train keep results and checkpoints (a shared path or URI on clusters)")
+    p.add_argument("--name", default=None, help="search name (folder under --storage-path; default search-<time>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted search --name (default: the latest one under --storage-path)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sweep-images", type=int, default=64, help="images of each trial's PSNR sweep")
+    p.add_argument("--no-trial-sweep", action="store_true", help="skip the per-trial PSNR sweep")
+    p.add_argument("--best-config", default=None, help="where to write best_config.yaml (default: in the search)")
+    p.add_argument("--quiet", action="store_true", help="less Ray output")
+    return p.parse_intermixed_args(argv)
+
+
+def fail(msg, code=2):
+    print(f"error: {msg}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+# -- settings -----------------------------------------------------------------------------------------------------
+def base_config(args, space, space_src):
+    """The config every trial starts from: defaults, --config, --data, the space's fixed dotted keys."""
+    from pycompgen.config import load_config
+
+    ovs = ["train.progress=false"]
+    if args.data:
+        data = args.data if args.data == "synthetic" or "://" in args.data else os.path.abspath(args.data)
+        if data != "synthetic" and not os.path.exists(data):
+            fail(f"--data {args.data}: no such folder")
+        ovs.append(f"data.path={json.dumps(data)}")
+    dotted = [(k, v) for k, v in space.items() if "." in k]
+    import yaml
+    for k, v in dotted:
+        ovs.append(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}")
+    try:
+        cfg = load_config(args.config, ovs)
+    except (ValueError, FileNotFoundError) as e:
+        keys = [k for k, _ in dotted if k in str(e)]
+        where = f"{space_src}: key {keys[0]!r}: " if keys else ""
+        fail(f"{where}{e}")
+    return cfg
+
+
+def new_settings(args, space, space_src, storage, name):
+    from .trial import stage_chain, trial_config
+
+    if args.num_samples < 1 or args.max_epochs < 1 or args.workers_per_trial < 1 or args.ae_epochs < 1:
+        fail("--num-samples, --max-epochs, --ae-epochs and --workers-per-trial must be >= 1")
+    cfg = base_config(args, space, space_src)
+    stage = args.stage or space.get("stage", "approach3")
+    if is_searched(stage):
+        fail(f"{space_src}: key 'stage': the tuned stage is fixed per search (use --stage)")
+    space["stage"] = stage
+    if args.ae_checkpoint:
+        from pycompgen.training.checkpoint import load_checkpoint
+        try:
+            ck = load_checkpoint(args.ae_checkpoint, expect_model=cfg.model.name)
+        except (ValueError, FileNotFoundError) as e:
+            fail(f"--ae-checkpoint: {e}")
+        if stage == "step1":
+            fail("--ae-checkpoint makes no sense when tuning step1 itself")
+        m = ck["config"]["model"]
+        for k in ("num_res", "num_mult"):
+            if is_searched(space.get(k)):
+                print(f"[search] note: --ae-checkpoint fixes {k}={m[k]}; its search range is ignored", flush=True)
+            space[k] = m[k]
+        for k in ("channels", "latent_channels", "norm"):
+            setattr(cfg.model, k, m[k])
+        cfg.data.image_size = ck["config"]["data"]["image_size"]
+    resources = {"CPU": args.cpus_per_worker}
+    if args.gpus_per_worker:
+        resources["GPU"] = args.gpus_per_worker
+    settings = {
+        "name": name, "storage_path": storage, "experiment_dir": os.path.join(storage, name), "stage": stage,
+        "space": space, "base_config": cfg.to_dict(), "max_epochs": args.max_epochs, "ae_epochs": args.ae_epochs,
+        "ae_checkpoint": os.path.abspath(args.ae_checkpoint) if args.ae_checkpoint else None,
+        "workers_per_trial": args.workers_per_trial, "gpus_per_worker": args.gpus_per_worker,
+        "resources_per_worker": resources, "num_samples": args.num_samples, "time_budget": args.time_budget,
+        "search_alg": args.search_alg, "asha": not args.no_asha, "seed": args.seed, "psnrs": list(cfg.eval.psnrs),
+        "sweep_images": args.sweep_images, "trial_sweep": not args.no_trial_sweep,
+        "max_concurrent": args.max_concurrent, "experiment": args.experiment,
+    }
+    # Validate the space against the config now (a bad value fails here, not inside a trial).
+    sample = {k: (v if not is_searched(v) else _first(v)) for k, v in space.items() if "." not in k}
+    try:
+        trial_config(settings, sample)
+    except ValueError as e:
+        fail(f"{space_src}: {e}")
+    chain = stage_chain(stage, cfg.train.approach3_init)
+    settings["chain"] = [s for s in chain if s != "step1"] if args.ae_checkpoint else chain
+    return settings
+
+
+def _first(spec):
+    (kind, a), = spec.items()
+    if kind in ("choice", "grid"):
+        return a[0]
+    if kind == "randint":
+        return a[0]
+    return a[0] if kind != "loguniform" else math.sqrt(a[0] * a[1])
+
+
+def saved_unfinished(exp_dir):
+    """Trials Tune's saved experiment state still lists as running/pending (a search stopped by Ctrl-C)."""
+    files = sorted(Path(exp_dir).glob("experiment_state-*.json")) if "://" not in exp_dir else []
+    if not files:
+        return []
+    with open(files[-1]) as fh:
+        state = json.load(fh)
+    out = []
+    for data in state.get("trial_data", []):
+        t = json.loads(data[0]) if isinstance(data[0], str) else data[0]
+        if t.get("status") in ("RUNNING", "PENDING", "PAUSED"):
+            out.append(t.get("trial_id"))
+    return out
+
+
+def latest_search(storage):
+    root = Path(storage)
+    found = sorted((p for p in root.glob(f"*/{SETTINGS_FILE}")), key=lambda p: p.stat().st_mtime)
+    return found[-1].parent.name if found else None
+
+
+def write_json(path, obj):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+# -- Ray / MLflow -------------------------------------------------------------------------------------------------
+def init_ray(args):
+    """Join --address or start an embedded local Ray (pycompgen.distributed.connect)."""
+    from pycompgen.distributed import connect
+
+    # Trials start two Train runs each: skip Train's per-run preemption-watcher actor and metrics exporter
+    # (inherited by the embedded Ray's workers).
+    for k in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED"):
+        os.environ.setdefault(k, "0")
+    try:
+        info = connect(args.address, num_cpus=args.num_cpus or os.cpu_count())
+    except RuntimeError as e:
+        fail(str(e))
+    import ray
+    if args.quiet:
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    res = ray.cluster_resources()
+    print(f"[search] Ray: {'cluster ' + args.address if args.address else 'embedded local Ray'}, "
+          f"{len(nodes)} node(s), {res.get('CPU', 0):g} CPU, {res.get('GPU', 0):g} GPU", flush=True)
+    return nodes, res
+
+
+def tracking_uri(args):
+    """--tracking-uri, else $MLFLOW_TRACKING_URI, else the training runs' embedded store (runs/mlflow.db); checked
+    before Ray starts (an unreachable server fails here, not after the first trial)."""
+    from pycompgen.tracking import TrackingUnavailableError, preflight, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri, "runs")
+    try:
+        return preflight(uri)
+    except TrackingUnavailableError as e:
+        fail(str(e))
+
+
+def warn_local_store(uri, args, nodes):
+    from .tracking import is_local_store
+
+    remote = bool(args.address) and (len(nodes) > 1 or args.address.startswith("ray://"))
+    if remote and is_local_store(uri):
+        bar = "!" * 100
+        print(f"{bar}\nWARNING: MLflow store {uri} is a local file but the Ray cluster is multi-node/remote.\n"
+              f"  A tracking server is required for multi-node runs: start `mlflow server --host 0.0.0.0 --port "
+              f"5000 --backend-store-uri sqlite:///mlflow.db`\n  and pass --tracking-uri http://<host>:5000.\n{bar}",
+              file=sys.stderr, flush=True)
+
+
+def parent_run(settings, uri, resume):
+    from . import tracking
+
+    path = os.path.join(settings["experiment_dir"], PARENT_FILE)
+    cl = tracking.client(uri)
+    if resume and os.path.isfile(path):
+        with open(path) as fh:
+            saved = json.load(fh)
+        if saved["tracking_uri"] == uri:
+            cl.update_run(saved["run_id"], status="RUNNING")
+            return saved["experiment_id"], saved["run_id"]
+        print(f"[search] note: resuming with another tracking store ({uri}); a new parent run is created",
+              flush=True)
+    exp_id = tracking.experiment_id(cl, settings["experiment"], uri)
+    run = cl.create_run(exp_id, run_name=settings["name"],
+                        tags={tracking.SEARCH_TAG: settings["name"], "pycompgen.tune.parent": "true"})
+    rid = run.info.run_id
+    params = {"search.stage": settings["stage"], "search.num_samples": settings["num_samples"],
+              "search.max_epochs": settings["max_epochs"], "search.ae_epochs": settings["ae_epochs"],
+              "search.search_alg": settings["search_alg"], "search.asha": settings["asha"],
+              "search.workers_per_trial": settings["workers_per_trial"],
+              "search.gpus_per_worker": settings["gpus_per_worker"], "search.storage": settings["experiment_dir"],
+              "search.ae_checkpoint": settings["ae_checkpoint"], "search.chain": "->".join(settings["chain"])}
+    params.update({f"space.{k}": json.dumps(v) for k, v in settings["space"].items()})
+    tracking.log_params(cl, rid, params)
+    write_json(path, {"tracking_uri": uri, "experiment_id": exp_id, "run_id": rid})
+    return exp_id, rid
+
+
+def search_algorithm(settings, n_conc):
+    from .space import has_grid
+
+    name = settings["search_alg"]
+    if name == "optuna" and has_grid(settings["space"]):
+        print("[search] note: the space has grid entries, which Optuna cannot take: using random search",
+              flush=True)
+        name = "random"
+    if name == "optuna":
+        try:
+            from ray.tune.search.optuna import OptunaSearch
+            import optuna  # noqa: F401
+            return OptunaSearch(metric="val_ssim", mode="max", seed=settings["seed"]), "optuna (TPE)"
+        except ImportError as e:
+            print(f"[search] optuna is not importable ({e}); falling back to random search", flush=True)
+    from ray.tune.search import BasicVariantGenerator
+    return BasicVariantGenerator(random_state=settings["seed"], max_concurrent=n_conc), "random"
+
+
+def concurrency(settings, res):
+    if settings.get("max_concurrent"):
+        return settings["max_concurrent"]
+    w = settings["workers_per_trial"]
+    n = int(res.get("CPU", 1) // max(w * settings["resources_per_worker"]["CPU"], 1e-9))
+    if settings["gpus_per_worker"]:
+        n = min(n, int(res.get("GPU", 0) // (w * settings["gpus_per_worker"])))
+    if n < 1:
+        fail(f"one trial needs {w} worker(s) x {settings['resources_per_worker']} but the cluster has "
+             f"{res.get('CPU', 0):g} CPU / {res.get('GPU', 0):g} GPU")
+    return n
+
+
+def make_trainable(settings):
+    from ray import tune
+    from .trial import run_trial
+
+    # The trial function only drives Ray Train runs (whose controller takes no CPU); the Train workers hold the
+    # CPUs/GPUs. Tune needs a non-empty bundle, hence a token 1 MiB of memory instead of a whole CPU.
+    return tune.with_resources(tune.with_parameters(run_trial, settings=settings), {"cpu": 0, "memory": 1 << 20})
+
+
+# -- reporting ----------------------------------------------------------------------------------------------------
+def _fmt(v, digits=4):
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}".rstrip("0").rstrip(".")
+    return "-" if v is None else str(v)
+
+
+def table(headers, rows):
+    cells = [[str(h) for h in headers]] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
+
+
+def summarize(grid, settings):
+    keys = [k for k in SUMMARY_KEYS if k in settings["space"]]
+    rows = []
+    for r in grid:
+        m = r.metrics or {}
+        status = "error" if r.error else ("done" if "checkpoint" in m else "early-stopped")
+        rows.append([m.get("trial_id", "?"), status] + [r.config.get(k) for k in keys]
+                    + [m.get("epoch"), m.get("val_ssim"), m.get("val_psnr"), m.get("sweep_ssim_0")])
+    rows.sort(key=lambda row: -(row[-3] if isinstance(row[-3], float) else -1))
+    return table(["trial", "status"] + keys + ["epochs", "val_ssim", "val_psnr", "ssim@0dB"], rows)
+
+
+def best_config(settings, best):
+    from .trial import trial_config
+
+    cfg = trial_config(settings, best.config)
+    cfg.train.epochs = settings["max_epochs"]
+    chain = settings["chain"]
+    trial_dir = Path(settings["experiment_dir"]) / "trials" / best.metrics["trial_id"]
+    prev = chain[chain.index(cfg.train.stage) - 1] if chain.index(cfg.train.stage) > 0 else None
+    if prev and (trial_dir / f"{prev}.pt").is_file():
+        cfg.train.init = str(trial_dir / f"{prev}.pt")  # the weights this trial's tuned stage started from
+    elif prev is None and settings["ae_checkpoint"]:
+        cfg.train.init = settings["ae_checkpoint"]
+    return cfg
+
+
+def main(argv=None):
+    t0 = time.time()
+    args = parse_args(argv)
+    storage = args.storage_path if "://" in args.storage_path else os.path.abspath(args.storage_path)
+
+    if args.resume:
+        name = args.name or latest_search(storage)
+        if not name:
+            fail(f"--resume: no search found under {storage} (give --name)")
+        sfile = os.path.join(storage, name, SETTINGS_FILE)
+        if not os.path.isfile(sfile):
+            fail(f"--resume: {sfile} does not exist (no search {name!r} under {storage})")
+        with open(sfile) as fh:
+            settings = json.load(fh)
+        print(f"[search] resuming {name} (search settings from {sfile}; search options on the command line "
+              f"are ignored)", flush=True)
+    else:
+        name = args.name or "search-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        space_src = args.space or str(DEFAULT_SPACE)
+        try:
+            space = build_space(space_src, args.overrides)
+        except SpaceError as e:
+            fail(str(e))
+        settings = new_settings(args, space, space_src, storage, name)
+        exp_dir = Path(settings["experiment_dir"])
+        if (exp_dir / SETTINGS_FILE).exists():
+            fail(f"search {name!r} already exists under {storage}: continue it with --resume or pick a new --name")
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        write_json(exp_dir / SETTINGS_FILE, settings)
+
+    uri = tracking_uri(args)
+    from . import tracking
+
+    import ray
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    nodes, res = init_ray(args)
+    warn_local_store(uri, args, nodes)
+    print(f"[search] {name}: tuning {settings['stage']}; each trial = Ray Train runs of "
+          f"{' -> '.join(settings['chain'])}"
+          f"{' (from ' + settings['ae_checkpoint'] + ')' if settings['ae_checkpoint'] else ''}", flush=True)
+    exp_id, parent_id = parent_run(settings, uri, args.resume)
+    print(f"[search] MLflow: {uri}, experiment {settings['experiment']!r}, parent run {parent_id}", flush=True)
+
+    from .resources import ReleaseStoppedTrialResources
+    callbacks = [tracking.MlflowTrialCallback(uri, exp_id, parent_id, name, settings), ReleaseStoppedTrialResources()]
+    trainable = make_trainable(settings)
+    path = settings["experiment_dir"]
+    if args.resume:
+        if not tune.Tuner.can_restore(path):
+            fail(f"--resume: {path} holds no Tune experiment state to restore (the search never started?)")
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        n_conc = concurrency(settings, res)
+        alg, alg_name = search_algorithm(settings, n_conc)
+        asha = settings["asha"] and settings["max_epochs"] > 1
+        # Rungs at epochs 1, 2, 4, ... below the last epoch: a trial that reaches the last epoch always finishes
+        # (and gets its PSNR sweep); stop_last_trials=False keeps ASHA from stopping it at max_t.
+        sched = (ASHAScheduler(time_attr="training_iteration", metric="val_ssim", mode="max",
+                               max_t=settings["max_epochs"] - 1, grace_period=1, reduction_factor=2,
+                               stop_last_trials=False) if asha else FIFOScheduler())
+        print(f"[search] {settings['num_samples']} trials, search {alg_name}, "
+              f"{'ASHA on val_ssim' if asha else 'no early stopping'}, up to {n_conc} at a time, "
+              f"{settings['workers_per_trial']} worker(s) per trial", flush=True)
+        from .space import to_tune
+        tuner = tune.Tuner(
+            trainable,
+            param_space=to_tune({k: v for k, v in settings["space"].items() if "." not in k}),
+            tune_config=tune.TuneConfig(search_alg=alg, scheduler=sched, num_samples=settings["num_samples"],
+                                        max_concurrent_trials=None if alg_name == "random" else n_conc,
+                                        time_budget_s=settings["time_budget"]),
+            run_config=tune.RunConfig(name=name, storage_path=settings["storage_path"], callbacks=callbacks,
+                                      verbose=0),
+        )
+    grid = tuner.fit()
+
+    cl = tracking.client(uri)
+    unfinished = saved_unfinished(settings["experiment_dir"]) if not tracking.INTERRUPTED else ["?"]
+    if unfinished:
+        cl.set_terminated(parent_id, status="KILLED")
+        print(f"\n[search] interrupted; finished trials are kept. Continue with:\n    python tune/search.py --resume --name {name} "
+              f"--storage-path {storage}" + (f" --address {args.address}" if args.address else "")
+              + (f" --tracking-uri {uri}" if args.tracking_uri else ""), flush=True)
+        ray.shutdown()
+        return 130
+    print(f"\n[search] all trials ({len(grid)}):\n" + summarize(grid, settings), flush=True)
+    done = [r for r in grid if r.error is None and r.metrics and "val_ssim" in r.metrics]
+    if not done:
+        cl.set_terminated(parent_id, status="FAILED")
+        errs = [str(r.error).splitlines()[0] for r in grid if r.error is not None]
+        fail(f"no trial produced val_ssim ({len(errs)} failed; first error: {errs[0] if errs else 'none'})", 1)
+    # The best trial among those that ran all epochs (their final report names the model); ASHA-stopped trials
+    # only compete when no trial finished.
+    full = [r for r in done if "checkpoint" in r.metrics and math.isfinite(r.metrics["val_ssim"])] or done
+    best = max(full, key=lambda r: r.metrics["val_ssim"])
+    cfg = best_config(settings, best)
+    out = args.best_config or os.path.join(settings["experiment_dir"], "best_config.yaml")
+    import yaml
+    tmp = out + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(f"# best trial {best.metrics['trial_id']} of search {name}: val_ssim {best.metrics['val_ssim']:.4f}\n")
+        yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
+    os.replace(tmp, out)
+
+    keys = [k for k in settings["space"] if "." not in k]
+    rows = [[k, best.config[k]] for k in keys] + [[k, best.metrics[k]] for k in
+                                                 ("val_ssim", "val_psnr", "epoch") if k in best.metrics]
+    print(f"\n[search] best trial {best.metrics['trial_id']}:\n" + table(["", "value"], rows), flush=True)
+    tracking.log_metrics(cl, parent_id, {f"best_{k}": best.metrics[k] for k in ("val_ssim", "val_psnr")
+                                         if k in best.metrics})
+    cl.set_tag(parent_id, "pycompgen.tune.best_trial", best.metrics["trial_id"])
+    cl.log_artifact(parent_id, out)
+
+    # Best model: the project's PSNR sweep (AE row + the tuned stage over the channel PSNRs).
+    trial_dir = Path(settings["experiment_dir"]) / "trials" / best.metrics["trial_id"]
+    ckpts = {}
+    if settings["stage"] != "step1" and cfg.train.init and "step1" in settings["chain"]:
+        ckpts["ae"] = str(trial_dir / "step1.pt") if (trial_dir / "step1.pt").is_file() else None
+    if (trial_dir / f"{settings['stage']}.pt").is_file():
+        ckpts[settings["stage"]] = str(trial_dir / f"{settings['stage']}.pt")
+    if settings["ae_checkpoint"]:
+        ckpts["ae"] = settings["ae_checkpoint"]
+    ckpts = {k: v for k, v in ckpts.items() if v}
+    try:
+        from pycompgen.evaluation.sweep import format_pivot, sweep
+        sweep_dir = os.path.join(settings["experiment_dir"], "best_sweep")
+        sres = sweep(cfg, ckpts, psnrs=settings["psnrs"], out_dir=sweep_dir, split="val",
+                     device="cpu" if not settings["gpus_per_worker"] else None)
+        print(f"\n[search] PSNR sweep of the best model (val split, {sres['n_images']} images) -> {sweep_dir}\n"
+              + format_pivot(sres, "ssim", markdown=False), flush=True)
+        from .trial import sweep_metrics
+        tracking.log_metrics(cl, parent_id, {f"best_{k}": v for k, v in
+                                             sweep_metrics(sres, settings["stage"]).items()})
+        cl.log_artifacts(parent_id, sweep_dir, artifact_path="best_sweep")
+    except ImportError as e:
+        print(f"[search] PSNR sweep skipped: pycompgen.evaluation is not available ({e})", flush=True)
+    cl.set_terminated(parent_id, status="FINISHED")
+
+    from .tracking import ui_command
+    print(f"\n[search] best config: {out}\n[search] results and checkpoints: {settings['experiment_dir']}\n"
+          f"[search] MLflow: experiment {settings['experiment']!r}, parent run {parent_id} "
+          f"({len(grid)} child runs)\n[search] open the UI with:\n    {ui_command(uri)}\n"
+          f"[search] done in {time.time() - t0:.0f} s", flush=True)
+    ray.shutdown()
+    return 0
