@@ -94,14 +94,43 @@ def _shutdown_local_ray():
         pass
 
 
+# Ray Train settings for the embedded test Ray (exported before ray.init, so the raylet, the Train controller and
+# the workers inherit them): no preemption watcher actor (a single local node is never drained), no Prometheus
+# metrics callbacks, no structured log files; the controller polls the workers every 0.5 s instead of 2 s (each
+# run waits for at least one poll to start and one to finish), and a worker group started on a loaded 2-core
+# machine gets 5 minutes instead of 60 s before Ray counts it as a failure and restarts it.
+RAY_TEST_ENV = {
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_TRAIN_METRICS_ENABLED": "0",
+    "RAY_TRAIN_ENABLE_CONTROLLER_STRUCTURED_LOGGING": "0",
+    "RAY_TRAIN_ENABLE_WORKER_STRUCTURED_LOGGING": "0",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5",
+    "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S": "300",
+}
+
+
 @pytest.fixture(scope="module")
 def ray_local():
-    """An embedded local Ray (2 CPUs, no dashboard) shared by a test module; shut down afterwards."""
+    """An embedded local Ray (2 CPUs, no dashboard, ``RAY_TEST_ENV``) shared by a test module; shut down and the
+    environment restored afterwards."""
     import ray
     _shutdown_local_ray()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    yield ray
-    ray.shutdown()
+    saved = {k: os.environ.get(k) for k in RAY_TEST_ENV}
+    os.environ.update(RAY_TEST_ENV)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+        yield ray
+    finally:
+        _shutdown_local_ray()
+        _restore_env(saved)
+
+
+def _restore_env(saved: dict) -> None:
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +147,8 @@ def ray_cluster():
     if not (Path.home() / ".ray" / "auth_token").is_file() and not os.environ.get("RAY_AUTH_TOKEN"):
         subprocess.run([_ray_bin(), "get-auth-token", "--generate"], check=True, capture_output=True)
     saved_mode = os.environ.get("RAY_AUTH_MODE")
+    saved_env = {k: os.environ.get(k) for k in RAY_TEST_ENV}
+    os.environ.update(RAY_TEST_ENV)  # the driver propagates them to the Train controller
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token")
     common = ["--num-cpus=1", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--disable-usage-stats", "--block"]
     head = worker = None
@@ -146,10 +177,7 @@ def ray_cluster():
         _shutdown_local_ray()
         _kill_group(worker)
         _kill_group(head)
-        if saved_mode is None:
-            os.environ.pop("RAY_AUTH_MODE", None)
-        else:
-            os.environ["RAY_AUTH_MODE"] = saved_mode
+        _restore_env(dict(saved_env, RAY_AUTH_MODE=saved_mode))
 
 
 @pytest.fixture(scope="module")

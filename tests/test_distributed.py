@@ -36,9 +36,9 @@ def run_ids(uri, parent_id):
 
 
 def logged_models(uri, experiment_id, run_id):
-    import mlflow
-    mlflow.set_tracking_uri(uri)
-    return [m for m in mlflow.search_logged_models(experiment_ids=[experiment_id], output_format="list")
+    # an explicit client: mlflow.set_tracking_uri would export MLFLOW_TRACKING_URI to the later tests
+    from mlflow.tracking import MlflowClient
+    return [m for m in MlflowClient(uri).search_logged_models(experiment_ids=[experiment_id])
             if m.source_run_id == run_id]
 
 
@@ -94,12 +94,13 @@ def test_ray_client_address_without_client_package_is_explained():
 
 
 # -- Ray Train on an embedded local Ray ------------------------------------------------------------------------------
-@pytest.mark.timeout(360)
+@pytest.mark.timeout(600)
 def test_two_worker_pipeline_lands_in_mlflow(tmp_path, ray_local):
     """step 1 -> approach 1 as two 2-worker Ray Train runs: checkpoints handed on, everything in MLflow."""
     from pycompgen.distributed import train_distributed
     from pycompgen.training import load_checkpoint
     cfg = tiny_cfg(tmp_path / "run", "train.epochs=2")
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
     res = train_distributed(cfg, workers=2, stages=["step1", "approach1"], grid_every=1)
     out = tmp_path / "run"
     s1 = load_checkpoint(out / "step1" / "best.pt", expect_model="compgen")  # weights_only=True inside
@@ -138,14 +139,17 @@ def test_two_worker_pipeline_lands_in_mlflow(tmp_path, ray_local):
     assert any(k.startswith("eval_ae_ssim") for k in parent.data.metrics)
     assert any(k.startswith("eval_approach1_ssim_") for k in parent.data.metrics)
     import mlflow.pytorch
+    from pycompgen.tracking.artifacts import _tracking_uri_set
     for stage, shape in (("step1", (2, 3, 32, 32)), ("approach1", (2, 1, 32, 32))):
         models = logged_models(uri, parent.info.experiment_id, children[stage].info.run_id)
         assert len(models) == 1, stage
-        net = mlflow.pytorch.load_model(models[0].model_uri)
+        with _tracking_uri_set(uri):  # models:/<id> resolves in this store
+            net = mlflow.pytorch.load_model(models[0].model_uri)
         with torch.no_grad():
             y = net(torch.rand(*shape))
         assert y.shape == (2, 3, 32, 32) and 0 <= float(y.min()) and float(y.max()) <= 1
     assert (out / "mlartifacts").is_dir()  # artifacts beside the SQLite file, not ./mlruns
+    assert os.environ.get("MLFLOW_TRACKING_URI") == env_uri  # the run does not redirect later runs
 
 
 @pytest.mark.timeout(300)
@@ -182,9 +186,11 @@ def test_interrupted_run_resumes_with_resume_flag(tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "pycompgen", "train", "--workers", "2", "--config", str(TINY), "--out", str(out),
            "data.synthetic_count=64", "train.epochs=2", "eval.max_images=16"]
-    env = dict(os.environ, PYCOMPGEN_FAULT_AT_EPOCH="2", PYCOMPGEN_FAULT_MODE="raise", PYCOMPGEN_FAULT_RANK="0",
-               PYCOMPGEN_FAULT_MARKER=str(tmp_path / "fault.marker"), PYCOMPGEN_FAULT_DELAY_S="1.5",
-               RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.5", PYTHONPATH=str(ROOT))
+    from conftest import RAY_TEST_ENV
+    env = dict(os.environ, **RAY_TEST_ENV, PYCOMPGEN_FAULT_AT_EPOCH="2", PYCOMPGEN_FAULT_MODE="raise",
+               PYCOMPGEN_FAULT_RANK="0", PYCOMPGEN_FAULT_MARKER=str(tmp_path / "fault.marker"),
+               PYCOMPGEN_FAULT_DELAY_S="1.5", PYTHONPATH=str(ROOT))
+    assert env["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] == "0.5"  # the fault lands after the epoch-1 report counted
     env.pop("MLFLOW_TRACKING_URI", None)
     r1 = subprocess.run(cmd + ["--max-failures", "0"], env=env, capture_output=True, text=True, timeout=200)
     assert r1.returncode != 0, r1.stdout[-2000:] + r1.stderr[-2000:]

@@ -1,6 +1,8 @@
 """Artifacts of a run: sample grids, the evaluation sweep and the final model (``mlflow.pytorch.log_model``)."""
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Optional
 
 import torch
@@ -79,14 +81,29 @@ def log_model(uri: str, run_id: str, payload: dict, name: str = "model"):
     ch = 1 if stage.needs_edges else 3
     example = torch.rand(2, ch, s, s, generator=torch.Generator().manual_seed(0)).numpy()
     reqs = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"]
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
+    with _tracking_uri_set(uri):
         with mlflow.start_run(run_id=run_id):
             return mlflow.pytorch.log_model(module, name=name, input_example=example, pip_requirements=reqs,
                                             params={"stage": stage.name, "epoch": int(payload["epoch"])})
+
+
+@contextlib.contextmanager
+def _tracking_uri_set(uri: str):
+    """MLflow's global tracking URI set to ``uri`` for the block, then put back as it was. ``set_tracking_uri``
+    also exports MLFLOW_TRACKING_URI, which would otherwise outlive the call and redirect every later run of this
+    process (``resolve_tracking_uri`` honours that variable)."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tu
+    saved_env, saved_uri = os.environ.get("MLFLOW_TRACKING_URI"), tu._tracking_uri
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        tu._tracking_uri = saved_uri
+        if saved_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = saved_env
 
 
 def run_evaluation(cfg, checkpoints: dict, out_dir, *, max_images: Optional[int] = None) -> Optional[dict]:
