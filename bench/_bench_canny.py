@@ -18,7 +18,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _timing import interleaved_median_ms  # noqa: E402
+from _timing import interleaved_median_ms, run_module_main  # noqa: E402
 
 CELEBA = HERE.parent.parent / "shared" / "data" / "celeba"
 SHAPES = [(100, 3, 64, 64), (16, 3, 256, 256)]
@@ -109,13 +109,4 @@ def run(device: str, quick: bool) -> list:
 
 
 if __name__ == "__main__":
-    import argparse
-
-    p = argparse.ArgumentParser()
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--threads", type=int, default=2)
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    for r in run(a.device, a.quick):
-        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})
+    run_module_main(run)

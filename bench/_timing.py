@@ -86,3 +86,17 @@ def machine_info(device: str) -> dict:
         except (OSError, subprocess.SubprocessError):
             pass
     return info
+
+
+def run_module_main(run) -> None:
+    """Command line of a bench/_bench_*.py module: print the rows of ``run(device, quick)``."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--threads", type=int, default=2)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    for r in run(a.device, a.quick):
+        print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()})

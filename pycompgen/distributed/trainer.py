@@ -169,14 +169,6 @@ def _copy_checkpoint(result, dest: Path) -> dict:
     return out
 
 
-def _stage_done(path: Path, cfg) -> bool:
-    from pycompgen.training import load_checkpoint
-    if not path.is_file():
-        return False
-    st = load_checkpoint(path, expect_model=cfg.model.name)
-    return st.get("stage") == cfg.train.stage and int(st.get("epoch", 0)) >= cfg.epochs_for()
-
-
 def _handover(cfg, stage: str, ckpts: dict) -> Optional[dict]:
     """Previous-step weights for ``stage``: the pipeline's own hand-over rules (pycompgen.training.pipeline)."""
     from pycompgen.training import pipeline
@@ -206,6 +198,7 @@ def train_distributed(cfg, args=None, **kw) -> dict:
     from pycompgen.tracking import PipelineTracker, is_local_store, preflight, resolve_tracking_uri, ui_command
     from pycompgen.tracking.artifacts import evaluation_metrics, log_model, run_evaluation
     from pycompgen.training import PIPELINE, load_checkpoint
+    from pycompgen.training.pipeline import stage_done
     import ray.train
 
     def opt(name, default=None):
@@ -276,7 +269,7 @@ def train_distributed(cfg, args=None, **kw) -> dict:
             c.validate()
             stage_out = Path(c.out)
             ray_name = f"{run_name}-{stage}"
-            if resume and _stage_done(stage_out / "last.pt", c):
+            if resume and stage_done(stage_out / "last.pt", c):
                 best = stage_out / "best.pt"
                 ckpts[stage] = str(best if best.is_file() else stage_out / "last.pt")
                 results[stage] = {"metrics": dict(load_checkpoint(ckpts[stage]).get("metrics", {})),

@@ -116,7 +116,8 @@ def train_local(cfg, resume: bool = False, init: Optional[dict] = None, verbose:
     return metrics
 
 
-def _stage_done(path: Path, cfg) -> bool:
+def stage_done(path: Path, cfg) -> bool:
+    """True when the checkpoint at ``path`` is a finished run of ``cfg``'s stage (all its epochs done)."""
     if not path.is_file():
         return False
     st = load_checkpoint(path, expect_model=cfg.model.name)
@@ -167,7 +168,7 @@ def run_pipeline(cfg, stages=PIPELINE, resume: bool = False, verbose: bool = Tru
         c.out = str(Path(cfg.out) / name)
         c.validate()
         best = Path(c.out) / "best.pt"
-        if resume and _stage_done(Path(c.out) / "last.pt", c):
+        if resume and stage_done(Path(c.out) / "last.pt", c):
             if verbose:
                 print(f"{name}: already finished in {c.out}, skipping")
             ckpts[name] = str(best if best.is_file() else Path(c.out) / "last.pt")
