@@ -9,7 +9,6 @@ import argparse
 import sys
 from typing import Optional
 
-STAGE_CHOICES = ("step1", "approach1", "approach2", "approach3", "pipeline")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -32,9 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a step / approach, or the whole pipeline",
                        description="Train step1 | approach1 | approach2 | approach3 (train.stage) or the pipeline.")
     _common(t)
-    t.add_argument("--stage", choices=STAGE_CHOICES,
-                   help="stage to train (sets train.stage); 'pipeline' runs step1 -> approach1 -> approach2 -> "
-                        "approach3 into OUT/<stage>/")
+    t.add_argument("--system", metavar="NAME",
+                   help="system to train (sets model.name; default compgen; see pycompgen.systems)")
+    t.add_argument("--stage", metavar="STAGE",
+                   help="stage to train (sets train.stage; Compgen: step1 | approach1 | approach2 | approach3); "
+                        "'pipeline' runs all of the system's stages in order into OUT/<stage>/")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (pipeline: skip finished stages)")
     t.add_argument("--init", metavar="CKPT", help="previous-step checkpoint to start from (sets train.init)")
     ray = t.add_argument_group("distributed (Ray Train)")
@@ -66,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_config(args):
     from .config import load_config, set_value
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    if getattr(args, "system", None):  # first, so that the system's own keys and stages apply
+        overrides.insert(0, f"model.name={args.system}")
+    cfg = load_config(args.config, overrides)
     if args.data is not None:
         set_value(cfg, "data.path", args.data)
     if args.out is not None:

@@ -15,8 +15,29 @@ from typing import Any, Optional, Union
 
 import yaml
 
-STAGES = ("step1", "approach1", "approach2", "approach3")
+STAGES = ("step1", "approach1", "approach2", "approach3")  # Compgen's (other systems: pycompgen.systems)
 DEFAULT_EPOCHS = {"step1": 50, "approach1": 40, "approach2": 40, "approach3": 40}
+
+# System name -> dataclass of that system's own hyper-parameters, reachable as ``cfg.<name>`` (e.g. ``cvae.kl_weight``).
+SECTIONS: dict[str, type] = {}
+
+
+def register_section(name: str, cls: type) -> None:
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"config section {name!r} must be a dataclass")
+    if name in {f.name for f in dataclasses.fields(Config)}:
+        raise ValueError(f"config section {name!r} clashes with a built-in section")
+    SECTIONS[name] = cls
+
+
+def _system(name: str):
+    from pycompgen.systems import get_system
+    return get_system(name)
+
+
+def _load_sections() -> None:
+    from pycompgen.systems import load_all
+    load_all()
 
 
 @dataclass
@@ -45,7 +66,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    stage: str = "step1"             # step1 | approach1 | approach2 | approach3
+    stage: Optional[str] = None      # None -> the system's first stage (Compgen: step1 | approach1 | approach2 | approach3)
     epochs: Optional[int] = None     # None -> paper default for the stage (50 step1, 40 approaches)
     batch_size: int = 100
     lr: float = 1e-3
@@ -84,9 +105,23 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     out: str = "runs/compgen"
 
+    def __post_init__(self):
+        _load_sections()
+        self.__dict__["sections"] = {name: cls() for name, cls in SECTIONS.items()}
+
+    def __getattr__(self, name):  # system sections: cfg.cvae, cfg.dcgan, ...
+        sections = self.__dict__.get("sections")
+        if sections is not None and name in sections:
+            return sections[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     # -- conversions ---------------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Built-in sections, plus the active system's own section (if it has one)."""
+        d = dataclasses.asdict(self)
+        if self.model.name in self.sections:
+            d[self.model.name] = dataclasses.asdict(self.sections[self.model.name])
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
@@ -107,19 +142,27 @@ class Config:
                 else:
                     out[key] = copy.deepcopy(v)
         walk(self, "")
+        if self.model.name in self.sections:
+            walk(self.sections[self.model.name], self.model.name + ".")
         return out
 
     def copy(self) -> "Config":
         return copy.deepcopy(self)
 
     def epochs_for(self, stage: Optional[str] = None) -> int:
-        stage = stage or self.train.stage
-        return self.train.epochs if self.train.epochs is not None else DEFAULT_EPOCHS[stage]
+        if self.train.epochs is not None:
+            return self.train.epochs
+        system = _system(self.model.name)
+        return system.get_stage(stage or self.train.stage or system.pipeline()[0]).epochs
 
     def validate(self) -> "Config":
         t, m, d = self.train, self.model, self.data
-        if t.stage not in STAGES:
-            raise ValueError(f"train.stage must be one of {', '.join(STAGES)}, got {t.stage!r}")
+        system = _system(m.name)
+        if t.stage is None:
+            t.stage = system.pipeline()[0]
+        if t.stage not in system.stages:
+            raise ValueError(f"train.stage must be one of {', '.join(system.stages)} for system {m.name!r}, "
+                             f"got {t.stage!r}")
         if t.approach3_init not in ("approach1", "fresh"):
             raise ValueError(f"train.approach3_init must be 'approach1' or 'fresh', got {t.approach3_init!r}")
         if t.psnr_range is not None:
@@ -151,6 +194,9 @@ class Config:
             raise ValueError(f"model.norm must be 'batch' or 'none', got {m.norm!r}")
         if d.image_size < 16 or d.image_size % 8:
             raise ValueError(f"data.image_size must be a multiple of 8 and >= 16, got {d.image_size}")
+        section = self.sections.get(m.name)
+        if section is not None and hasattr(section, "validate"):
+            section.validate(self)
         return self
 
 
@@ -213,10 +259,15 @@ def _merge(obj, d: dict, prefix: str):
         raise ValueError(f"config section {prefix.rstrip('.') or '<root>'!r} must be a mapping, got {d!r}")
     hints = _hints(obj)
     names = {f.name for f in dataclasses.fields(obj)}
+    sections = obj.sections if isinstance(obj, Config) else {}
     for k, v in d.items():
         key = prefix + str(k)
+        if k in sections:
+            _merge(sections[k], v, key + ".")
+            continue
         if k not in names:
-            raise ValueError(f"unknown config key {key!r} (known: {', '.join(sorted(prefix + n for n in names))})")
+            known = sorted([prefix + n for n in names] + list(sections))
+            raise ValueError(f"unknown config key {key!r} (known: {', '.join(known)})")
         cur = getattr(obj, k)
         if dataclasses.is_dataclass(cur):
             _merge(cur, v, key + ".")
@@ -271,4 +322,5 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
 
 
 __all__ = ["Config", "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "STAGES", "DEFAULT_EPOCHS",
+           "SECTIONS", "register_section",
            "load_config", "apply_overrides", "set_value", "parse_override"]

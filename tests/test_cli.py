@@ -109,15 +109,15 @@ def test_clear_cli_errors(tmp_path, capsys):
     assert cli.main(["train", "--config", TINY, "model.num_rez=1"]) == 2
     assert "unknown config key 'model.num_rez'" in capsys.readouterr().err
     # a checkpoint written by another model
-    from pycompgen.training import build_stage
-    st = build_stage(load_config(TINY), "cpu").payload(1, {}, 0.0)
+    from pycompgen.training import build_system
+    st = build_system(load_config(TINY), "cpu").payload(1, {}, 0.0)
     st["model"] = "dcgan"
     save_checkpoint(tmp_path / "dcgan.pt", st)
     assert cli.main(["train", "--config", TINY, "--stage", "approach1", "--init", str(tmp_path / "dcgan.pt"),
                      "--out", str(tmp_path / "o")]) == 2
     assert "model 'dcgan'" in capsys.readouterr().err
     # a checkpoint trained on another image size (the ELM's FC layers depend on it)
-    st = build_stage(load_config(TINY, ["train.stage=approach3"]), "cpu",
+    st = build_system(load_config(TINY, ["train.stage=approach3"]), "cpu",
                      {k: v for k, v in st["models"].items()}).payload(1, {}, 0.0)
     save_checkpoint(tmp_path / "a32.pt", st)
     assert cli.main(["train", "--config", TINY, "--stage", "approach2", "--init", str(tmp_path / "a32.pt"),

@@ -4,7 +4,7 @@ import torch
 
 from pycompgen.config import Config, ModelConfig, load_config
 from pycompgen.models import ELM, MODELS, Decoder, Encoder, build_model, latent_shape, register_model
-from pycompgen.models.layers import ResidualBlock, ResidualNetworkBlock
+from pycompgen.networks import ResidualBlock, ResidualNetworkBlock
 
 
 def tiny_model_cfg(**kw):

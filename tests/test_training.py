@@ -7,11 +7,12 @@ import torch
 from pycompgen.config import load_config
 from pycompgen.data import load_faces
 from pycompgen.models import build_model
-from pycompgen.training import (PIPELINE, STAGES, build_stage, fit, get_stage, load_checkpoint, make_channel,
-                                make_loaders, prepare_batch, run_pipeline, save_checkpoint, train_local)
+from pycompgen.training import (PIPELINE, build_system, fit, get_system, load_checkpoint, make_loaders, prepare_batch,
+                                run_pipeline, save_checkpoint, train_local)
 from pycompgen.training import pipeline as pipeline_mod
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = get_system("compgen").stages
 
 
 def tiny_cfg(*over, out=None):
@@ -37,22 +38,17 @@ def sd_equal(a, b):
 @pytest.mark.parametrize("stage", list(STAGES))
 def test_each_step_lowers_its_loss(stage):
     cfg = tiny_cfg(f"train.stage={stage}", "train.lr=0.003")
-    st = build_stage(cfg, "cpu", None if stage == "step1" else random_init(cfg))
+    st = build_system(cfg, "cpu", None if stage == "step1" else random_init(cfg))
     faces = load_faces(None, "train", 32, synthetic_count=16)
     batch = torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
-    b = prepare_batch(batch, cfg, torch.device("cpu"), make_channel(cfg), torch.Generator().manual_seed(0),
-                      st.stage.needs_edges)
+    b = st.prepare_batch(batch, torch.Generator().manual_seed(0))
     assert b["x"].dtype == torch.float32 and b["x"].shape == (16, 3, 32, 32)
-    if st.stage.needs_edges:
+    if st.needs_edges:
         assert b["z"].shape == b["z_noisy"].shape == (16, 1, 32, 32)
     losses = []
     for _ in range(15):
         st.train_mode()
-        loss, _ = st.stage.loss(st.nets, b, cfg)
-        st.optimizer.zero_grad()
-        loss.backward()
-        st.optimizer.step()
-        losses.append(loss.item())
+        losses.append(st.train_step(b)["loss"].item())
     assert min(losses[-3:]) < 0.9 * losses[0], losses
 
 
@@ -61,9 +57,9 @@ def test_frozen_networks_stay_bit_identical(stage):
     cfg = tiny_cfg(f"train.stage={stage}", "train.epochs=1")
     init = random_init(cfg)
     before = {k: clone_sd(v) for k, v in init.items()}
-    st = build_stage(cfg, "cpu", init)
-    frozen = [k for k in st.stage.uses if k not in st.stage.trainable]
-    opt_params = {id(p) for g in st.optimizer.param_groups for p in g["params"]}
+    st = build_system(cfg, "cpu", init)
+    frozen = [k for k in st.spec.uses if k not in st.spec.trainable]
+    opt_params = {id(p) for g in st.optimizers["main"].param_groups for p in g["params"]}
     for k in frozen:
         assert not st.models[k].training
         assert all(not p.requires_grad and id(p) not in opt_params for p in st.models[k].parameters())
@@ -74,7 +70,7 @@ def test_frozen_networks_stay_bit_identical(stage):
     after = payloads[-1]
     for k in frozen:  # weights and BatchNorm statistics untouched
         assert sd_equal(after[k], before[k]), k
-    for k in st.stage.trainable:
+    for k in st.spec.trainable:
         assert not sd_equal(after[k], before[k]), k
 
 
@@ -107,7 +103,7 @@ def test_wrap_module_wraps_only_trainable_networks():
     def wrap(m):
         wrapped.append(m)
         return m
-    st = build_stage(cfg, "cpu", random_init(cfg), wrap_module=wrap)
+    st = build_system(cfg, "cpu", random_init(cfg), wrap_module=wrap)
     assert {id(m) for m in wrapped} == {id(st.models["g"]), id(st.models["h"])}
 
 
@@ -119,7 +115,7 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
         on_epoch_end=lambda e, m, s: payloads.append(s) or save_checkpoint(tmp_path / "c.pt", s))
     raw = torch.load(tmp_path / "c.pt", weights_only=True)
     state = load_checkpoint(tmp_path / "c.pt", expect_model="compgen")
-    assert raw.keys() == state.keys() >= {"format", "model", "stage", "epoch", "config", "models", "optimizer",
+    assert raw.keys() == state.keys() >= {"format", "model", "stage", "epoch", "config", "models", "optimizers",
                                           "metrics", "best_val_ssim"}
     assert state["stage"] == "step1" and state["epoch"] == 1 and set(state["models"]) == {"f", "g"}
     assert not list(tmp_path.glob(".*tmp"))  # temp file renamed away
@@ -134,7 +130,7 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
 
 def test_checkpoint_errors(tmp_path):
     cfg = tiny_cfg()
-    st = build_stage(cfg, "cpu")
+    st = build_system(cfg, "cpu")
     p = st.payload(1, {"val_ssim": 0.5}, 0.5)
     p["model"] = "cvae"
     save_checkpoint(tmp_path / "other.pt", p)
@@ -151,17 +147,17 @@ def test_checkpoint_errors(tmp_path):
     # weights of another architecture
     wide = tiny_cfg("model.channels=24")
     with pytest.raises(ValueError, match="do not fit the configured model"):
-        build_stage(tiny_cfg("train.stage=approach1"), "cpu", random_init(wide))
+        build_system(tiny_cfg("train.stage=approach1"), "cpu", random_init(wide))
 
 
 def test_approach_without_previous_step_is_a_clear_error():
     with pytest.raises(ValueError, match="needs trained network.*train.init"):
-        build_stage(tiny_cfg("train.stage=approach1"), "cpu", None)
+        build_system(tiny_cfg("train.stage=approach1"), "cpu", None)
     init = random_init(tiny_cfg())
     init.pop("h")
     with pytest.raises(ValueError, match="needs trained network.*h"):
-        build_stage(tiny_cfg("train.stage=approach2"), "cpu", init)
-    build_stage(tiny_cfg("train.stage=approach3"), "cpu", init)  # approach 3 may start from a fresh h
+        build_system(tiny_cfg("train.stage=approach2"), "cpu", init)
+    build_system(tiny_cfg("train.stage=approach3"), "cpu", init)  # approach 3 may start from a fresh h
 
 
 def test_wrong_image_size_from_loader():
@@ -222,25 +218,22 @@ def test_pipeline_hands_checkpoints_on(tmp_path, capsys):
 
 
 def test_get_stage_unknown():
-    with pytest.raises(ValueError, match="unknown training stage"):
-        get_stage("step9")
+    with pytest.raises(ValueError, match="unknown stage 'step9' for system 'compgen'"):
+        get_system("compgen").get_stage("step9")
 
 
 def test_amp_bfloat16_autocast_trains_float32_weights():
-    from pycompgen.training.loop import autocast
     cfg = tiny_cfg("train.stage=step1", "train.lr=0.003", "train.amp=true")
-    st = build_stage(cfg, "cpu")
+    st = build_system(cfg, "cpu")
     faces = load_faces(None, "train", 32, synthetic_count=16)
     b = prepare_batch(torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous(), cfg, torch.device("cpu"),
                       None, None, False)
     losses = []
     for _ in range(10):
-        with autocast(st):
-            loss, logs = st.stage.loss(st.nets, b, cfg)
+        with st.autocast():
+            loss, logs = st.loss(st.nets, b)
         assert logs["x_hat"].dtype == torch.bfloat16 and loss.dtype == torch.float32
-        st.optimizer.zero_grad()
-        loss.backward()
-        st.optimizer.step()
+        st.step(loss)
         losses.append(loss.item())
     assert min(losses[-3:]) < 0.9 * losses[0], losses
     assert all(p.dtype == torch.float32 for m in st.models.values() for p in m.parameters())

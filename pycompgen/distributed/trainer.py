@@ -197,7 +197,7 @@ def train_distributed(cfg, args=None, **kw) -> dict:
     "tracking_uri", "storage_path", "evaluation", "experiment_id"}."""
     from pycompgen.tracking import PipelineTracker, is_local_store, preflight, resolve_tracking_uri, ui_command
     from pycompgen.tracking.artifacts import evaluation_metrics, log_model, run_evaluation
-    from pycompgen.training import PIPELINE, load_checkpoint
+    from pycompgen.training import load_checkpoint, pipeline_stages
     from pycompgen.training.pipeline import stage_done
     import ray.train
 
@@ -215,10 +215,11 @@ def train_distributed(cfg, args=None, **kw) -> dict:
     resume = bool(opt("resume", False))
     max_failures = int(opt("max_failures", DEFAULT_MAX_FAILURES))
     stage_arg = opt("stage")
-    stages = list(opt("stages", None) or (PIPELINE if stage_arg == "pipeline" else [cfg.train.stage]))
-    unknown = [s for s in stages if s not in PIPELINE]
+    order = pipeline_stages(cfg)
+    stages = list(opt("stages", None) or (order if stage_arg == "pipeline" else [cfg.train.stage]))
+    unknown = [s for s in stages if s not in order]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown} (expected some of {', '.join(PIPELINE)})")
+        raise ValueError(f"unknown stage(s) {unknown} (expected some of {', '.join(order)})")
     pipeline_mode = stage_arg == "pipeline" or opt("stages", None) is not None
     grid_every = int(opt("grid_every", 5))
     evaluate = bool(opt("evaluate", True))

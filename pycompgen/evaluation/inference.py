@@ -66,7 +66,7 @@ def load_for_eval(path: str | os.PathLike, label: str | None = None, expect_mode
     ``expect_model`` -> ValueError naming both.
     """
     from pycompgen.config import Config
-    from pycompgen.models import build_model
+    from pycompgen.systems import build_networks
     from pycompgen.training.checkpoint import load_checkpoint
 
     p = Path(path)
@@ -79,7 +79,7 @@ def load_for_eval(path: str | os.PathLike, label: str | None = None, expect_mode
     if expect_model is not None and name != expect_model:
         raise ValueError(f"checkpoint {p} holds model {name!r}, expected {expect_model!r}")
     cfg = Config.from_dict(payload["config"])
-    models = build_model(cfg.model, cfg.data.image_size)
+    models = build_networks(cfg)
     for k, sd in payload["models"].items():
         if k not in models:
             raise ValueError(f"checkpoint {p} has weights for part {k!r}, which model {name!r} lacks "

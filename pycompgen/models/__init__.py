@@ -1,5 +1,8 @@
-"""Model zoo of pycompgen; ``MODELS`` maps a config's ``model.name`` to its builder."""
-from .compgen import ELM, Decoder, Encoder, build_compgen, compgen_latent_shape
+"""Network registry: ``model.name`` -> a builder of the named system's networks (``MODELS``).
+
+Each system's networks live with the system (``pycompgen/systems/<name>``); shared blocks in ``pycompgen.networks``.
+"""
+from pycompgen.systems.compgen.networks import ELM, Decoder, Encoder, build_compgen, compgen_latent_shape
 from .registry import MODELS, build_model, get_model, latent_shape, register_model
 
 register_model("compgen", build_compgen, compgen_latent_shape)

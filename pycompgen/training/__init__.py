@@ -1,11 +1,19 @@
-"""Training of Compgen (plain PyTorch): step 1 and approaches 1-3, ``fit`` for any driver (plain loop or Ray)."""
+"""The training harness (plain PyTorch): ``fit`` trains any registered system's stage (``pycompgen.systems``) for any
+driver (plain loop or Ray); ``train_local`` / ``run_pipeline`` are the single-process runs."""
 from .checkpoint import load_checkpoint, save_checkpoint
 from .losses import distortion, image_psnr, latent_mse
-from .loop import EpochShuffleSampler, evaluate, fit, make_channel, prepare_batch, resolve_device, train_one_epoch
-from .pipeline import PIPELINE, make_loaders, run_pipeline, train_local
-from .stages import STAGES, Stage, StageState, build_stage, get_stage
+from .loop import EpochShuffleSampler, evaluate, fit, resolve_device, train_one_epoch
+from .pipeline import PIPELINE, make_loaders, pipeline_stages, run_pipeline, stage_done, train_local
+from pycompgen.systems import StageSpec, System, build_system, get_system  # noqa: E402
 
-__all__ = ["fit", "train_one_epoch", "evaluate", "train_local", "run_pipeline", "make_loaders", "build_stage",
-           "get_stage", "Stage", "StageState", "STAGES", "PIPELINE", "save_checkpoint", "load_checkpoint",
-           "distortion", "latent_mse", "image_psnr", "make_channel", "prepare_batch", "resolve_device",
-           "EpochShuffleSampler"]
+
+def __getattr__(name):  # Compgen's edge channel, kept here for existing callers (imported lazily: no cycle)
+    if name in ("make_channel", "prepare_batch"):
+        from pycompgen.systems.compgen import system
+        return getattr(system, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+__all__ = ["fit", "train_one_epoch", "evaluate", "train_local", "run_pipeline", "make_loaders", "pipeline_stages",
+           "stage_done", "build_system", "get_system", "System", "StageSpec", "PIPELINE", "save_checkpoint",
+           "load_checkpoint", "distortion", "latent_mse", "image_psnr", "make_channel", "prepare_batch",
+           "resolve_device", "EpochShuffleSampler"]

@@ -10,8 +10,8 @@ import torch.distributed as dist
 from torch import nn
 
 from pycompgen.ops import ssim
+from pycompgen.systems import System, build_system
 from .losses import image_psnr
-from .stages import StageState, build_stage, get_stage
 
 
 def resolve_device(device) -> torch.device:
@@ -21,17 +21,6 @@ def resolve_device(device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but this torch has no CUDA device (use train.device=cpu)")
     return dev
-
-
-def make_channel(cfg):
-    """The edge-map + AWGN channel of ``cfg`` (pycompgen.data.EdgeChannel)."""
-    try:
-        from pycompgen.data import EdgeChannel
-    except ImportError as e:
-        raise ImportError(f"pycompgen.data.EdgeChannel is not available ({e})") from None
-    t, d = cfg.train, cfg.data
-    psnr = tuple(float(v) for v in t.psnr_range) if t.psnr_range is not None else float(t.psnr)
-    return EdgeChannel(canny_low=d.canny_low, canny_high=d.canny_high, blur_sigma=d.blur_sigma, psnr=psnr, peak=1.0)
 
 
 class EpochShuffleSampler(torch.utils.data.Sampler):
@@ -49,36 +38,6 @@ class EpochShuffleSampler(torch.utils.data.Sampler):
 
     def __len__(self):
         return self.n
-
-
-def _images(batch) -> torch.Tensor:
-    if isinstance(batch, dict):
-        batch = batch.get("image", batch.get("x"))
-    elif isinstance(batch, (list, tuple)):
-        batch = batch[0]
-    if not torch.is_tensor(batch) or batch.dim() != 4 or batch.shape[1] != 3:
-        raise ValueError(f"the data loader must yield (N, 3, H, W) image batches, got "
-                         f"{getattr(batch, 'shape', type(batch).__name__)}")
-    return batch
-
-
-def prepare_batch(batch, cfg, device, channel, generator, needs_edges: bool = True) -> dict:
-    """Loader batch (uint8 (N,3,H,W)) -> {"x", "z", "z_noisy"} on ``device`` via the edge channel."""
-    x = _images(batch)
-    s = cfg.data.image_size
-    if tuple(x.shape[-2:]) != (s, s):
-        raise ValueError(f"the data yields {x.shape[-2]}x{x.shape[-1]} images but data.image_size={s}")
-    if not needs_edges:
-        x = x.to(device, non_blocking=True)
-        return {"x": x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()}
-    if x.dtype != torch.uint8:
-        x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
-    return channel(x, device, generator=generator)
-
-
-def autocast(state: StageState):
-    """bfloat16 autocast of the forward passes when ``train.amp`` is set (else a no-op context)."""
-    return torch.autocast(state.device.type, dtype=torch.bfloat16, enabled=bool(state.cfg.train.amp))
 
 
 def _seeded_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -108,78 +67,72 @@ def _n_batches(loader, limit):
     return min(n, limit) if limit is not None else n
 
 
-def train_one_epoch(state: StageState, loader: Iterable, channel, epoch: int, *, rank: int = 0,
-                    progress: bool = False) -> dict:
-    """One pass over ``loader`` (at most ``train.max_steps_per_epoch`` batches). Channel noise is drawn from a
-    generator seeded by (seed, epoch, rank), so a resumed run repeats the uninterrupted one."""
-    cfg, stage = state.cfg, state.stage
+def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int = 0, progress: bool = False) -> dict:
+    """One pass over ``loader`` (at most ``train.max_steps_per_epoch`` batches) of ``system.train_step``. Batch
+    randomness (e.g. channel noise) comes from a generator seeded by (seed, epoch, rank), so a resumed run repeats
+    the uninterrupted one."""
+    cfg = system.cfg
     sampler = getattr(loader, "sampler", None)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
     bsampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
     if bsampler is not sampler and hasattr(bsampler, "set_epoch"):
         bsampler.set_epoch(epoch)
-    gen = _seeded_generator(state.device, (cfg.train.seed + 1) * 1_000_003 + epoch * 1009 + rank)
+    gen = _seeded_generator(system.device, (cfg.train.seed + 1) * 1_000_003 + epoch * 1009 + rank)
     limit = cfg.train.max_steps_per_epoch
-    state.train_mode()
-    total = torch.zeros((), dtype=torch.float64, device=state.device)
+    system.train_mode()
+    total = torch.zeros((), dtype=torch.float64, device=system.device)
     count, steps = 0, 0
     t0 = time.perf_counter()
-    bar = _progress(loader, _n_batches(loader, limit), f"{stage.name} epoch {epoch + 1}", progress)
+    name = system.spec.name
+    bar = _progress(loader, _n_batches(loader, limit), f"{name} epoch {epoch + 1}", progress)
     for i, batch in enumerate(bar):
         if limit is not None and i >= limit:
             break
-        b = prepare_batch(batch, cfg, state.device, channel, gen, stage.needs_edges)
-        with autocast(state):
-            loss, _ = stage.loss(state.nets, b, cfg)
+        b = system.prepare_batch(batch, gen)
+        loss = system.train_step(b)["loss"]
         if i % 25 == 0 and not torch.isfinite(loss):  # occasional check: each one syncs an accelerator
-            raise FloatingPointError(f"{stage.name}: non-finite loss {loss.item()} at epoch {epoch + 1}, step {i + 1} "
+            raise FloatingPointError(f"{name}: non-finite loss {loss.item()} at epoch {epoch + 1}, step {i + 1} "
                                      f"(lower train.lr?)")
-        state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        state.optimizer.step()
         n = b["x"].shape[0]
-        total += loss.detach().double() * n
+        total += loss.double() * n
         count += n
         steps += 1
         if progress and steps % 10 == 0:
             bar.set_postfix(loss=f"{total.item() / count:.4f}")
-    if state.device.type == "cuda":
-        torch.cuda.synchronize(state.device)
+    if system.device.type == "cuda":
+        torch.cuda.synchronize(system.device)
     secs = time.perf_counter() - t0
-    loss_sum, count_all = _all_reduce([total.item(), float(count)], state.device)
+    loss_sum, count_all = _all_reduce([total.item(), float(count)], system.device)
     if not math.isfinite(loss_sum):
-        raise FloatingPointError(f"{stage.name}: non-finite training loss in epoch {epoch + 1} (lower train.lr?)")
+        raise FloatingPointError(f"{name}: non-finite training loss in epoch {epoch + 1} (lower train.lr?)")
     return {"train_loss": loss_sum / max(count_all, 1.0), "train_images": int(count_all), "train_steps": steps,
             "train_time_s": secs, "images_per_s": count / secs if secs > 0 else 0.0}
 
 
 @torch.no_grad()
-def evaluate(state: StageState, loader: Iterable, channel, *, max_batches: Optional[int] = None,
-             progress: bool = False) -> dict:
-    """Validation: mean SSIM and PSNR of the stage's reconstruction (step 1: g(f(x)); approaches: g(h(z+n))) and
-    the stage loss, with channel noise from a fixed seed (comparable across epochs)."""
-    cfg, stage = state.cfg, state.stage
-    state.eval_mode()
-    gen = _seeded_generator(state.device, cfg.train.seed * 7919 + 424242)
-    sums = torch.zeros(3, dtype=torch.float64, device=state.device)
+def evaluate(system: System, loader: Iterable, *, max_batches: Optional[int] = None, progress: bool = False) -> dict:
+    """Validation: mean SSIM and PSNR of ``system.validation_step``'s reconstruction (Compgen step 1: g(f(x));
+    approaches: g(h(z+n))) and its loss, with batch randomness from a fixed seed (comparable across epochs)."""
+    cfg = system.cfg
+    system.eval_mode()
+    gen = _seeded_generator(system.device, cfg.train.seed * 7919 + 424242)
+    sums = torch.zeros(3, dtype=torch.float64, device=system.device)
     count = 0
-    bar = _progress(loader, _n_batches(loader, max_batches), f"{stage.name} val", progress)
+    bar = _progress(loader, _n_batches(loader, max_batches), f"{system.spec.name} val", progress)
     for i, batch in enumerate(bar):
         if max_batches is not None and i >= max_batches:
             break
-        b = prepare_batch(batch, cfg, state.device, channel, gen, stage.needs_edges)
-        with autocast(state):
-            loss, logs = stage.loss(state.models, b, cfg)
-            x_hat = logs["x_hat"] if "x_hat" in logs else stage.reconstruct(state.models, b)
-        x_hat = x_hat.float()
+        b = system.prepare_batch(batch, gen)
+        out = system.validation_step(b)
+        x_hat = out["x_hat"].float()
         n = b["x"].shape[0]
         sums[0] += ssim(x_hat, b["x"], reduction="none").double().sum()
         sums[1] += image_psnr(b["x"], x_hat).double().sum()
-        sums[2] += loss.double() * n
+        sums[2] += out["loss"].double() * n
         count += n
-    state.train_mode()
-    s_ssim, s_psnr, s_loss, n_all = _all_reduce(sums.tolist() + [float(count)], state.device)
+    system.train_mode()
+    s_ssim, s_psnr, s_loss, n_all = _all_reduce(sums.tolist() + [float(count)], system.device)
     if n_all == 0:
         return {}
     return {"val_ssim": s_ssim / n_all, "val_psnr": s_psnr / n_all, "val_loss": s_loss / n_all,
@@ -188,9 +141,10 @@ def evaluate(state: StageState, loader: Iterable, channel, *, max_batches: Optio
 
 def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, resume_state: Optional[dict] = None,
         wrap_module: Callable[[nn.Module], nn.Module] = lambda m: m,
-        on_epoch_end: Optional[Callable[[int, dict, dict], None]] = None, rank: int = 0, start_epoch: int = 0,
-        channel=None) -> dict:
-    """Train ``cfg.train.stage`` for ``cfg.epochs_for()`` epochs; returns the final metrics.
+        on_epoch_end: Optional[Callable[[int, dict, dict], None]] = None, rank: int = 0,
+        start_epoch: int = 0) -> dict:
+    """Train stage ``cfg.train.stage`` of system ``cfg.model.name`` for ``cfg.epochs_for()`` epochs; returns the
+    final metrics.
 
     ``init``: previous-step weights {"f": state_dict, ...}. ``resume_state``: a checkpoint payload to continue from
     (its ``epoch`` overrides ``start_epoch``). ``wrap_module`` wraps each trainable network (DDP). After every epoch
@@ -198,10 +152,8 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
     copy it before returning). Progress bars only on rank 0 with ``train.progress``.
     """
     device = resolve_device(device)
-    get_stage(cfg.train.stage)
     cfg.validate()
-    state = build_stage(cfg, device, init, resume_state=resume_state, wrap_module=wrap_module)
-    channel = channel if channel is not None else (make_channel(cfg) if state.stage.needs_edges else None)
+    system = build_system(cfg, device, init, resume_state=resume_state, wrap_module=wrap_module)
     best = -math.inf
     metrics: dict = {}
     if resume_state is not None:
@@ -212,10 +164,10 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
     progress = bool(cfg.train.progress) and rank == 0
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        m = {"stage": state.stage.name, "epoch": epoch + 1, "epochs": epochs, "lr": cfg.train.lr}
-        m.update(train_one_epoch(state, train_loader, channel, epoch, rank=rank, progress=progress))
+        m = {"stage": system.spec.name, "epoch": epoch + 1, "epochs": epochs, "lr": cfg.train.lr}
+        m.update(train_one_epoch(system, train_loader, epoch, rank=rank, progress=progress))
         if val_loader is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs):
-            m.update(evaluate(state, val_loader, channel, max_batches=cfg.train.max_val_batches, progress=False))
+            m.update(evaluate(system, val_loader, max_batches=cfg.train.max_val_batches, progress=False))
         m["is_best"] = False
         if "val_ssim" in m and m["val_ssim"] > best:
             best = m["val_ssim"]
@@ -226,14 +178,14 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
         if progress:
             from tqdm.auto import tqdm
             val = (f" val_ssim {m['val_ssim']:.4f} val_psnr {m['val_psnr']:.2f} dB" if "val_ssim" in m else "")
-            tqdm.write(f"{state.stage.name} epoch {epoch + 1}/{epochs}: loss {m['train_loss']:.5f}{val} "
+            tqdm.write(f"{system.spec.name} epoch {epoch + 1}/{epochs}: loss {m['train_loss']:.5f}{val} "
                        f"{m['images_per_s']:.0f} img/s")
         if on_epoch_end is not None:
-            on_epoch_end(epoch, m, state.payload(epoch + 1, m, best))
+            on_epoch_end(epoch, m, system.payload(epoch + 1, m, best))
     metrics = dict(metrics)
     metrics["best_val_ssim"] = best
     return metrics
 
 
-__all__ = ["fit", "train_one_epoch", "evaluate", "prepare_batch", "make_channel", "resolve_device",
+__all__ = ["fit", "train_one_epoch", "evaluate", "resolve_device",
            "EpochShuffleSampler"]

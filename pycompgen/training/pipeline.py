@@ -1,10 +1,8 @@
 """Single-process runs: ``train_local`` (one stage, atomic last.pt / best.pt, resumable) and ``run_pipeline``
-(step 1 -> approach 1 -> approach 2 -> approach 3, passing checkpoints).
+(a system's stages in order, e.g. Compgen's step 1 -> approach 1 -> approach 2 -> approach 3, passing checkpoints).
 
-Pipeline hand-over (paper Sec. 3): approach 1 starts from step 1's f, g (frozen) and a fresh h; approach 2 from
-approach 1's h (frozen) and step 1's g (retrained); approach 3 from step 1's g and, with
-``train.approach3_init="approach1"`` (default), approach 1's h -- a warm start that converges faster than the
-paper's fresh h (``"fresh"``). Each stage hands over its best.pt (best validation SSIM).
+Each stage hands over its best.pt (best validation SSIM); which networks a stage takes from which earlier stage is
+the system's ``handover`` rule (``pycompgen.systems``).
 """
 from __future__ import annotations
 
@@ -16,10 +14,16 @@ from typing import Optional
 import torch
 import yaml
 
+from pycompgen.systems import get_system
 from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import EpochShuffleSampler, fit, resolve_device
 
-PIPELINE = ("step1", "approach1", "approach2", "approach3")
+PIPELINE = ("step1", "approach1", "approach2", "approach3")  # Compgen's
+
+
+def pipeline_stages(cfg) -> tuple:
+    """The stages ``--stage pipeline`` runs for ``cfg.model.name``, in order."""
+    return tuple(get_system(cfg.model.name).pipeline())
 
 
 def make_loaders(cfg, *, shuffle_seed: Optional[int] = None):
@@ -125,8 +129,13 @@ def stage_done(path: Path, cfg) -> bool:
 
 
 def _handover(cfg, name: str, ckpts: dict) -> Optional[dict]:
-    """Previous-step weights for stage ``name`` (see the module docstring)."""
-    def models(stage):
+    """Initial weights of pipeline stage ``name``: ``train.init`` for the first stage, else the system's hand-over
+    rule over the best.pt of earlier stages (``ckpts``: {stage: path}, filled from cfg.out/<stage>/best.pt)."""
+    system = get_system(cfg.model.name)
+    if name == system.pipeline()[0]:
+        return _init_from(cfg.train.init, cfg) if cfg.train.init else None
+
+    def models_of(stage):
         if stage not in ckpts:
             p = Path(cfg.out) / stage / "best.pt"
             if not p.is_file():
@@ -134,30 +143,18 @@ def _handover(cfg, name: str, ckpts: dict) -> Optional[dict]:
             ckpts[stage] = str(p)
         return _init_from(ckpts[stage], cfg)
 
-    if name == "step1":
-        return _init_from(cfg.train.init, cfg) if cfg.train.init else None
-    s1 = models("step1")
-    if s1 is None:
-        raise ValueError(f"pipeline stage {name!r} needs step 1's checkpoint: run step1 first "
-                         f"(expected {Path(cfg.out) / 'step1' / 'best.pt'})")
-    init = {"f": s1["f"], "g": s1["g"]}
-    if name in ("approach2", "approach3"):
-        a1 = models("approach1")
-        if a1 is None and (name == "approach2" or cfg.train.approach3_init == "approach1"):
-            raise ValueError(f"pipeline stage {name!r} needs approach 1's h: run approach1 first "
-                             f"(expected {Path(cfg.out) / 'approach1' / 'best.pt'})")
-        if a1 is not None and (name == "approach2" or cfg.train.approach3_init == "approach1"):
-            init["h"] = a1["h"]
-    return init
+    return system.handover(cfg, name, models_of)
 
 
-def run_pipeline(cfg, stages=PIPELINE, resume: bool = False, verbose: bool = True) -> dict:
-    """Run ``stages`` in order, each into cfg.out/<stage>/, handing best.pt weights on. With ``resume`` a finished
-    stage is skipped and an interrupted one continues from its last.pt. Returns {stage: final metrics}."""
-    stages = list(stages)
+def run_pipeline(cfg, stages=None, resume: bool = False, verbose: bool = True) -> dict:
+    """Run ``stages`` (default: the system's whole pipeline) in order, each into cfg.out/<stage>/, handing best.pt
+    weights on. With ``resume`` a finished stage is skipped and an interrupted one continues from its last.pt.
+    Returns {stage: final metrics}."""
+    order = pipeline_stages(cfg)
+    stages = list(order if stages is None else stages)
     for s in stages:
-        if s not in PIPELINE:
-            raise ValueError(f"unknown pipeline stage {s!r} (expected some of {', '.join(PIPELINE)})")
+        if s not in order:
+            raise ValueError(f"unknown pipeline stage {s!r} (expected some of {', '.join(order)})")
     ckpts: dict = {}
     results: dict = {}
     t0 = time.perf_counter()
@@ -183,4 +180,5 @@ def run_pipeline(cfg, stages=PIPELINE, resume: bool = False, verbose: bool = Tru
     return results
 
 
-__all__ = ["train_local", "run_pipeline", "make_loaders", "check_compatible", "PIPELINE", "summary_line"]
+__all__ = ["train_local", "run_pipeline", "make_loaders", "check_compatible", "PIPELINE", "pipeline_stages",
+           "summary_line", "stage_done"]

@@ -1,4 +1,4 @@
-"""Building blocks of the Compgen networks (paper Fig. 3 and Fig. 4; Mentzer et al. 2018)."""
+"""Shared building blocks of the project's networks (residual blocks of Compgen, Mentzer et al. 2018; more as systems need them)."""
 from __future__ import annotations
 
 import torch

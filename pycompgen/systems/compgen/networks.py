@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .layers import ResidualBlock, conv5_down, deconv5_up, norm2d, residual_stack
+from pycompgen.networks import ResidualBlock, conv5_down, deconv5_up, norm2d, residual_stack
 
 DOWNSAMPLE = 8  # three stride-2 stages: 64x64 -> 8x8
 

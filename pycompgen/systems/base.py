@@ -1,0 +1,228 @@
+"""The training harness's view of a system: networks, optimisers, extra state and one ``train_step``.
+
+A system (one paper's model family) subclasses ``System`` and declares its stages. A stage names the networks it
+uses, the ones it trains (the rest are frozen: ``requires_grad=False``, ``eval()``, not in any optimiser) and the
+ones that must come from an earlier stage. ``train_step(batch)`` may update several optimisers in turn (a
+discriminator step per generator step, n critic steps per generator step); everything else -- epochs, validation,
+checkpoints, resume, DDP wrapping, Ray Train, Ray Tune, MLflow -- is the harness's and stays system-agnostic.
+
+Conventions:
+- ``self.models``: the raw networks (what checkpoints hold); ``self.nets``: the same, with the trainable ones
+  wrapped by ``wrap_module`` (DDP). Forward passes that should synchronise gradients use ``self.nets``; a frozen
+  network, or a network used only to pass gradients to another one, uses ``self.models``.
+- ``self.optimizers``: {name: optimizer}; ``self.extra``: state that must be checkpointed (floats, ints, tensors).
+- Batches are dicts made by ``prepare_batch`` from the loader's uint8 images; ``x`` is always the image in [0, 1].
+- ``validation_step`` returns {"loss": scalar, "x_hat": images in [0, 1]}; the harness computes SSIM and PSNR of
+  ``x_hat`` against ``batch["x"]`` and keeps the checkpoint with the best validation SSIM.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Optional
+
+import torch
+from torch import nn
+
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    uses: tuple           # networks of this stage (saved in its checkpoint)
+    trainable: tuple      # networks updated by the optimisers (everything else in ``uses`` is frozen)
+    requires: tuple = ()  # networks that must come from a previous stage (``init``)
+    epochs: int = 10      # default epoch count (``train.epochs`` overrides)
+    description: str = ""
+
+
+def load_net(name: str, module: nn.Module, sd: dict, source: str) -> None:
+    """``module.load_state_dict(sd)`` with a one-line error naming the network and where the weights came from."""
+    try:
+        module.load_state_dict(sd)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        raise ValueError(f"weights for network {name!r} from {source} do not fit the configured model "
+                         f"(different widths/depths or data.image_size?): "
+                         f"{first[1].strip() if len(first) > 1 else first[0]}") from None
+
+
+def images01(batch, image_size: int, device) -> torch.Tensor:
+    """Loader batch (uint8 or float (N,3,H,W)) -> float images in [0, 1] on ``device``."""
+    if isinstance(batch, dict):
+        batch = batch.get("image", batch.get("x"))
+    elif isinstance(batch, (list, tuple)):
+        batch = batch[0]
+    if not torch.is_tensor(batch) or batch.dim() != 4 or batch.shape[1] != 3:
+        raise ValueError(f"the data loader must yield (N, 3, H, W) image batches, got "
+                         f"{getattr(batch, 'shape', type(batch).__name__)}")
+    if tuple(batch.shape[-2:]) != (image_size, image_size):
+        raise ValueError(f"the data yields {batch.shape[-2]}x{batch.shape[-1]} images but "
+                         f"data.image_size={image_size}")
+    x = batch.to(device, non_blocking=True)
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+class System:
+    """Base class of a trainable system for one stage (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    stages: ClassVar[dict] = {}        # {stage name: StageSpec}, in pipeline order
+    description: ClassVar[str] = ""
+    section: ClassVar[Optional[type]] = None  # dataclass of the system's own hyper-parameters (cfg.<name>)
+
+    # -- construction -------------------------------------------------------------------------------------------------
+    def __init__(self, cfg, device, init: Optional[dict] = None, *, resume_state: Optional[dict] = None,
+                 wrap_module: Callable[[nn.Module], nn.Module] = lambda m: m):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.spec: StageSpec = self.get_stage(cfg.train.stage)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed)
+            built = self.build_networks(cfg)
+        missing = [k for k in self.spec.uses if k not in built]
+        if missing:
+            raise ValueError(f"system {self.name!r} has no network(s) {missing} needed by stage {self.spec.name!r}")
+        self.models: dict[str, nn.Module] = {k: built[k] for k in self.spec.uses}
+        init = self.filter_init(dict(init or {}))
+        if resume_state is None:
+            lacking = [k for k in self.spec.requires if k not in init]
+            if lacking:
+                raise ValueError(self.missing_init_message(lacking))
+            for k, sd in init.items():
+                if k in self.models:
+                    load_net(k, self.models[k], sd, "train.init")
+        for k, m in self.models.items():
+            m.to(self.device)
+            trainable = k in self.spec.trainable
+            for p in m.parameters():
+                p.requires_grad_(trainable)
+            m.train(trainable)
+        if resume_state is not None:
+            for k in self.spec.uses:
+                if k not in resume_state.get("models", {}):
+                    raise ValueError(f"resume checkpoint has no network {k!r} for stage {self.spec.name!r}")
+                load_net(k, self.models[k], resume_state["models"][k], "the resume checkpoint")
+        self.extra: dict = self.initial_extra()
+        self.optimizers: dict[str, torch.optim.Optimizer] = self.configure_optimizers()
+        if resume_state is not None:
+            self.load_training_state(resume_state)
+        self.nets = {k: (wrap_module(m) if k in self.spec.trainable else m) for k, m in self.models.items()}
+        self.train_mode()
+
+    # -- what a system declares ---------------------------------------------------------------------------------------
+    @classmethod
+    def get_stage(cls, stage: str) -> StageSpec:
+        if stage not in cls.stages:
+            raise ValueError(f"unknown stage {stage!r} for system {cls.name!r} "
+                             f"(expected one of {', '.join(cls.stages)})")
+        return cls.stages[stage]
+
+    @classmethod
+    def pipeline(cls) -> tuple:
+        """Stages in the order ``--stage pipeline`` runs them."""
+        return tuple(cls.stages)
+
+    @classmethod
+    def build_networks(cls, cfg) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def handover(cls, cfg, stage: str, models_of: Callable[[str], Optional[dict]]) -> Optional[dict]:
+        """Initial weights of ``stage`` in a pipeline: ``models_of(earlier_stage)`` gives that stage's best weights
+        ({net: state_dict}) or None. Default: every earlier stage's networks, later stages winning."""
+        init: dict = {}
+        for s in cls.pipeline():
+            if s == stage:
+                break
+            m = models_of(s)
+            if m is None:
+                raise ValueError(f"pipeline stage {stage!r} of {cls.name!r} needs stage {s!r} first")
+            init.update(m)
+        return init or None
+
+    def filter_init(self, init: dict) -> dict:
+        return init
+
+    def missing_init_message(self, lacking: list) -> str:
+        return (f"stage {self.spec.name!r} of {self.name!r} needs trained network(s) {', '.join(lacking)} from a "
+                f"previous stage: set train.init=PATH to that stage's best.pt or run the pipeline (--stage pipeline)")
+
+    def initial_extra(self) -> dict:
+        return {}
+
+    def configure_optimizers(self) -> dict:
+        """Default: one Adam over every trainable network at ``train.lr``."""
+        params = [p for k in self.spec.trainable for p in self.models[k].parameters()]
+        return {"main": torch.optim.Adam(params, lr=self.cfg.train.lr)}
+
+    def prepare_batch(self, batch, generator: torch.Generator) -> dict:
+        return {"x": images01(batch, self.cfg.data.image_size, self.device)}
+
+    def train_step(self, batch: dict) -> dict:
+        """One optimisation step (possibly several optimisers); returns detached logs with a scalar "loss"."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: dict) -> dict:
+        """{"loss": scalar tensor, "x_hat": reconstruction in [0, 1]} with ``self.models`` in eval mode."""
+        raise NotImplementedError
+
+    # -- helpers for train steps --------------------------------------------------------------------------------------
+    def autocast(self):
+        """bfloat16 autocast of forward passes when ``train.amp`` is set (losses are computed in float32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.train.amp))
+
+    def step(self, loss: torch.Tensor, optimizer: str = "main") -> None:
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    @staticmethod
+    def requires_grad(module: nn.Module, flag: bool) -> None:
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+    # -- modes and state ----------------------------------------------------------------------------------------------
+    def train_mode(self) -> None:
+        for k, m in self.models.items():
+            m.train(k in self.spec.trainable)
+        for k in self.spec.trainable:
+            self.nets[k].train()
+
+    def eval_mode(self) -> None:
+        for m in self.models.values():
+            m.eval()
+        for m in self.nets.values():
+            m.eval()
+
+    def model_state(self) -> dict:
+        return {k: m.state_dict() for k, m in self.models.items()}
+
+    def load_training_state(self, state: dict) -> None:
+        """Optimisers and extra state from a checkpoint payload (networks are loaded in ``__init__``)."""
+        opts = state.get("optimizers")
+        if opts is None and state.get("optimizer") and len(self.optimizers) == 1:  # format of pycompgen <= 0.1
+            opts = {next(iter(self.optimizers)): state["optimizer"]}
+        for k, sd in (opts or {}).items():
+            if k not in self.optimizers:
+                raise ValueError(f"resume checkpoint has optimiser {k!r}, which stage {self.spec.name!r} of "
+                                 f"{self.name!r} lacks (optimisers: {sorted(self.optimizers)})")
+            if sd:
+                self.optimizers[k].load_state_dict(sd)
+        for k, v in (state.get("extra") or {}).items():
+            self.extra[k] = v.to(self.device) if torch.is_tensor(v) else v
+
+    def payload(self, epoch: int, metrics: dict, best_val_ssim: float) -> dict:
+        """The checkpoint payload (see pycompgen.training.checkpoint)."""
+        from pycompgen.training.checkpoint import FORMAT
+        return {
+            "format": FORMAT, "model": self.name, "stage": self.spec.name, "epoch": int(epoch),
+            "config": self.cfg.to_dict(), "models": self.model_state(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "extra": {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in self.extra.items()},
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))},
+            "best_val_ssim": float(best_val_ssim),
+        }
+
+
+__all__ = ["System", "StageSpec", "load_net", "images01"]

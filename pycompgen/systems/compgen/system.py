@@ -1,0 +1,180 @@
+"""Compgen's training steps (paper Sec. 3) on the harness: step 1 and approaches 1-3.
+
+Each stage names the networks it trains and the ones it keeps frozen (see ``pycompgen.systems.base``).
+
+Pipeline hand-over: approach 1 starts from step 1's f, g (frozen) and a fresh h; approach 2 from approach 1's h
+(frozen) and step 1's g (retrained); approach 3 from step 1's g and, with ``train.approach3_init="approach1"``
+(default), approach 1's h -- a warm start that converges faster than the paper's fresh h (``"fresh"``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from pycompgen.systems import register_system
+from pycompgen.systems.base import StageSpec, System, images01
+from pycompgen.training.losses import distortion, latent_mse
+
+
+def make_channel(cfg):
+    """The edge-map + AWGN channel of ``cfg`` (pycompgen.data.EdgeChannel)."""
+    from pycompgen.data import EdgeChannel
+    t, d = cfg.train, cfg.data
+    psnr = tuple(float(v) for v in t.psnr_range) if t.psnr_range is not None else float(t.psnr)
+    return EdgeChannel(canny_low=d.canny_low, canny_high=d.canny_high, blur_sigma=d.blur_sigma, psnr=psnr, peak=1.0)
+
+
+def prepare_batch(batch, cfg, device, channel, generator, needs_edges: bool = True) -> dict:
+    """Loader batch (uint8 (N,3,H,W)) -> {"x"} or, with edges, {"x", "z", "z_noisy"} on ``device``."""
+    if not needs_edges:
+        return {"x": images01(batch, cfg.data.image_size, device)}
+    x = batch.get("image", batch.get("x")) if isinstance(batch, dict) else \
+        (batch[0] if isinstance(batch, (list, tuple)) else batch)
+    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"the data loader must yield (N, 3, H, W) image batches, got "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    s = cfg.data.image_size
+    if tuple(x.shape[-2:]) != (s, s):
+        raise ValueError(f"the data yields {x.shape[-2]}x{x.shape[-1]} images but data.image_size={s}")
+    if x.dtype != torch.uint8:
+        x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    return channel(x, device, generator=generator)
+
+
+def _d(cfg, x, x_hat):
+    t = cfg.train
+    return distortion(x, x_hat, t.w_ssim, t.w_l1, t.w_mse)
+
+
+def _step1_loss(nets, b, cfg):
+    x_hat = nets["g"](nets["f"](b["x"]))
+    d = _d(cfg, b["x"], x_hat)
+    return d, {"distortion": d.detach(), "x_hat": x_hat}
+
+
+def _approach1_loss(nets, b, cfg):
+    with torch.no_grad():
+        y = nets["f"](b["x"])
+    loss = latent_mse(nets["h"](b["z_noisy"]), y)
+    return loss, {"latent_mse": loss.detach()}
+
+
+def _approach2_loss(nets, b, cfg):
+    with torch.no_grad():
+        y_hat = nets["h"](b["z_noisy"])
+    x_hat = nets["g"](y_hat)
+    d = _d(cfg, b["x"], x_hat)
+    return d, {"distortion": d.detach(), "x_hat": x_hat}
+
+
+def _approach3_loss(nets, b, cfg):
+    y_hat = nets["h"](b["z_noisy"])
+    x_hat = nets["g"](y_hat)
+    d = _d(cfg, b["x"], x_hat)
+    logs = {"distortion": d.detach(), "x_hat": x_hat}
+    loss = d
+    if cfg.train.w_latent:
+        with torch.no_grad():
+            y = nets["f"](b["x"])
+        lat = latent_mse(y_hat, y)
+        loss = d + cfg.train.w_latent * lat
+        logs["latent_mse"] = lat.detach()
+    return loss, logs
+
+
+def _ae(nets, b):
+    return nets["g"](nets["f"](b["x"]))
+
+
+def _elm(nets, b):
+    return nets["g"](nets["h"](b["z_noisy"]))
+
+
+# stage -> (loss, reconstruction, needs edges)
+_STEPS: dict[str, tuple[Callable, Callable, bool]] = {
+    "step1": (_step1_loss, _ae, False),
+    "approach1": (_approach1_loss, _elm, True),
+    "approach2": (_approach2_loss, _elm, True),
+    "approach3": (_approach3_loss, _elm, True),
+}
+
+
+@register_system
+class Compgen(System):
+    name = "compgen"
+    description = "faces from Canny edge maps over an AWGN channel (Pandian et al.)"
+    stages = {
+        "step1": StageSpec("step1", ("f", "g"), ("f", "g"), (), 50, "f, g trained with d(x, g(f(x)))"),
+        "approach1": StageSpec("approach1", ("f", "g", "h"), ("h",), ("f", "g"), 40,
+                               "h trained with MSE(h(z+n), f(x)); f, g frozen"),
+        "approach2": StageSpec("approach2", ("f", "g", "h"), ("g",), ("f", "g", "h"), 40,
+                               "g retrained with d(x, g(h(z+n))); f, h frozen"),
+        "approach3": StageSpec("approach3", ("f", "g", "h"), ("g", "h"), ("f", "g"), 40,
+                               "h, g trained jointly with d(x, g(h(z+n))) (+ w_latent MSE(h(z+n), f(x))); f frozen"),
+    }
+
+    def __init__(self, cfg, device, init=None, **kw):
+        self.loss_fn, self.reconstruct_fn, self.needs_edges = _STEPS[cfg.train.stage]
+        self.channel = make_channel(cfg) if self.needs_edges else None
+        super().__init__(cfg, device, init, **kw)
+
+    @classmethod
+    def build_networks(cls, cfg) -> dict:
+        from pycompgen.models import build_model
+        return build_model(cfg.model, image_size=cfg.data.image_size)
+
+    def filter_init(self, init: dict) -> dict:
+        if self.spec.name == "approach3" and self.cfg.train.approach3_init == "fresh":
+            init.pop("h", None)
+        return init
+
+    def missing_init_message(self, lacking: list) -> str:
+        return (f"stage {self.spec.name!r} needs trained network(s) {', '.join(lacking)} from a previous step: set "
+                f"train.init=PATH to a checkpoint (e.g. step1's best.pt"
+                f"{' or approach1' + chr(39) + 's' if 'h' in lacking else ''}) or run the pipeline (--stage pipeline)")
+
+    @classmethod
+    def handover(cls, cfg, stage: str, models_of) -> Optional[dict]:
+        if stage == "step1":
+            return None
+        s1 = models_of("step1")
+        if s1 is None:
+            raise ValueError(f"pipeline stage {stage!r} needs step 1's checkpoint: run step1 first "
+                             f"(expected {Path(cfg.out) / 'step1' / 'best.pt'})")
+        init = {"f": s1["f"], "g": s1["g"]}
+        if stage == "approach2" or (stage == "approach3" and cfg.train.approach3_init == "approach1"):
+            a1 = models_of("approach1")
+            if a1 is None:
+                raise ValueError(f"pipeline stage {stage!r} needs approach 1's h: run approach1 first "
+                                 f"(expected {Path(cfg.out) / 'approach1' / 'best.pt'})")
+            init["h"] = a1["h"]
+        return init
+
+    def prepare_batch(self, batch, generator) -> dict:
+        return prepare_batch(batch, self.cfg, self.device, self.channel, generator, self.needs_edges)
+
+    def loss(self, nets: dict, batch: dict):
+        """(loss, logs) of the stage with ``nets`` (``self.nets`` to train, ``self.models`` to validate)."""
+        return self.loss_fn(nets, batch, self.cfg)
+
+    def train_step(self, batch: dict) -> dict:
+        with self.autocast():
+            loss, logs = self.loss(self.nets, batch)
+        self.step(loss)
+        return {"loss": loss.detach(), **{k: v for k, v in logs.items() if k != "x_hat"}}
+
+    def validation_step(self, batch: dict) -> dict:
+        with self.autocast():
+            loss, logs = self.loss(self.models, batch)
+            x_hat = logs["x_hat"] if "x_hat" in logs else self.reconstruct_fn(self.models, batch)
+        return {"loss": loss, "x_hat": x_hat.float()}
+
+    def reconstruct(self, batch: dict) -> torch.Tensor:
+        return self.reconstruct_fn(self.models, batch)
+
+
+SYSTEM = Compgen
+
+__all__ = ["Compgen", "make_channel", "prepare_batch"]

@@ -1,0 +1,62 @@
+"""The multi-network training harness: Compgen on it reproduces the pre-harness code, and the harness's checkpoint /
+resume / freezing contract holds for any system."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from pycompgen.config import load_config
+from pycompgen.systems import build_system, get_system, names
+from pycompgen.training import make_loaders, run_pipeline
+
+TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
+RECORDED = Path(__file__).parent / "data" / "compgen_equivalence.json"
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _cfg(tmp_path, *extra):
+    return load_config(TINY, ["train.epochs=2", "train.psnr_range=[-5,50]", "train.w_latent=0.1", "train.w_l1=0.2",
+                              f"out={tmp_path}", *extra])
+
+
+def test_compgen_matches_pre_harness_code(tmp_path, one_thread):
+    """Losses and validation metrics of step 1 and approaches 1-3 equal those recorded from the code before the
+    harness (commit f7b16f1, tests/data/record_compgen_equivalence.py) up to float rounding."""
+    rec = json.loads(RECORDED.read_text())
+    cfg = _cfg(tmp_path)
+    res = run_pipeline(cfg, verbose=False)
+    for stage, want in rec["pipeline"].items():
+        for k, v in want.items():
+            assert res[stage][k] == pytest.approx(v, rel=1e-6, abs=1e-9), (stage, k)
+    s1 = torch.load(tmp_path / "step1" / "best.pt", weights_only=True)["models"]
+    a1 = torch.load(tmp_path / "approach1" / "best.pt", weights_only=True)["models"]
+    for stage, want in rec["steps"].items():
+        c = cfg.copy()
+        c.train.stage = stage
+        init = None if stage == "step1" else dict(s1, **({"h": a1["h"]} if stage != "approach1" else {}))
+        system = build_system(c, "cpu", init)
+        loader, _ = make_loaders(c)
+        g = torch.Generator().manual_seed(123)
+        got = []
+        for i, batch in enumerate(loader):
+            if i == 3:
+                break
+            got.append(system.train_step(system.prepare_batch(batch, g))["loss"].item())
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-9), stage
+
+
+def test_registry_lists_systems():
+    assert "compgen" in names()
+    assert get_system("compgen").pipeline() == ("step1", "approach1", "approach2", "approach3")
+    with pytest.raises(ValueError, match="unknown system 'nope'.*compgen"):
+        get_system("nope")
+    with pytest.raises(ValueError, match="train.stage must be one of step1"):
+        load_config(TINY, ["train.stage=pretrain"])
