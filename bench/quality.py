@@ -68,7 +68,7 @@ def calibrate(cfg, faces, device, stages, steps: int = 2) -> dict:
     """Seconds per training step of each stage (one warm-up step, then the mean of ``steps``)."""
     from pycompgen.evaluation.sweep import face_batch
     from pycompgen.models import build_model
-    from pycompgen.training import build_stage, make_channel, prepare_batch
+    from pycompgen.training import build_system
 
     torch.manual_seed(0)
     rnd = {k: m.state_dict() for k, m in build_model(cfg.model, cfg.data.image_size).items()}
@@ -77,17 +77,12 @@ def calibrate(cfg, faces, device, stages, steps: int = 2) -> dict:
     for name in stages:
         c = cfg.copy()
         c.train.stage = name
-        st = build_stage(c, device, None if name == "step1" else rnd)
-        ch = make_channel(c)
+        st = build_system(c, device, None if name == "step1" else rnd)
         gen = torch.Generator(device=device).manual_seed(0)
         times = []
         for i in range(steps + 1):
             t = time.perf_counter()
-            b = prepare_batch(x8, c, device, ch, gen, st.stage.needs_edges)
-            loss, _ = st.stage.loss(st.nets, b, c)
-            st.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            st.optimizer.step()
+            st.train_step(st.prepare_batch(x8, gen))
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             if i:

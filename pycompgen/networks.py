@@ -63,3 +63,96 @@ class _Skip(nn.Module):
 
     def forward(self, x):
         return x + self.body(x)
+
+
+# -- convolutional (variational) autoencoders: the face-reconstruction study's CVAE / DCGAN generator ---------------
+def _down(cin: int, cout: int, norm: bool = True) -> list:
+    """[k4 s2] conv halving H and W, (BatchNorm), LeakyReLU(0.2)."""
+    return [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)] + ([nn.BatchNorm2d(cout)] if norm else []) + \
+        [nn.LeakyReLU(0.2, inplace=True)]
+
+
+def _up(cin: int, cout: int) -> list:
+    """[k4 s2] transposed conv doubling H and W, BatchNorm, ReLU."""
+    return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+class ConvEncoder(nn.Module):
+    """x (N, in_ch, H, W) -> (μ, log σ²), each (N, latent_channels, H/2^depth, W/2^depth).
+
+    ``depth`` [k4 s2] convs with widths channels·2^i, then a 3x3 conv to 2·latent_channels (μ and log σ²).
+    With ``variational=False`` the second half is absent and log σ² is None (a plain autoencoder)."""
+
+    def __init__(self, in_ch: int = 3, channels: int = 32, latent_channels: int = 8, depth: int = 3,
+                 variational: bool = True):
+        super().__init__()
+        layers, c = [], in_ch
+        for i in range(depth):
+            layers += _down(c, channels * 2 ** i, norm=i > 0)
+            c = channels * 2 ** i
+        self.body = nn.Sequential(*layers)
+        self.variational = variational
+        self.latent_channels = latent_channels
+        self.head = nn.Conv2d(c, latent_channels * (2 if variational else 1), 3, padding=1)
+
+    def forward(self, x: torch.Tensor):
+        t = self.head(self.body(x))
+        if not self.variational:
+            return t, None
+        mu, logvar = t.chunk(2, dim=1)
+        return mu, logvar.clamp(-30.0, 20.0)
+
+
+class ConvDecoder(nn.Module):
+    """y (N, latent_channels, h, w) -> image (N, out_ch, h·2^depth, w·2^depth); mirror of ``ConvEncoder``.
+
+    ``out``: "sigmoid" (images in [0, 1]) or "tanh" (images in [-1, 1])."""
+
+    def __init__(self, out_ch: int = 3, channels: int = 32, latent_channels: int = 8, depth: int = 3,
+                 out: str = "sigmoid"):
+        super().__init__()
+        c = channels * 2 ** (depth - 1)
+        layers = [nn.Conv2d(latent_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        for i in reversed(range(1, depth)):
+            layers += _up(c, channels * 2 ** (i - 1))
+            c = channels * 2 ** (i - 1)
+        layers += [nn.ConvTranspose2d(c, out_ch, 4, 2, 1)]
+        if out not in ("sigmoid", "tanh"):
+            raise ValueError(f"ConvDecoder: out must be 'sigmoid' or 'tanh', got {out!r}")
+        layers.append(nn.Sigmoid() if out == "sigmoid" else nn.Tanh())
+        self.body = nn.Sequential(*layers)
+        self.latent_channels = latent_channels
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if y.dim() != 4 or y.shape[1] != self.latent_channels:
+            raise ValueError(f"decoder expects a latent of shape (N, {self.latent_channels}, h, w), "
+                             f"got {tuple(y.shape)}")
+        return self.body(y)
+
+
+class PatchDiscriminator(nn.Module):
+    """A small convolutional discriminator: ``depth`` [k4 s2] convs (LeakyReLU, BatchNorm after the first), then a
+    linear layer to one logit per image (no output activation: pair with BCE-with-logits or a WGAN critic loss)."""
+
+    def __init__(self, in_ch: int = 3, channels: int = 32, depth: int = 3, image_size: int = 64, norm: bool = True):
+        super().__init__()
+        layers, c = [], in_ch
+        for i in range(depth):
+            layers += _down(c, channels * 2 ** i, norm=norm and i > 0)
+            c = channels * 2 ** i
+        self.body = nn.Sequential(*layers)
+        s = image_size // 2 ** depth
+        self.fc = nn.Linear(c * s * s, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.body(x).flatten(1)).squeeze(1)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """y = μ + σ·ε, ε ~ N(0, I) (Kingma & Welling)."""
+    return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) || N(0, I)) per image, summed over the latent: shape (N,)."""
+    return 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float()).flatten(1).sum(1)

@@ -235,3 +235,20 @@ def test_two_node_cluster_with_tracking_server(tmp_path, ray_cluster, mlflow_ser
     stored = list((mlflow_server["root"] / "artifacts").rglob("samples_epoch001.png"))
     assert stored, "artifacts were not stored by the server"
     assert metrics_nodes["last"].endswith("last.pt")
+
+
+@pytest.mark.timeout(600)
+def test_gan_system_trains_on_two_workers(tmp_path, ray_local):
+    """A multi-optimiser system (the DCGAN compressor) through the same Ray Train / MLflow path as Compgen."""
+    from pycompgen.distributed import train_distributed
+    from pycompgen.training import load_checkpoint
+    cfg = tiny_cfg(tmp_path / "run", "model.name=dcgan", "dcgan.channels=8", "dcgan.latent_channels=4",
+                   "dcgan.disc_channels=8", "train.epochs=2")
+    res = train_distributed(cfg, workers=2)
+    ck = load_checkpoint(tmp_path / "run" / "last.pt", expect_model="dcgan")
+    assert ck["stage"] == "train" and ck["epoch"] == 2 and set(ck["models"]) == {"f", "g", "D"}
+    assert set(ck["optimizers"]) == {"G", "D"} and ck["optimizers"]["D"]["state"]
+    cl, parent, children = run_ids(res["tracking_uri"], res["parent_run_id"])
+    assert children["train"].info.status == "FINISHED"
+    assert children["train"].data.params["dcgan.recon_weight"] == "10.0"
+    assert [m.step for m in cl.get_metric_history(children["train"].info.run_id, "val_ssim")] == [1, 2]

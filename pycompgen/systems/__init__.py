@@ -3,6 +3,8 @@
 | name | paper | module |
 |---|---|---|
 | compgen | Compgen: faces from edge maps (step 1, approaches 1-3) | ``pycompgen/systems/compgen/`` |
+| cvae | CVAE face compressor (face-reconstruction study) | ``pycompgen/systems/cvae.py`` |
+| dcgan | DCGAN face compressor (face-reconstruction study) | ``pycompgen/systems/dcgan.py`` |
 
 Each system holds its networks, losses and ``train_step``; the harness (``pycompgen.training``) trains any of them
 in a plain loop or on Ray Train. System modules are imported on first lookup (no import cost for the others).
@@ -16,6 +18,8 @@ from .base import StageSpec, System
 # name -> module defining the system class ``SYSTEM``
 _MODULES = {
     "compgen": "pycompgen.systems.compgen.system",
+    "cvae": "pycompgen.systems.cvae",
+    "dcgan": "pycompgen.systems.dcgan",
 }
 SYSTEMS: dict[str, type] = {}
 

@@ -69,6 +69,7 @@ class System:
     stages: ClassVar[dict] = {}        # {stage name: StageSpec}, in pipeline order
     description: ClassVar[str] = ""
     section: ClassVar[Optional[type]] = None  # dataclass of the system's own hyper-parameters (cfg.<name>)
+    psnr_sweep: ClassVar[bool] = False       # whether pycompgen.evaluation's channel-PSNR sweep applies
 
     # -- construction -------------------------------------------------------------------------------------------------
     def __init__(self, cfg, device, init: Optional[dict] = None, *, resume_state: Optional[dict] = None,
@@ -166,15 +167,33 @@ class System:
         """{"loss": scalar tensor, "x_hat": reconstruction in [0, 1]} with ``self.models`` in eval mode."""
         raise NotImplementedError
 
+    # -- inference (class level: used on networks rebuilt from a checkpoint) ------------------------------------------
+    @classmethod
+    def reconstruct(cls, stage: str, models: dict, batch: dict) -> torch.Tensor:
+        """The stage's output image in [0, 1] from ``batch`` (eval-mode ``models``)."""
+        raise NotImplementedError
+
+    @classmethod
+    def input_key(cls, stage: str) -> str:
+        """The batch entry ``reconstruct`` reads ("x": an image (N,3,H,W); Compgen's approaches: "z_noisy")."""
+        return "x"
+
+    @classmethod
+    def example_batch(cls, cfg, x_uint8: torch.Tensor, generator: torch.Generator) -> dict:
+        """A CPU batch of ``x_uint8`` (N,3,H,W) as training sees it (for sample grids)."""
+        return {"x": x_uint8.float() / 255.0}
+
     # -- helpers for train steps --------------------------------------------------------------------------------------
     def autocast(self):
         """bfloat16 autocast of forward passes when ``train.amp`` is set (losses are computed in float32)."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.train.amp))
 
-    def step(self, loss: torch.Tensor, optimizer: str = "main") -> None:
+    def step(self, loss: torch.Tensor, optimizer: str = "main", inputs: Optional[list] = None) -> None:
+        """zero_grad, backward, step of one optimiser. ``inputs``: accumulate gradients only into these tensors
+        (e.g. a generator's parameters when its loss passes through a discriminator)."""
         opt = self.optimizers[optimizer]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=inputs)
         opt.step()
 
     @staticmethod

@@ -12,9 +12,9 @@ from torch import nn
 def models_from_payload(payload: dict, device="cpu") -> tuple[object, dict]:
     """(Config, {name: module in eval mode}) rebuilt from a checkpoint payload."""
     from pycompgen.config import Config
-    from pycompgen.models import build_model
+    from pycompgen.systems import build_networks
     cfg = Config.from_dict(payload["config"])
-    built = build_model(cfg.model, image_size=cfg.data.image_size)
+    built = build_networks(cfg)
     models = {}
     for k, sd in payload["models"].items():
         m = built[k]
@@ -24,41 +24,42 @@ def models_from_payload(payload: dict, device="cpu") -> tuple[object, dict]:
 
 
 class StageReconstructor(nn.Module):
-    """One stage's reconstruction as a single module (what MLflow serves): step 1 maps an image x (N,3,H,W) in
-    [0, 1] to g(f(x)); the approaches map a noisy edge map z+n (N,1,H,W) to g(h(z+n))."""
+    """One stage's reconstruction as a single module (what MLflow serves), e.g. Compgen's step 1 maps an image x
+    (N,3,H,W) in [0, 1] to g(f(x)); its approaches map a noisy edge map z+n (N,1,H,W) to g(h(z+n))."""
 
-    def __init__(self, stage: str, models: dict):
+    def __init__(self, system: str, stage: str, models: dict):
         super().__init__()
-        self.stage = stage
+        self.system, self.stage = system, stage
         self.nets = nn.ModuleDict(models)
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
-        from pycompgen.training import get_stage
-        return get_stage(self.stage).reconstruct(dict(self.nets.items()), {"x": inp, "z_noisy": inp})
+        from pycompgen.systems import get_system
+        sys_ = get_system(self.system)
+        return sys_.reconstruct(self.stage, dict(self.nets.items()), {sys_.input_key(self.stage): inp})
 
 
 def sample_batch(cfg, dataset, n: int = 8, seed: int = 1234) -> dict:
-    """A fixed batch {"x", "z", "z_noisy"} (CPU) of the first ``n`` items of ``dataset`` through the channel."""
-    from pycompgen.training import make_channel
+    """A fixed CPU batch of the first ``n`` items of ``dataset`` as the system trains on it (Compgen: {"x", "z",
+    "z_noisy"} through the channel)."""
+    from pycompgen.systems import get_system
     n = min(n, len(dataset))
     x = torch.stack([dataset[i] for i in range(n)])
-    gen = torch.Generator().manual_seed(seed)
-    return {k: v.cpu() for k, v in make_channel(cfg)(x, torch.device("cpu"), generator=gen).items()}
+    return get_system(cfg.model.name).example_batch(cfg, x, torch.Generator().manual_seed(seed))
 
 
 @torch.no_grad()
 def sample_grid_png(payload: dict, batch: dict, path) -> str:
     """PNG grid of originals, noisy edge maps and the stage's reconstructions for a checkpoint payload."""
     from pycompgen.evaluation.figures import compose_grid, edge_map_vis, write_png
-    from pycompgen.training import get_stage
+    from pycompgen.systems import get_system
     cfg, models = models_from_payload(payload)
-    stage = get_stage(payload["stage"])
-    x_hat = stage.reconstruct(models, batch).clamp(0, 1)
+    system, stage = get_system(cfg.model.name), payload["stage"]
+    x_hat = system.reconstruct(stage, models, batch).clamp(0, 1)
     cols = [("original\nx", batch["x"])]
-    if stage.needs_edges:
+    if system.input_key(stage) == "z_noisy":
         cols.append(("noisy edges\nz+n", edge_map_vis(batch["z_noisy"])))
-    cols.append((f"{stage.name}\nx_hat", x_hat))
-    title = f"{stage.name} epoch {payload['epoch']}"
+    cols.append((f"{stage}\nx_hat", x_hat))
+    title = f"{stage} epoch {payload['epoch']}"
     if "val_ssim" in payload.get("metrics", {}):
         title += f" val SSIM {payload['metrics']['val_ssim']:.3f}"
     return write_png(path, compose_grid(cols, title=title))
@@ -73,18 +74,18 @@ def log_model(uri: str, run_id: str, payload: dict, name: str = "model"):
     """
     import mlflow
     import mlflow.pytorch
+    from pycompgen.systems import get_system
     cfg, models = models_from_payload(payload)
-    from pycompgen.training import get_stage
-    stage = get_stage(payload["stage"])
-    module = StageReconstructor(stage.name, models).eval()
+    stage = payload["stage"]
+    module = StageReconstructor(cfg.model.name, stage, models).eval()
     s = cfg.data.image_size
-    ch = 1 if stage.needs_edges else 3
+    ch = 1 if get_system(cfg.model.name).input_key(stage) == "z_noisy" else 3
     example = torch.rand(2, ch, s, s, generator=torch.Generator().manual_seed(0)).numpy()
     reqs = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"]
     with _tracking_uri_set(uri):
         with mlflow.start_run(run_id=run_id):
             return mlflow.pytorch.log_model(module, name=name, input_example=example, pip_requirements=reqs,
-                                            params={"stage": stage.name, "epoch": int(payload["epoch"])})
+                                            params={"stage": stage, "epoch": int(payload["epoch"])})
 
 
 @contextlib.contextmanager

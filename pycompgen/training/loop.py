@@ -78,7 +78,9 @@ def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int =
     bsampler = getattr(getattr(loader, "batch_sampler", None), "sampler", None)
     if bsampler is not sampler and hasattr(bsampler, "set_epoch"):
         bsampler.set_epoch(epoch)
-    gen = _seeded_generator(system.device, (cfg.train.seed + 1) * 1_000_003 + epoch * 1009 + rank)
+    key = (cfg.train.seed + 1) * 1_000_003 + epoch * 1009 + rank
+    gen = _seeded_generator(system.device, key)
+    torch.manual_seed(key)  # the global RNG too (e.g. a VAE's reparameterisation noise)
     limit = cfg.train.max_steps_per_epoch
     system.train_mode()
     total = torch.zeros((), dtype=torch.float64, device=system.device)

@@ -105,6 +105,7 @@ _STEPS: dict[str, tuple[Callable, Callable, bool]] = {
 class Compgen(System):
     name = "compgen"
     description = "faces from Canny edge maps over an AWGN channel (Pandian et al.)"
+    psnr_sweep = True
     stages = {
         "step1": StageSpec("step1", ("f", "g"), ("f", "g"), (), 50, "f, g trained with d(x, g(f(x)))"),
         "approach1": StageSpec("approach1", ("f", "g", "h"), ("h",), ("f", "g"), 40,
@@ -171,8 +172,17 @@ class Compgen(System):
             x_hat = logs["x_hat"] if "x_hat" in logs else self.reconstruct_fn(self.models, batch)
         return {"loss": loss, "x_hat": x_hat.float()}
 
-    def reconstruct(self, batch: dict) -> torch.Tensor:
-        return self.reconstruct_fn(self.models, batch)
+    @classmethod
+    def reconstruct(cls, stage: str, models: dict, batch: dict) -> torch.Tensor:
+        return _STEPS[cls.get_stage(stage).name][1](models, batch)
+
+    @classmethod
+    def input_key(cls, stage: str) -> str:
+        return "z_noisy" if _STEPS[cls.get_stage(stage).name][2] else "x"
+
+    @classmethod
+    def example_batch(cls, cfg, x_uint8, generator) -> dict:
+        return {k: v.cpu() for k, v in make_channel(cfg)(x_uint8, torch.device("cpu"), generator=generator).items()}
 
 
 SYSTEM = Compgen
