@@ -237,3 +237,36 @@ def test_amp_bfloat16_autocast_trains_float32_weights():
         losses.append(loss.item())
     assert min(losses[-3:]) < 0.9 * losses[0], losses
     assert all(p.dtype == torch.float32 for m in st.models.values() for p in m.parameters())
+
+
+class _Payload:  # a pickle that would run code when unpickled without weights_only
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+@pytest.mark.parametrize("kind", ["garbage", "code", "truncated", "plain-pickle"])
+def test_non_checkpoints_are_refused_in_one_line(tmp_path, kind, capsys):
+    import pickle
+
+    from pycompgen import cli
+    p = tmp_path / f"{kind}.pt"
+    if kind == "garbage":
+        p.write_bytes(b"\x00not a checkpoint\xff" * 20)
+    elif kind == "code":
+        torch.save({"format": "pycompgen/1", "models": {"f": _Payload()}}, p)
+    elif kind == "truncated":
+        torch.save({"format": "pycompgen/1", "models": {"f": {"w": torch.ones(100)}}}, p)
+        p.write_bytes(p.read_bytes()[:300])
+    else:
+        p.write_bytes(pickle.dumps({"x": _Payload()}))
+    with pytest.raises(ValueError, match="is not a pycompgen checkpoint") as e:
+        load_checkpoint(p)
+    msg = str(e.value)
+    assert "\n" not in msg and "weights_only" not in msg
+    assert ("could run code" in msg) == (kind == "code")
+    assert cli.main(["train", "--config", str(ROOT / "configs" / "tiny.yaml"), "--stage", "approach1", "--init",
+                     str(p), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr()
+    assert "this ran" not in err.out + err.err
+    lines = [ln for ln in err.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "is not a pycompgen checkpoint" in lines[0] and "weights_only" not in lines[0]

@@ -35,16 +35,31 @@ def save_checkpoint(path, state: dict) -> Path:
     return path
 
 
+def _load_weights_only(path: Path, map_location):
+    """``torch.load(weights_only=True)`` with one-line errors of our own: torch's message for a refused pickle
+    advises ``weights_only=False``, which would run whatever code the file carries."""
+    import pickle
+    import zipfile
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Unsupported global" in str(e):
+            raise ValueError(f"{path} is not a pycompgen checkpoint: it holds Python objects other than tensors and "
+                             f"plain values, and is refused (loading it could run code)") from None
+        raise ValueError(f"{path} is not a pycompgen checkpoint (not a torch file of tensors and plain values; "
+                         f"refused unread)") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, KeyError):
+        raise ValueError(f"{path} is not a pycompgen checkpoint (not a readable torch file: truncated or "
+                         f"corrupted?)") from None
+
+
 def load_checkpoint(path, expect_model: Optional[str] = None, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``; ValueError naming the mismatch if it is not a pycompgen
     checkpoint or (with ``expect_model``) was written by another model."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt file or non-weights payload
-        raise ValueError(f"cannot read checkpoint {path}: {e}") from None
+    state = _load_weights_only(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path} is not a pycompgen checkpoint (format {fmt!r}, expected {FORMAT!r})")
