@@ -84,7 +84,9 @@ class TrainConfig:
     val_every: int = 1
     init: Optional[str] = None       # checkpoint whose weights initialise the stage (e.g. step1's best.pt)
     approach3_init: str = "approach1"  # approach 3 starts h from approach 1 ("approach1") or fresh ("fresh")
-    amp: bool = False                # bfloat16 autocast of the networks' forward passes (losses stay float32)
+    amp: str = "auto"                # bfloat16 autocast of the forward passes (losses stay float32): "auto" = where
+                                     # the device computes bf16 natively (CPU AVX512-BF16/AMX, CUDA sm_80+); "bf16"; "off"
+    channels_last: str = "auto"      # channels_last memory format for the networks: "auto" (= with bf16), "on", "off"
     progress: bool = True
 
 
@@ -163,6 +165,13 @@ class Config:
         if t.stage not in system.stages:
             raise ValueError(f"train.stage must be one of {', '.join(system.stages)} for system {m.name!r}, "
                              f"got {t.stage!r}")
+        t.amp = {"true": "bf16", "bfloat16": "bf16", "false": "off", "fp32": "off", "float32": "off"}.get(
+            str(t.amp).lower(), str(t.amp).lower())
+        if t.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"train.amp must be auto, bf16 or off, got {t.amp!r}")
+        t.channels_last = {"true": "on", "false": "off"}.get(str(t.channels_last).lower(), str(t.channels_last).lower())
+        if t.channels_last not in ("auto", "on", "off"):
+            raise ValueError(f"train.channels_last must be auto, on or off, got {t.channels_last!r}")
         if t.approach3_init not in ("approach1", "fresh"):
             raise ValueError(f"train.approach3_init must be 'approach1' or 'fresh', got {t.approach3_init!r}")
         if t.psnr_range is not None:
@@ -244,7 +253,9 @@ def _coerce(value: Any, tp, key: str):
                 pass
         raise ValueError(f"config key {key!r} expects a number, got {value!r}")
     if base is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        if isinstance(value, bool):  # e.g. train.amp=true (YAML reads it as a boolean)
+            return str(value).lower()
+        if isinstance(value, (str, int, float)):
             return str(value)
         raise ValueError(f"config key {key!r} expects a string, got {value!r}")
     raise ValueError(f"config key {key!r}: unsupported type {base!r}")

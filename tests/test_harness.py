@@ -23,8 +23,9 @@ def one_thread():
 
 
 def _cfg(tmp_path, *extra):
+    # float32 NCHW, as the recorded code ran (train.amp defaults to bf16 where the CPU has it)
     return load_config(TINY, ["train.epochs=2", "train.psnr_range=[-5,50]", "train.w_latent=0.1", "train.w_l1=0.2",
-                              f"out={tmp_path}", *extra])
+                              "train.amp=off", f"out={tmp_path}", *extra])
 
 
 def test_compgen_matches_pre_harness_code(tmp_path, one_thread):

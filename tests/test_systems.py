@@ -198,3 +198,25 @@ def test_harness_contract_on_a_toy_system(toy, tmp_path):
         build_system(c, "cpu", resume_state=dict(main, optimizers={"c": {}}))
     with pytest.raises(ValueError, match="needs trained network"):
         build_system(c, "cpu")
+
+
+def test_precision_auto_follows_the_hardware(capsys):
+    from pycompgen.systems.base import native_bf16, resolve_precision
+    cfg = load_config(TINY, ["train.progress=true"])
+    assert cfg.train.amp == "auto" and cfg.train.channels_last == "auto"
+    native = native_bf16(torch.device("cpu"))
+    assert resolve_precision(cfg.train, torch.device("cpu")) == (("bf16", True) if native else ("off", False))
+    assert load_config(TINY, ["train.amp=true"]).train.amp == "bf16"
+    assert load_config(TINY, ["train.amp=false"]).train.amp == "off"
+    assert resolve_precision(load_config(TINY, ["train.amp=off", "train.channels_last=on"]).train,
+                             torch.device("cpu")) == ("off", True)
+    with pytest.raises(ValueError, match="train.amp must be auto, bf16 or off"):
+        load_config(TINY, ["train.amp=fp8"])
+    st = build_system(load_config(TINY, ["train.amp=bf16"]), "cpu")
+    assert st.amp == "bf16" and st.channels_last
+    assert st.models["f"].head[0].weight.is_contiguous(memory_format=torch.channels_last)
+    train_loader, val_loader = make_loaders(cfg)
+    cfg.train.epochs = 1
+    m = fit(cfg, device="cpu", train_loader=train_loader, val_loader=val_loader)
+    assert m["precision"] == ("bf16" if native else "off")
+    assert f"precision {'bfloat16 autocast' if native else 'float32'}" in capsys.readouterr().out

@@ -62,6 +62,26 @@ def images01(batch, image_size: int, device) -> torch.Tensor:
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (CPU: AVX512-BF16 or AMX; CUDA: compute capability >= 8.0)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        cpu = torch.cpu
+        return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                    or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+    return False
+
+
+def resolve_precision(train_cfg, device: torch.device) -> tuple[str, bool]:
+    """(``"bf16"`` | ``"off"``, channels_last) for ``train.amp`` / ``train.channels_last`` on ``device``."""
+    amp = train_cfg.amp
+    if amp == "auto":
+        amp = "bf16" if native_bf16(device) else "off"
+    cl = train_cfg.channels_last
+    return amp, (cl == "on" or (cl == "auto" and amp == "bf16"))
+
+
 class System:
     """Base class of a trainable system for one stage (see the module docstring)."""
 
@@ -103,6 +123,10 @@ class System:
                 if k not in resume_state.get("models", {}):
                     raise ValueError(f"resume checkpoint has no network {k!r} for stage {self.spec.name!r}")
                 load_net(k, self.models[k], resume_state["models"][k], "the resume checkpoint")
+        self.amp, self.channels_last = resolve_precision(cfg.train, self.device)
+        if self.channels_last:
+            for m in self.models.values():
+                m.to(memory_format=torch.channels_last)
         self.extra: dict = self.initial_extra()
         self.optimizers: dict[str, torch.optim.Optimizer] = self.configure_optimizers()
         if resume_state is not None:
@@ -140,6 +164,13 @@ class System:
                 raise ValueError(f"pipeline stage {stage!r} of {cls.name!r} needs stage {s!r} first")
             init.update(m)
         return init or None
+
+    @classmethod
+    def prerequisites(cls, cfg, stage: str) -> list:
+        """Stages that must run before ``stage`` when it is trained alone (e.g. in a Tune trial): by default every
+        earlier stage of the pipeline; each hands its checkpoint to the next."""
+        order = cls.pipeline()
+        return list(order[:order.index(cls.get_stage(stage).name)])
 
     def filter_init(self, init: dict) -> dict:
         return init
@@ -185,8 +216,8 @@ class System:
 
     # -- helpers for train steps --------------------------------------------------------------------------------------
     def autocast(self):
-        """bfloat16 autocast of forward passes when ``train.amp`` is set (losses are computed in float32)."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bool(self.cfg.train.amp))
+        """bfloat16 autocast of forward passes when ``train.amp`` resolves to bf16 (losses are computed in float32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
 
     def step(self, loss: torch.Tensor, optimizer: str = "main", inputs: Optional[list] = None) -> None:
         """zero_grad, backward, step of one optimiser. ``inputs``: accumulate gradients only into these tensors
@@ -244,4 +275,4 @@ class System:
         }
 
 
-__all__ = ["System", "StageSpec", "load_net", "images01"]
+__all__ = ["System", "StageSpec", "load_net", "images01", "native_bf16", "resolve_precision"]

@@ -156,6 +156,10 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
     device = resolve_device(device)
     cfg.validate()
     system = build_system(cfg, device, init, resume_state=resume_state, wrap_module=wrap_module)
+    if rank == 0 and cfg.train.progress:
+        print(f"{system.spec.name}: precision {'bfloat16 autocast' if system.amp == 'bf16' else 'float32'}"
+              f"{', channels_last' if system.channels_last else ''} (train.amp={cfg.train.amp}, "
+              f"train.channels_last={cfg.train.channels_last}, device {device})", flush=True)
     best = -math.inf
     metrics: dict = {}
     if resume_state is not None:
@@ -166,7 +170,9 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
     progress = bool(cfg.train.progress) and rank == 0
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        m = {"stage": system.spec.name, "epoch": epoch + 1, "epochs": epochs, "lr": cfg.train.lr}
+        m = {"stage": system.spec.name, "epoch": epoch + 1, "epochs": epochs, "lr": cfg.train.lr,
+             "precision": system.amp, "amp_bf16": float(system.amp == "bf16"),
+             "channels_last": float(system.channels_last)}
         m.update(train_one_epoch(system, train_loader, epoch, rank=rank, progress=progress))
         if val_loader is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs):
             m.update(evaluate(system, val_loader, max_batches=cfg.train.max_val_batches, progress=False))
