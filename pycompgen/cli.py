@@ -1,4 +1,4 @@
-"""Command line: ``python -m pycompgen`` / ``compgen`` with subcommands train, evaluate, generate.
+"""Command line: ``python -m pycompgen`` / ``compgen`` with subcommands train, evaluate, generate, compress, decompress.
 
 Every subcommand takes ``--config file.yaml`` plus positional ``key=value`` overrides (e.g. ``model.num_res=3
 train.psnr_range=[0,50]``), ``--data PATH`` (default: synthetic faces) and ``--out DIR``.
@@ -25,7 +25,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="compgen", description="Compgen: compress and generate faces from edge maps (Pandian et al.).")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,generate}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,generate,compress,decompress}")
     sub.required = True
 
     t = sub.add_parser("train", help="train a step / approach, or the whole pipeline",
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sketches", metavar="DIR", help="folder of hand-drawn sketches")
     g.add_argument("--unconditional", type=int, metavar="N", help="generate N faces from pure noise")
     g.add_argument("--psnr", type=float, metavar="DB", help="channel PSNR in dB (default: -5 for generation)")
+
+    from .codec.cli import add_parsers as add_codec_parsers  # compress, decompress
+    add_codec_parsers(sub)
     return parser
 
 
@@ -130,6 +133,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("compress", "decompress"):
+            from .codec.cli import run as run_codec
+            return run_codec(args)
         cfg = make_config(args)
         if args.command == "train":
             return cmd_train(cfg, args)

@@ -1,0 +1,28 @@
+"""Real bitstreams: the container format, entropy coders for edge maps and latents, and baseline image codecs.
+
+| module | what |
+|---|---|
+| ``container`` | ``.pcg`` files: magic, version, system, weights hash, sizes, coder parameters, payload, CRC32 |
+| ``edges`` | lossless context-adaptive arithmetic coding of binary edge maps; bilevel baselines |
+| ``entropy`` | ``EntropyBottleneck``: factorised prior (Ballé et al. 2018) with range coding |
+| ``cli`` | ``compgen compress`` / ``compgen decompress``; ``compress_latent`` / ``decompress_latent`` |
+
+Names are imported lazily (``from pycompgen.codec import encode_edges``), so importing the package is cheap.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "pack": "container", "unpack": "container", "weights_hash": "container", "Header": "container",
+    "encode_edges": "edges", "decode_edges": "edges", "edge_baselines": "edges",
+    "EntropyBottleneck": "entropy",
+    "compress_latent": "cli", "decompress_latent": "cli", "compress_images": "cli", "decompress_bytes": "cli",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,254 @@
+"""``compgen compress`` / ``compgen decompress``: faces to ``.pcg`` files and back.
+
+- Edge payload (Compgen): x -> Canny edge map z (the checkpoint config's ``data.canny_low/high/blur_sigma``) ->
+  lossless context-adaptive coding (``pycompgen.codec.edges``); decoding runs the approach-3 path
+  x̂ = g(h(z)) (optionally through the AWGN channel first, ``--psnr``). Decoding needs the networks g and h.
+- Latent payload (systems whose checkpoint holds an entropy bottleneck, network key ``"eb"``):
+  y = f(x) -> ``EntropyBottleneck.compress``; decoding x̂ = g(ŷ). Decoding needs g and eb.
+
+The container (``pycompgen.codec.container``) records the system and a hash of exactly the networks the decoder
+uses, so a file decoded with another checkpoint fails with a clear message instead of giving a wrong image.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+SUFFIX = ".pcg"
+DECODER_PARTS = {"edges": ("g", "h"), "latent": ("eb", "g")}
+
+
+# -- command line -------------------------------------------------------------------------------------------------
+def add_parsers(sub) -> None:
+    """Add the ``compress`` and ``decompress`` subcommands to the main parser's subparsers."""
+    c = sub.add_parser("compress", help="compress face images into .pcg files (edge map or latent bitstream)",
+                       description="Compress face images (PNG/JPG; centre-cropped and resized to the model's size "
+                                   "as pycompgen.data does) into one .pcg file each.")
+    c.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
+    c.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="output folder (created), or a .pcg file when there is one input")
+    c.add_argument("--checkpoint", required=True, metavar="PATH", help="trained checkpoint (e.g. approach3/best.pt)")
+    c.add_argument("--payload", choices=("auto", "edges", "latent"), default="auto",
+                   help="what to code: the Canny edge map (Compgen), or the latent through the checkpoint's "
+                        "entropy bottleneck; auto: latent when the checkpoint has one, else edges")
+    c.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")
+    c.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
+    d = sub.add_parser("decompress", help="decode .pcg files into PNG faces",
+                       description="Decode .pcg files with the checkpoint that wrote them and write PNGs.")
+    d.add_argument("files", nargs="+", metavar="FILE", help=".pcg files")
+    d.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder for the PNGs (created)")
+    d.add_argument("--checkpoint", required=True, metavar="PATH", help="the checkpoint that wrote the files")
+    d.add_argument("--psnr", type=float, metavar="DB",
+                   help="send the decoded edge map through the AWGN channel at this PSNR first (edge payload)")
+    d.add_argument("--seed", type=int, default=0, help="channel noise seed (with --psnr)")
+    d.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")
+    d.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
+
+def run(args) -> int:
+    """Entry point from ``pycompgen.cli.main``; ValueError/FileNotFoundError/RuntimeError become one-line errors."""
+    try:
+        if args.command == "compress":
+            return cmd_compress(args.inputs, args.output, args.checkpoint, args.payload, args.device)
+        return cmd_decompress(args.files, args.output, args.checkpoint, args.psnr, args.seed, args.device)
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise RuntimeError(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
+
+
+# -- models ---------------------------------------------------------------------------------------------------
+def load_checkpoint_for_codec(path, device: str = "cpu"):
+    """``load_for_eval`` for any system; entropy bottlenecks get their code tables if the checkpoint lacks them."""
+    from pycompgen.evaluation.inference import load_for_eval
+    ckpt = load_for_eval(path, expect_model=None, device=device)
+    eb = ckpt.models.get("eb")
+    if eb is not None and "eb" in ckpt.parts and not getattr(eb, "has_tables", True):
+        eb.update()
+    return ckpt
+
+
+def choose_payload(ckpt, payload: str = "auto") -> str:
+    has_eb = "eb" in ckpt.models and "eb" in ckpt.parts
+    if payload == "auto":
+        payload = "latent" if has_eb else "edges"
+    if payload == "edges" and not ckpt.has_elm:
+        raise ValueError(f"checkpoint {ckpt.path} (stage {ckpt.stage}) has no trained ELM h and decoder g: edge "
+                         f"maps decode with an approach checkpoint (e.g. approach3/best.pt)")
+    if payload == "latent" and not has_eb:
+        raise ValueError(f"checkpoint {ckpt.path} holds no entropy bottleneck ('eb'): latent coding needs one")
+    return payload
+
+
+def decoder_hash(ckpt, kind: str) -> bytes:
+    from .container import weights_hash
+    return weights_hash({k: ckpt.models[k] for k in DECODER_PARTS[kind]})
+
+
+# -- latents (API for systems with an entropy bottleneck) -------------------------------------------------------
+def compress_latent(models: dict, bottleneck, x):
+    """x (N,3,H,W) in [0,1] -> (payload bytes, latent shape (N, C, h, w)); y = f(x) coded by ``bottleneck``."""
+    import torch
+    with torch.no_grad():
+        y = models["f"](x)
+    return bottleneck.compress(y), tuple(y.shape)
+
+
+def decompress_latent(models: dict, bottleneck, data: bytes, shape):
+    """Inverse of ``compress_latent``: x̂ = g(ŷ) with ŷ decoded exactly (``shape`` = the latent's (N, C, h, w))."""
+    import torch
+    y_hat = bottleneck.decompress(data, shape)
+    g = models["g"]
+    dev = next(g.parameters()).device
+    with torch.no_grad():
+        return g(y_hat.to(dev))
+
+
+# -- images <-> files ---------------------------------------------------------------------------------------------
+def read_images(paths, size: int):
+    """Image files -> float tensor (N,3,size,size) in [0,1]: centre square crop and resize as pycompgen.data does."""
+    import numpy as np
+    import torch
+    from pycompgen.data import decode_image
+    out = []
+    for p in paths:
+        img = decode_image(str(p), int(size))
+        if isinstance(img, str):
+            if img == "missing":
+                raise FileNotFoundError(f"image not found: {p}")
+            raise ValueError(f"cannot decode image {p} (not a readable image file)")
+        out.append(img)
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def compress_images(ckpt, x, payload: str = "auto") -> bytes:
+    """Faces x (N,3,H,W) in [0,1] -> a complete ``.pcg`` file (bytes) for ``ckpt`` (a LoadedCheckpoint)."""
+    import torch
+    from .container import pack
+    kind = choose_payload(ckpt, payload)
+    n, _, h, w = x.shape
+    if (h, w) != (ckpt.image_size, ckpt.image_size):
+        raise ValueError(f"images are {h}x{w}, but the model was trained on {ckpt.image_size}x{ckpt.image_size}")
+    dev = next(ckpt.models["g"].parameters()).device
+    x = x.to(dev)
+    if kind == "edges":
+        from pycompgen.ops import canny
+        from .edges import coder_params, encode_edges
+        d = ckpt.config.data
+        z = canny(x, d.canny_low, d.canny_high, blur_sigma=d.blur_sigma)
+        data = encode_edges(z)
+        params = dict(coder_params(), canny_low=d.canny_low, canny_high=d.canny_high)
+        if d.blur_sigma is not None:
+            params["blur_sigma"] = d.blur_sigma
+    else:
+        eb = ckpt.models["eb"]
+        with torch.no_grad():
+            data, shape = compress_latent(ckpt.models, eb, x)
+        params = {"latent_shape": list(shape[1:])}
+    return pack(data, system=ckpt.model_name, weights_hash=decoder_hash(ckpt, kind), height=h, width=w, count=n,
+                kind=kind, params=params)
+
+
+def decompress_bytes(ckpt, data: bytes, name: str = "file", psnr: float | None = None, seed: int = 0):
+    """A ``.pcg`` file's bytes -> (x̂ (N,3,H,W) on CPU, Header). Checks the system and the decoder's weights."""
+    import torch
+    from .container import unpack
+    hdr, _ = unpack(data, name=name)
+    if hdr.kind not in DECODER_PARTS:
+        raise ValueError(f"{name}: unsupported payload kind {hdr.kind!r}")
+    missing = [k for k in DECODER_PARTS[hdr.kind] if k not in ckpt.models or k not in ckpt.parts]
+    if hdr.system != ckpt.model_name or missing:
+        raise ValueError(f"{name} was written by model {hdr.model_id}, but this checkpoint is system "
+                         f"{ckpt.model_name!r}" + (f" without trained {', '.join(missing)}" if missing else "")
+                         + ": use the same checkpoint")
+    hdr, payload = unpack(data, expect_system=ckpt.model_name, expect_hash=decoder_hash(ckpt, hdr.kind), name=name)
+    if (hdr.height, hdr.width) != (ckpt.image_size, ckpt.image_size):
+        raise ValueError(f"{name} holds {hdr.height}x{hdr.width} images, but the model was trained on "
+                         f"{ckpt.image_size}x{ckpt.image_size}")
+    g = ckpt.models["g"]
+    dev = next(g.parameters()).device
+    if hdr.kind == "edges":
+        from .edges import decode_edges, params_from_header
+        z = torch.from_numpy(decode_edges(payload, hdr.count, hdr.height, hdr.width,
+                                          **params_from_header(hdr.params))).float().to(dev)
+        if psnr is not None:
+            from pycompgen.ops import awgn
+            gen = torch.Generator(device=dev)
+            gen.manual_seed(int(seed))
+            z = awgn(z, float(psnr), normalize=True, peak=1.0, generator=gen)
+        with torch.no_grad():
+            x_hat = g(ckpt.models["h"](z))
+    else:
+        if psnr is not None:
+            raise ValueError("--psnr applies to edge-map payloads only")
+        shape = hdr.params.get("latent_shape")
+        if not isinstance(shape, list) or len(shape) != 3:
+            raise ValueError(f"{name}: the header lacks a valid latent_shape")
+        x_hat = decompress_latent(ckpt.models, ckpt.models["eb"], payload, (hdr.count, *shape))
+    return x_hat.cpu(), hdr
+
+
+def rate_line(name: str, nbytes: int, header_bytes: int, n: int, h: int, w: int) -> str:
+    pixels = n * h * w
+    return (f"{name}: {nbytes} bytes ({header_bytes} header + {nbytes - header_bytes} payload), "
+            f"{8 * nbytes / pixels:.4f} bpp with header, {8 * (nbytes - header_bytes) / pixels:.4f} bpp without "
+            f"({n} image{'s' if n > 1 else ''} {h}x{w})")
+
+
+def _outputs(inputs: list[Path], out: Path) -> list[Path]:
+    if len(inputs) == 1 and (out.suffix == SUFFIX or out.is_file()):
+        return [out]
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file: give a folder for several inputs")
+    names: dict[str, Path] = {}
+    for p in inputs:
+        if p.stem in names:
+            raise ValueError(f"inputs {names[p.stem]} and {p} would both be written to {p.stem}{SUFFIX}: "
+                             f"compress them into separate folders")
+        names[p.stem] = p
+    return [out / (p.stem + SUFFIX) for p in inputs]
+
+
+def cmd_compress(inputs, output, checkpoint, payload: str = "auto", device: str = "cpu") -> int:
+    from .container import unpack
+    ckpt = load_checkpoint_for_codec(checkpoint, device)
+    inputs = [Path(p) for p in inputs]
+    outs = _outputs(inputs, Path(output))
+    kind = choose_payload(ckpt, payload)
+    for src, dst in zip(inputs, outs):
+        x = read_images([src], ckpt.image_size)
+        data = compress_images(ckpt, x, kind)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(dst.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dst)
+        hdr, _ = unpack(data)
+        print(rate_line(str(dst), len(data), hdr.nbytes, hdr.count, hdr.height, hdr.width))
+    return 0
+
+
+def cmd_decompress(files, output, checkpoint, psnr: float | None = None, seed: int = 0, device: str = "cpu") -> int:
+    import cv2
+    import numpy as np
+    import torch
+    ckpt = load_checkpoint_for_codec(checkpoint, device)
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output {out} is a file: decompress writes PNGs into a folder")
+    decoded = []
+    for f in files:                                          # decode everything before writing anything
+        p = Path(f)
+        if not p.is_file():
+            raise FileNotFoundError(f"compressed file not found: {p}")
+        x_hat, hdr = decompress_bytes(ckpt, p.read_bytes(), name=str(p), psnr=psnr, seed=seed)
+        decoded.append((p, x_hat, hdr))
+    out.mkdir(parents=True, exist_ok=True)
+    for p, x_hat, hdr in decoded:
+        imgs = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for i, img in enumerate(imgs):
+            dst = out / (p.stem + (f"_{i}" if len(imgs) > 1 else "") + ".png")
+            if not cv2.imwrite(str(dst), np.ascontiguousarray(img[:, :, ::-1])):
+                raise RuntimeError(f"cannot write {dst}")
+            print(f"{p} -> {dst}")
+    return 0
+
