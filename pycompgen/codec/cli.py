@@ -91,7 +91,9 @@ def compress_latent(models: dict, bottleneck, x):
     import torch
     with torch.no_grad():
         y = models["f"](x)
-    return bottleneck.compress(y), tuple(y.shape)
+    if isinstance(y, tuple):  # a VAE's encoder gives (μ, log σ²): the file carries μ
+        y = y[0]
+    return bottleneck.compress(y.float()), tuple(y.shape)
 
 
 def decompress_latent(models: dict, bottleneck, data: bytes, shape):

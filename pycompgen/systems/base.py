@@ -82,6 +82,23 @@ def resolve_precision(train_cfg, device: torch.device) -> tuple[str, bool]:
     return amp, (cl == "on" or (cl == "auto" and amp == "bf16"))
 
 
+def latent_rate(eb, y: torch.Tensor, rate_weight: float, pixels: int):
+    """The entropy bottleneck on a latent y (Ballé et al., factorised prior; ``pycompgen.codec.entropy``).
+
+    Returns (ŷ for the decoder, estimated bits per pixel, the rate term of the loss). Training: ŷ = y + U(-½, ½);
+    the rate fits the density model and, with ``rate_weight`` λ > 0, also pushes the encoder (λ·bpp); with λ = 0 the
+    encoder sees the quantisation noise but no rate gradient. Eval: ŷ = y rounded (what a decoder gets from a file).
+    Computed in float32 (also under autocast). ``eb`` may be DDP-wrapped."""
+    from pycompgen.codec.entropy import EntropyBottleneck
+    y = y.float()
+    with torch.autocast(y.device.type, enabled=False):
+        y_hat, lik = eb(y if rate_weight > 0 else y.detach())
+    if rate_weight <= 0:
+        y_hat = y + (y_hat - y.detach())
+    bpp = EntropyBottleneck.rate_bits(lik) / pixels
+    return y_hat, bpp, (rate_weight if rate_weight > 0 else 1.0) * bpp
+
+
 class System:
     """Base class of a trainable system for one stage (see the module docstring)."""
 
@@ -205,6 +222,11 @@ class System:
         raise NotImplementedError
 
     @classmethod
+    def latent(cls, models: dict, x: torch.Tensor) -> torch.Tensor:
+        """The latent y that a file carries for image x (systems with an entropy bottleneck "eb")."""
+        return models["f"](x)
+
+    @classmethod
     def input_key(cls, stage: str) -> str:
         """The batch entry ``reconstruct`` reads ("x": an image (N,3,H,W); Compgen's approaches: "z_noisy")."""
         return "x"
@@ -275,4 +297,4 @@ class System:
         }
 
 
-__all__ = ["System", "StageSpec", "load_net", "images01", "native_bf16", "resolve_precision"]
+__all__ = ["System", "StageSpec", "load_net", "images01", "native_bf16", "resolve_precision", "latent_rate"]

@@ -2,6 +2,7 @@
 family with about twice its parameters (~1 M), a small convolutional discriminator trained with binary
 cross-entropy, and the generator's reconstruction loss weighted x10 (the study's fix for collapse); 30 epochs.
 
+Like the CVAE, the latent passes an entropy bottleneck "eb" (``dcgan.rate_weight`` λ for λ·bpp; val_bpp reported).
 One ``train_step`` = one discriminator step (real faces vs reconstructions, one forward of the concatenated batch)
 then one generator step: BCE(D(G(x)), real) + recon_weight·L1 (+ kl_weight·KL). The generator step back-propagates
 through the discriminator into the generator only (``backward(inputs=...)``), so no gradient reaches D's parameters
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from pycompgen.networks import ConvDecoder, ConvEncoder, PatchDiscriminator
 from pycompgen.systems import register_system
 from pycompgen.systems.base import StageSpec, System
-from pycompgen.systems.cvae import vae_loss, vae_reconstruction
+from pycompgen.systems.cvae import CVAE, vae_loss, vae_reconstruction
 
 
 @dataclass
@@ -27,6 +28,7 @@ class DCGANConfig:
     disc_channels: int = 32      # discriminator widths 32, 64, 128
     recon_weight: float = 10.0   # the study's x10 on the reconstruction loss
     kl_weight: float = 0.01
+    rate_weight: float = 0.0     # λ of λ·bpp (entropy-bottleneck rate); 0 = the study's loss
     lr_g: float = 1e-3
     lr_d: float = 2e-4
     betas_g: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -36,7 +38,7 @@ class DCGANConfig:
         for k in ("channels", "latent_channels", "disc_channels"):
             if getattr(self, k) < 1:
                 raise ValueError(f"dcgan.{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("recon_weight", "kl_weight"):
+        for k in ("recon_weight", "kl_weight", "rate_weight"):
             if getattr(self, k) < 0:
                 raise ValueError(f"dcgan.{k} must be >= 0, got {getattr(self, k)}")
         for k in ("lr_g", "lr_d"):
@@ -53,18 +55,21 @@ class DCGAN(System):
     name = "dcgan"
     description = "DCGAN face compressor (face-reconstruction study)"
     section = DCGANConfig
-    stages = {"train": StageSpec("train", ("f", "g", "D"), ("f", "g", "D"), (), 30,
-                                 "generator (f, g) with BCE(D(x̂), 1) + 10·L1; discriminator D with BCE")}
+    stages = {"train": StageSpec("train", ("f", "g", "eb", "D"), ("f", "g", "eb", "D"), (), 30,
+                                 "generator (f, eb, g) with BCE(D(x̂), 1) + 10·L1; discriminator D with BCE")}
+    generator = ("f", "g", "eb")
 
     @classmethod
     def build_networks(cls, cfg) -> dict:
+        from pycompgen.codec.entropy import EntropyBottleneck
         c = cfg.dcgan
         return {"f": ConvEncoder(3, c.channels, c.latent_channels), "g": ConvDecoder(3, c.channels, c.latent_channels),
+                "eb": EntropyBottleneck(c.latent_channels),
                 "D": PatchDiscriminator(3, c.disc_channels, image_size=cfg.data.image_size)}
 
     def configure_optimizers(self) -> dict:
         c = self.cfg.dcgan
-        gen = [p for k in ("f", "g") for p in self.models[k].parameters()]
+        gen = [p for k in self.generator for p in self.models[k].parameters()]
         return {"G": torch.optim.Adam(gen, lr=c.lr_g, betas=tuple(c.betas_g)),
                 "D": torch.optim.Adam(self.models["D"].parameters(), lr=c.lr_d, betas=tuple(c.betas_d))}
 
@@ -72,7 +77,7 @@ class DCGAN(System):
         c, x = self.cfg.dcgan, batch["x"]
         n = x.shape[0]
         with self.autocast():
-            x_hat, mu, logvar = vae_reconstruction(self.nets, x, sample=True)
+            x_hat, mu, logvar, bpp, rate = vae_reconstruction(self.nets, x, True, c.rate_weight)
             # discriminator: real -> 1, reconstruction -> 0
             logits = self.nets["D"](torch.cat([x, x_hat.detach().to(x.dtype)])).float()
         target = torch.cat([torch.ones(n, device=x.device), torch.zeros(n, device=x.device)])
@@ -83,24 +88,23 @@ class DCGAN(System):
             fake_logits = self.models["D"](x_hat).float()
         adv = F.binary_cross_entropy_with_logits(fake_logits, torch.ones(n, device=x.device))
         rec, logs = vae_loss(x, x_hat, mu, logvar, c.kl_weight, c.recon_weight)
-        loss_g = adv + rec
-        gen_params = [p for k in ("f", "g") for p in self.models[k].parameters()]
+        loss_g = adv + rec + rate + self.models["eb"].loss()
+        gen_params = [p for k in self.generator for p in self.models[k].parameters()]
         self.step(loss_g, "G", inputs=gen_params)
         with torch.no_grad():
             d_real = torch.sigmoid(logits[:n]).mean()
             d_fake = torch.sigmoid(logits[n:]).mean()
         return {"loss": rec.detach(), "loss_g": loss_g.detach(), "loss_d": loss_d.detach(), "adv": adv.detach(),
-                "d_real": d_real, "d_fake": d_fake, **logs}
+                "d_real": d_real, "d_fake": d_fake, "bpp": bpp.detach(), **logs}
 
     def validation_step(self, batch: dict) -> dict:
         with self.autocast():
-            x_hat, mu, logvar = vae_reconstruction(self.models, batch["x"], sample=False)
+            x_hat, mu, logvar, bpp, _ = vae_reconstruction(self.models, batch["x"], False)
         loss, _ = vae_loss(batch["x"], x_hat, mu, logvar, self.cfg.dcgan.kl_weight, self.cfg.dcgan.recon_weight)
-        return {"loss": loss, "x_hat": x_hat.float()}
+        return {"loss": loss, "x_hat": x_hat.float(), "bpp": bpp}
 
-    @classmethod
-    def reconstruct(cls, stage: str, models: dict, batch: dict) -> torch.Tensor:
-        return models["g"](models["f"](batch["x"])[0])
+    latent = CVAE.latent
+    reconstruct = CVAE.reconstruct
 
 
 SYSTEM = DCGAN

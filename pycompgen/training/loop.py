@@ -120,6 +120,7 @@ def evaluate(system: System, loader: Iterable, *, max_batches: Optional[int] = N
     system.eval_mode()
     gen = _seeded_generator(system.device, cfg.train.seed * 7919 + 424242)
     sums = torch.zeros(3, dtype=torch.float64, device=system.device)
+    extra: dict = {}  # other scalars of validation_step (e.g. "bpp"), averaged per image
     count = 0
     bar = _progress(loader, _n_batches(loader, max_batches), f"{system.spec.name} val", progress)
     for i, batch in enumerate(bar):
@@ -132,13 +133,18 @@ def evaluate(system: System, loader: Iterable, *, max_batches: Optional[int] = N
         sums[0] += ssim(x_hat, b["x"], reduction="none").double().sum()
         sums[1] += image_psnr(b["x"], x_hat).double().sum()
         sums[2] += out["loss"].double() * n
+        for k, v in out.items():
+            if k not in ("loss", "x_hat") and torch.is_tensor(v) and v.dim() == 0:
+                extra[k] = extra.get(k, 0.0) + v.detach().double() * n
         count += n
     system.train_mode()
-    s_ssim, s_psnr, s_loss, n_all = _all_reduce(sums.tolist() + [float(count)], system.device)
+    keys = sorted(extra)
+    s_ssim, s_psnr, s_loss, n_all, *rest = _all_reduce(sums.tolist() + [float(count)] +
+                                                       [float(extra[k]) for k in keys], system.device)
     if n_all == 0:
         return {}
     return {"val_ssim": s_ssim / n_all, "val_psnr": s_psnr / n_all, "val_loss": s_loss / n_all,
-            "val_images": int(n_all)}
+            "val_images": int(n_all), **{f"val_{k}": v / n_all for k, v in zip(keys, rest)}}
 
 
 def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, resume_state: Optional[dict] = None,

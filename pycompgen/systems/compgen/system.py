@@ -153,6 +153,12 @@ class Compgen(System):
             init["h"] = a1["h"]
         return init
 
+    @classmethod
+    def prerequisites(cls, cfg, stage: str) -> list:
+        if stage == "approach3":
+            return ["step1"] + (["approach1"] if cfg.train.approach3_init == "approach1" else [])
+        return {"step1": [], "approach1": ["step1"], "approach2": ["step1", "approach1"]}[cls.get_stage(stage).name]
+
     def prepare_batch(self, batch, generator) -> dict:
         return prepare_batch(batch, self.cfg, self.device, self.channel, generator, self.needs_edges)
 
