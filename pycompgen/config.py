@@ -51,6 +51,7 @@ class ModelConfig:
     elm_channels: int = 64           # ELM conv width
     elm_num_res: int = 2             # ELM residual blocks (with BatchNorm)
     elm_hidden: int = 1024           # FC1 width
+    entropy_bottleneck: bool = False  # step 1 also trains an entropy bottleneck "eb" on y (a real latent bitstream)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class TrainConfig:
     w_l1: float = 0.0
     w_mse: float = 0.0
     w_latent: float = 0.0            # approach 3: + w_latent * MSE(y_hat, f(x)) with frozen f
+    rate_weight: float = 0.0         # step 1 with model.entropy_bottleneck: + rate_weight * bits per pixel of y
     psnr: Optional[float] = 50.0     # fixed training channel PSNR (dB); ignored when psnr_range is set
     psnr_range: Optional[list[float]] = None  # [lo, hi]: per-image PSNR drawn uniformly (dB)
     seed: int = 0
@@ -186,7 +188,7 @@ class Config:
             raise ValueError(f"train.epochs must be >= 0, got {t.epochs}")
         if t.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {t.lr}")
-        for name in ("w_ssim", "w_l1", "w_mse", "w_latent"):
+        for name in ("w_ssim", "w_l1", "w_mse", "w_latent", "rate_weight"):
             if getattr(t, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(t, name)}")
         if t.w_ssim + t.w_l1 + t.w_mse <= 0:

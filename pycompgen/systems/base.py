@@ -113,7 +113,7 @@ class System:
                  wrap_module: Callable[[nn.Module], nn.Module] = lambda m: m):
         self.cfg = cfg
         self.device = torch.device(device)
-        self.spec: StageSpec = self.get_stage(cfg.train.stage)
+        self.spec: StageSpec = self.stage_spec(cfg)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.train.seed)
             built = self.build_networks(cfg)
@@ -158,6 +158,11 @@ class System:
             raise ValueError(f"unknown stage {stage!r} for system {cls.name!r} "
                              f"(expected one of {', '.join(cls.stages)})")
         return cls.stages[stage]
+
+    @classmethod
+    def stage_spec(cls, cfg) -> StageSpec:
+        """The spec of ``cfg.train.stage`` (a system may add optional networks that its config switches on)."""
+        return cls.get_stage(cfg.train.stage)
 
     @classmethod
     def pipeline(cls) -> tuple:

@@ -99,11 +99,15 @@ class ELM(nn.Module):
 
 def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
     m = model_cfg
-    return {
+    nets = {
         "f": Encoder(m.channels, m.latent_channels, m.num_res, m.num_mult, m.norm, image_size=image_size),
         "g": Decoder(m.channels, m.latent_channels, m.num_res, m.num_mult, m.norm),
         "h": ELM(image_size, m.elm_channels, m.elm_num_res, m.elm_hidden, m.latent_channels),
     }
+    if getattr(m, "entropy_bottleneck", False):
+        from pycompgen.codec.entropy import EntropyBottleneck
+        nets["eb"] = EntropyBottleneck(m.latent_channels)
+    return nets
 
 
 def compgen_latent_shape(model_cfg, image_size: int = 64) -> tuple[int, int, int]:

@@ -14,7 +14,9 @@ from typing import Callable, Optional
 import torch
 
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System, images01
+from dataclasses import replace
+
+from pycompgen.systems.base import StageSpec, System, images01, latent_rate
 from pycompgen.training.losses import distortion, latent_mse
 
 
@@ -49,9 +51,17 @@ def _d(cfg, x, x_hat):
 
 
 def _step1_loss(nets, b, cfg):
-    x_hat = nets["g"](nets["f"](b["x"]))
-    d = _d(cfg, b["x"], x_hat)
-    return d, {"distortion": d.detach(), "x_hat": x_hat}
+    y = nets["f"](b["x"])
+    if "eb" not in nets:
+        x_hat = nets["g"](y)
+        d = _d(cfg, b["x"], x_hat)
+        return d, {"distortion": d.detach(), "x_hat": x_hat}
+    x = b["x"]  # with an entropy bottleneck: g(ŷ), ŷ = y + U(-½, ½) in training, round(y) in eval
+    y_hat, bpp, rate = latent_rate(nets["eb"], y, cfg.train.rate_weight, x.shape[0] * x.shape[-2] * x.shape[-1])
+    x_hat = nets["g"](y_hat.to(y.dtype))
+    d = _d(cfg, x, x_hat)
+    eb = getattr(nets["eb"], "module", nets["eb"])  # DDP-wrapped in training
+    return d + rate + eb.loss(), {"distortion": d.detach(), "bpp": bpp.detach(), "x_hat": x_hat}
 
 
 def _approach1_loss(nets, b, cfg):
@@ -85,7 +95,8 @@ def _approach3_loss(nets, b, cfg):
 
 
 def _ae(nets, b):
-    return nets["g"](nets["f"](b["x"]))
+    y = nets["f"](b["x"])
+    return nets["g"](nets["eb"](y.float())[0].to(y.dtype) if "eb" in nets else y)
 
 
 def _elm(nets, b):
@@ -120,6 +131,13 @@ class Compgen(System):
         self.loss_fn, self.reconstruct_fn, self.needs_edges = _STEPS[cfg.train.stage]
         self.channel = make_channel(cfg) if self.needs_edges else None
         super().__init__(cfg, device, init, **kw)
+
+    @classmethod
+    def stage_spec(cls, cfg) -> StageSpec:
+        spec = cls.get_stage(cfg.train.stage)
+        if cfg.model.entropy_bottleneck and spec.name == "step1":
+            spec = replace(spec, uses=spec.uses + ("eb",), trainable=spec.trainable + ("eb",))
+        return spec
 
     @classmethod
     def build_networks(cls, cfg) -> dict:
@@ -176,7 +194,7 @@ class Compgen(System):
         with self.autocast():
             loss, logs = self.loss(self.models, batch)
             x_hat = logs["x_hat"] if "x_hat" in logs else self.reconstruct_fn(self.models, batch)
-        return {"loss": loss, "x_hat": x_hat.float()}
+        return {"loss": loss, "x_hat": x_hat.float(), **({"bpp": logs["bpp"]} if "bpp" in logs else {})}
 
     @classmethod
     def reconstruct(cls, stage: str, models: dict, batch: dict) -> torch.Tensor:
