@@ -25,6 +25,14 @@ def read_sources():
     return kinds
 
 
+def read_nvcc_flags():
+    """Parse csrc/NVCC_FLAGS, the nvcc flags shared with CMakeLists.txt and tools/check_cuda.sh."""
+    flags = []
+    for line in (ROOT / "csrc" / "NVCC_FLAGS").read_text().splitlines():
+        flags += line.split("#", 1)[0].split()
+    return flags
+
+
 def extensions():
     import torch
     from torch.utils.cpp_extension import CppExtension, CUDAExtension, CUDA_HOME
@@ -43,7 +51,7 @@ def extensions():
             "pycompgen._C",
             src["cpp"] + src["cuda_cpp"] + src["cu"],
             extra_compile_args={"cxx": cxx + ["-DWITH_CUDA"],
-                                "nvcc": ["-O3", "-std=c++17", "--use_fast_math", "-DWITH_CUDA"]},
+                                "nvcc": read_nvcc_flags()},  # CUDAExtension prepends torch's COMMON_NVCC_FLAGS
             extra_link_args=["-fopenmp"],
             py_limited_api=True,
         )]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pycompgen._ops import CHECK_FINITE_ENV
 from pycompgen.ops import canny
 from pycompgen.reference import canny as ref_canny
 
@@ -161,7 +162,8 @@ def test_torch_compile():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_bad_inputs(device):
+def test_bad_inputs(device, monkeypatch):
+    monkeypatch.setenv(CHECK_FINITE_ENV, "1")  # CUDA: eager data checks (debug mode)
     x = torch.rand(2, 1, 8, 8, device=device)
     cases = [
         (lambda: canny(x[0], 0.1, 0.2), "must be"),

@@ -12,6 +12,15 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def no_tf32():
+    """Full float32 convolutions on CUDA: pytorch-msssim, the reference and the conv nets compared here use cuDNN."""
+    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
 def pair(shape, device="cpu", dtype=torch.float32, seed=0):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(shape, generator=g, dtype=torch.float64)
@@ -179,7 +188,7 @@ def test_cuda_low_precision(dtype):
     ref_in = xl.detach().float().requires_grad_()
     out = ssim_loss(xl, yl)
     ref = ssim_loss(ref_in, yl.float())
-    assert out.dtype == dtype
+    assert out.dtype == torch.float32  # the value in the accumulation type, as on the CPU
     assert abs(float(out) - float(ref)) < 1e-2
     (g,) = torch.autograd.grad(out, xl)
     (gr,) = torch.autograd.grad(ref, ref_in)
@@ -209,7 +218,6 @@ def test_bad_inputs():
     _raises(r"ssim: x and y must be 4-D", x[0], y[0])
     _raises(r"ssim: x and y must have the same shape", x, y[:, :2])
     _raises(r"ssim: x and y must have the same dtype", x, y.double())
-    _raises(r"ssim: dtype torch.float16 is not supported on cpu", x.half(), y.half())
     _raises(r"ssim: dtype torch.int64 is not supported", x.long(), y.long())
     _raises(r"ssim: window_size 17 is larger than the image \(16x16\)", x, y, window_size=17)
     _raises(r"ssim: window_size must be a positive odd integer", x, y, window_size=4)
@@ -254,3 +262,119 @@ def test_missing_extension_names_the_fix():
             "try:\n    import pycompgen.ops\nexcept ImportError as e:\n    print(e)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "pycompgen._C is not built: run `make install`" in r.stdout, r.stdout + r.stderr
+
+
+# ---- dtypes and layouts: float16 / bfloat16 (float32 accumulation) on every device, channels_last, views ----------
+LOW = [torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", LOW)
+@pytest.mark.parametrize("reduction", ["mean", "none", "map"])
+def test_low_precision_vs_float64_reference(device, dtype, reduction):
+    x, y = pair((3, 2, 24, 21), device)
+    xl, yl = x.to(dtype).requires_grad_(), y.to(dtype)
+    # reference in float64 on the same (rounded) inputs: only the float32 accumulation differs
+    xr, yr = xl.detach().double().requires_grad_(), yl.double()
+    out = ssim_loss(xl, yl, reduction=reduction)
+    ref = ssim_loss(xr, yr, reduction=reduction)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    torch.testing.assert_close(out.double(), ref, rtol=0, atol=2e-5)
+    w = torch.rand(out.shape, device=device, dtype=torch.float64)
+    (g,) = torch.autograd.grad((out * w.float()).sum(), xl)
+    (gr,) = torch.autograd.grad((ref * w).sum(), xr)
+    assert g.dtype == dtype and g.shape == x.shape
+    assert rel_err(g.double(), gr) < 1e-2  # the gradient is rounded to the input dtype
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_channels_last_and_views_match_contiguous(device, dtype):
+    x, y = pair((2, 3, 19, 23), device, dtype)
+    layouts = {
+        "channels_last": lambda t: t.to(memory_format=torch.channels_last),
+        "transposed": lambda t: t.transpose(2, 3).contiguous().transpose(2, 3),
+        "strided": lambda t: torch.stack([t, t], -1)[..., 0],  # last-dim stride 2
+    }
+    for reduction in ("mean", "map"):
+        xc = x.clone().requires_grad_()
+        want = ssim(xc, y, reduction=reduction)
+        (gwant,) = torch.autograd.grad(want.sum(), xc)
+        for name, f in layouts.items():
+            xv = f(x).detach().requires_grad_()
+            assert torch.equal(xv.detach(), x) and not xv.is_contiguous(), name
+            got = ssim(xv, f(y), reduction=reduction)
+            torch.testing.assert_close(got, want, rtol=0, atol=0, msg=name)
+            (g,) = torch.autograd.grad(got.sum(), xv)
+            torch.testing.assert_close(g, gwant, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_opcheck_layouts_and_low_precision(device):
+    x0, y0 = pair((2, 3, 12, 14), device)
+    cases = [
+        (x0.to(memory_format=torch.channels_last), y0.to(memory_format=torch.channels_last)),
+        (x0.transpose(2, 3), y0.transpose(2, 3)),          # non-contiguous views
+        (x0[:, ::2], y0[:, 1:]),                           # channel slices (N, 2, H, W) and (N, 2, H, W)
+        (x0.bfloat16().to(memory_format=torch.channels_last), y0.bfloat16()),
+        (x0.half(), y0.half()),
+    ]
+    for x, y in cases:
+        for red, loss, gx, gy in ((0, True, True, False), (1, False, True, True), (2, True, False, True)):
+            xg, yg = x.detach().requires_grad_(gx), y.detach().requires_grad_(gy)
+            torch.library.opcheck(torch.ops.compgen.ssim_fwd.default, (xg, yg, 5, 1.5, 1e-4, 9e-4, red, loss, gx, gy))
+            out, d = torch.ops.compgen.ssim_fwd(x, y, 5, 1.5, 1e-4, 9e-4, red, loss, gx, gy)
+            grad = torch.rand(out.shape, dtype=out.dtype, device=device)
+            if red == 2:
+                grad = grad.to(memory_format=torch.channels_last)
+            torch.library.opcheck(torch.ops.compgen.ssim_bwd.default, (grad, x, y, d, 5, 1.5, red, loss, gx, gy))
+
+
+def _conv_net(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(8, 3, 3, padding=1), torch.nn.Sigmoid())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+@pytest.mark.parametrize("amp", [False, True], ids=["float32", "bf16_autocast"])
+def test_torch_compile_conv_net_channels_last(device, backend, amp):
+    """A conv net + ssim_loss on channels_last inputs under torch.compile: forward and backward equal eager (the
+    fake kernels declare the strides and dtypes the kernels return)."""
+    def step(net, x, y):
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=amp):
+            out = net(x)
+            return ssim_loss(out, y.to(out.dtype), window_size=7)
+
+    x, y = (t.to(memory_format=torch.channels_last) for t in pair((2, 3, 16, 16), device))
+    eager_net = _conv_net().to(device, memory_format=torch.channels_last)
+    comp_net = _conv_net().to(device, memory_format=torch.channels_last)
+    want = step(eager_net, x, y)
+    want.backward()
+    import torch._inductor.config as inductor_config
+    torch._dynamo.reset()
+    with inductor_config.patch(force_disable_caches=True):  # a cached graph would hide a wrong fake kernel
+        got = torch.compile(step, backend=backend, fullgraph=True)(comp_net, x, y)
+        got.backward()
+    assert got.dtype == want.dtype == torch.float32
+    tol = 2e-2 if amp else 1e-4  # bfloat16: inductor may skip intermediate roundings; cuDNN algorithms may differ
+    assert abs(float(got) - float(want)) <= tol * abs(float(want))
+    for (name, p), q in zip(eager_net.named_parameters(), comp_net.parameters()):
+        assert q.grad.dtype == p.grad.dtype and rel_err(q.grad, p.grad) < tol, name
+
+
+def test_ssim_bwd_checks_grad_and_dmaps():
+    x, y = pair((2, 3, 12, 14))
+    _, d = torch.ops.compgen.ssim_fwd(x, y, 5, 1.5, 1e-4, 9e-4, 1, False, True, True)
+    bwd = torch.ops.compgen.ssim_bwd
+    with pytest.raises(RuntimeError, match=r"ssim_bwd: grad of reduction 'none' must have shape \(2,\)"):
+        bwd(torch.ones(3), x, y, d, 5, 1.5, 1, False, True, True)
+    with pytest.raises(RuntimeError, match=r"ssim_bwd: grad of reduction 'mean' must have one element"):
+        bwd(torch.ones(2), x, y, d, 5, 1.5, 0, False, True, True)
+    with pytest.raises(RuntimeError, match=r"ssim_bwd: grad of reduction 'map' must have shape"):
+        bwd(torch.ones(2, 3, 8, 9), x, y, d, 5, 1.5, 2, False, True, True)
+    with pytest.raises(RuntimeError, match=r"ssim_bwd: saved derivative maps have shape"):
+        bwd(torch.ones(2), x, y, d[:3], 5, 1.5, 1, False, True, True)
+    with pytest.raises(RuntimeError, match=r"ssim_bwd: saved derivative maps .* dtype"):
+        bwd(torch.ones(2), x, y, d.double(), 5, 1.5, 1, False, True, True)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compile-check the CUDA sources without a GPU (CI: `make check-cuda`).
-#  1. every csrc/**/*.cu is compiled with `nvcc -c` for sm_80 and sm_90; any failure fails the check. The kernels
-#     include CUDA headers only (raw pointers, sizes, cudaStream_t), which the check enforces.
+#  1. every csrc/**/*.cu is compiled with `nvcc -c` for sm_80 and sm_90 with the real build's flags (torch's
+#     COMMON_NVCC_FLAGS, then csrc/NVCC_FLAGS, as setup.py's CUDAExtension passes them); any failure fails the
+#     check. The kernels include CUDA headers only (raw pointers, sizes, cudaStream_t), which the check enforces.
 #  2. the tensor-facing launchers csrc/**/*_cuda.cpp need torch's CUDA-build headers. The CPU torch wheel ships
 #     most of them but not the generated c10/cuda/impl/cuda_cmake_macros.h (stubbed here) nor CUDA libraries'
 #     headers such as cusparse.h: each launcher is syntax-checked (g++ -fsyntax-only) when torch is importable,
@@ -17,6 +18,12 @@ command -v "$NVCC" >/dev/null 2>&1 || { echo "check-cuda: FAILED: nvcc not found
 CUDA_INC=$("$NVCC" --dryrun -c -x cu /dev/null 2>&1 | grep -oE 'INCLUDES="-I[^"]*' | head -1 | cut -c13-)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+# Same nvcc flags as setup.py: torch's COMMON_NVCC_FLAGS (-D__CUDA_NO_HALF_OPERATORS__ ...), -fPIC, csrc/NVCC_FLAGS.
+TORCH_NVCC=$(python3 -c 'import torch.utils.cpp_extension as c; print(" ".join(c.COMMON_NVCC_FLAGS))' 2>"$TMP/err") || {
+  echo "check-cuda: FAILED: cannot read torch's nvcc flags (python3 -c 'import torch.utils.cpp_extension'):"
+  cat "$TMP/err"; exit 1; }
+read -r -a FLAGS <<<"$TORCH_NVCC $(sed 's/#.*//' csrc/NVCC_FLAGS | tr '\n' ' ')"
+FLAGS+=(-Xcompiler -fPIC)
 
 mapfile -t CU < <(find csrc -name '*.cu' | sort)
 fail=0; ok=0; bad=()
@@ -26,7 +33,7 @@ for f in "${CU[@]}"; do
     fail=$((fail + 1)); bad+=("$f"); continue
   fi
   obj="$TMP/$(echo "$f" | tr '/' '_').o"
-  if "$NVCC" -c -std=c++17 -O3 -Icsrc -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+  if "$NVCC" -c "${FLAGS[@]}" -Icsrc -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
       "$f" -o "$obj" >"$TMP/log" 2>&1; then
     ok=$((ok + 1))
   else
@@ -59,4 +66,4 @@ if [ "$fail" -ne 0 ]; then
   echo "check-cuda: FAILED: ${bad[*]} (${ok}/${#CU[@]} .cu compiled for sm_80+sm_90)"
   exit 1
 fi
-echo "check-cuda: OK: ${ok}/${#CU[@]} .cu files compiled for sm_80+sm_90 with $("$NVCC" --version | grep -oE 'release [0-9.]+'); launchers syntax-checked ${lok}, skipped ${lskip}"
+echo "check-cuda: OK: ${ok}/${#CU[@]} .cu files compiled for sm_80+sm_90 with $("$NVCC" --version | grep -oE 'release [0-9.]+') (flags: ${FLAGS[*]}); launchers syntax-checked ${lok}, skipped ${lskip}"

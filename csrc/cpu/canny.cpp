@@ -249,7 +249,8 @@ bool canny_one(const scalar_t* in, scalar_t* out, const Params& p, Workspace& ws
       if (mrow[x] == 2) *top++ = base + x;
   }
 
-  // Hysteresis: grow edges from the strong pixels through 8-connected candidates.
+  // Hysteresis: grow edges from the strong pixels through 8-connected candidates. Bounded: a pixel is pushed only
+  // when it turns 2 (or is 2 from the start), so there are at most H*W pops and the stack never overflows.
   const int32_t nb[8] = {-pw - 1, -pw, -pw + 1, -1, 1, pw - 1, pw, pw + 1};
   while (top != stack) {
     const int32_t i = *--top;

@@ -8,7 +8,11 @@
 // are computed in registers. Backward is the transposed ("full") blur of those maps combined with x and y:
 //   dx = G^T(w alpha_x) + 2 x G^T(w beta_xx) + y G^T(w beta_xy)   (and symmetrically dy).
 // Only "valid" windows are computed here; "same" padding is applied by the Python wrapper.
-// float32 accumulates in float32, float64 in float64. Hot loops are compiled for AVX-512/AVX2 and picked at run time.
+// float32 accumulates in float32, float64 in float64; float16 / bfloat16 inputs are converted to float32 on entry
+// (as the CUDA kernels accumulate them in float32): the SSIM value / map and the derivative maps are float32, the
+// gradients are converted back to the input dtype. Inputs of any layout (channels_last, views) are read as
+// contiguous NCHW planes; gradients are returned contiguous, as the CUDA kernels return them (and as the fake
+// kernels in pycompgen/_ops/ssim.py declare). Hot loops are compiled for AVX-512/AVX2 and picked at run time.
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -324,12 +328,61 @@ void check_inputs(const at::Tensor& x, const at::Tensor& y, int64_t k) {
               y.sizes());
   TORCH_CHECK(x.scalar_type() == y.scalar_type(), "compgen::ssim: x and y must have the same dtype, got ",
               x.scalar_type(), " and ", y.scalar_type());
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "compgen::ssim: CPU supports float32 and float64, got ", x.scalar_type());
+  TORCH_CHECK(x.device().is_cpu() && y.device().is_cpu(), "compgen::ssim: expected CPU tensors, got ", x.device(),
+              " and ", y.device());
+  const auto t = x.scalar_type();
+  TORCH_CHECK(t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16,
+              "compgen::ssim: supports float32, float64, float16 and bfloat16, got ", t);
   TORCH_CHECK(k >= 1 && k % 2 == 1, "compgen::ssim: window_size must be a positive odd integer, got ", k);
   TORCH_CHECK(x.size(2) >= k && x.size(3) >= k, "compgen::ssim: window_size ", k, " is larger than the image (",
               x.size(2), "x", x.size(3), ")");
 }
+
+// Accumulation (and output) type of an input dtype: float64 for float64, float32 otherwise.
+at::ScalarType acc_type(at::ScalarType t) { return t == at::kDouble ? at::kDouble : at::kFloat; }
+
+// x in the accumulation type as contiguous NCHW (no copy when it already is).
+at::Tensor as_acc(const at::Tensor& x) {
+  const auto acc = acc_type(x.scalar_type());
+  // (Tensor::to aliases a same-dtype view whose suggested format is Contiguous, e.g. a transpose: no .to there.)
+  if (x.scalar_type() == acc) return x.contiguous();
+  return x.to(acc, /*non_blocking=*/false, /*copy=*/false, at::MemoryFormat::Contiguous);
+}
+
+}  // namespace
+
+// Checks of ssim_bwd's grad and saved derivative maps (shared with the CUDA launcher, csrc/cuda/ssim_cuda.cpp).
+void ssim_check_bwd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& dmaps, int64_t k,
+                    int64_t reduction, bool grad_x, bool grad_y) {
+  TORCH_CHECK(reduction >= 0 && reduction <= 2, "compgen::ssim_bwd: bad reduction code ", reduction);
+  const int64_t N = x.size(0), C = x.size(1), Ho = x.size(2) - k + 1, Wo = x.size(3) - k + 1;
+  const auto acc = acc_type(x.scalar_type());
+  TORCH_CHECK(grad.device() == x.device() && dmaps.device() == x.device(),
+              "compgen::ssim_bwd: grad, x and dmaps must be on the same device, got ", grad.device(), ", ",
+              x.device(), " and ", dmaps.device());
+  TORCH_CHECK(at::isFloatingType(grad.scalar_type()), "compgen::ssim_bwd: grad must be floating-point, got ",
+              grad.scalar_type());
+  if (reduction == kMean) {
+    TORCH_CHECK(grad.numel() == 1, "compgen::ssim_bwd: grad of reduction 'mean' must have one element, got shape ",
+                grad.sizes());
+  } else if (reduction == kNone) {
+    TORCH_CHECK(grad.dim() == 1 && grad.size(0) == N, "compgen::ssim_bwd: grad of reduction 'none' must have shape (",
+                N, ",), got ", grad.sizes());
+  } else {
+    TORCH_CHECK(grad.dim() == 4 && grad.size(0) == N && grad.size(1) == C && grad.size(2) == Ho &&
+                    grad.size(3) == Wo,
+                "compgen::ssim_bwd: grad of reduction 'map' must have shape (", N, ", ", C, ", ", Ho, ", ", Wo,
+                "), got ", grad.sizes());
+  }
+  if (!(grad_x || grad_y)) return;
+  const int64_t nm = int64_t(grad_x) + int64_t(grad_y) + 2;
+  TORCH_CHECK(dmaps.dim() == 5 && dmaps.size(0) == nm && dmaps.size(1) == N && dmaps.size(2) == C &&
+                  dmaps.size(3) == Ho && dmaps.size(4) == Wo && dmaps.scalar_type() == acc,
+              "compgen::ssim_bwd: saved derivative maps have shape ", dmaps.sizes(), " and dtype ",
+              dmaps.scalar_type(), ", expected [", nm, ", ", N, ", ", C, ", ", Ho, ", ", Wo, "] ", acc);
+}
+
+namespace {
 
 std::tuple<at::Tensor, at::Tensor> ssim_fwd_cpu(const at::Tensor& x_, const at::Tensor& y_, int64_t k, double sigma,
                                                 double c1, double c2, int64_t reduction, bool loss, bool grad_x,
@@ -337,7 +390,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_fwd_cpu(const at::Tensor& x_, const at::
   check_inputs(x_, y_, k);
   TORCH_CHECK(sigma > 0, "compgen::ssim: sigma must be positive, got ", sigma);
   TORCH_CHECK(reduction >= 0 && reduction <= 2, "compgen::ssim: bad reduction code ", reduction);
-  const at::Tensor x = x_.contiguous(), y = y_.contiguous();
+  const at::Tensor x = as_acc(x_), y = as_acc(y_);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Ho = H - k + 1, Wo = W - k + 1, planes = N * C;
   const bool any_grad = grad_x || grad_y;
@@ -396,17 +449,19 @@ std::tuple<at::Tensor, at::Tensor> ssim_bwd_cpu(const at::Tensor& grad, const at
                                                 const at::Tensor& dmaps_, int64_t k, double sigma, int64_t reduction,
                                                 bool loss, bool grad_x, bool grad_y) {
   check_inputs(x_, y_, k);
-  const at::Tensor x = x_.contiguous(), y = y_.contiguous();
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  ssim_check_bwd(grad, x_, dmaps_, k, reduction, grad_x, grad_y);
+  const at::ScalarType dt = x_.scalar_type();
+  const int64_t N = x_.size(0), C = x_.size(1), H = x_.size(2), W = x_.size(3);
   const int64_t Ho = H - k + 1, Wo = W - k + 1, planes = N * C;
   const int nm = int(grad_x) + int(grad_y) + 2;
-  at::Tensor dx = grad_x ? at::empty_like(x) : at::empty({0}, x.options());
-  at::Tensor dy = grad_y ? at::empty_like(y) : at::empty({0}, y.options());
-  if (!(grad_x || grad_y) || planes == 0) return {dx, dy};
-  TORCH_CHECK(dmaps_.dim() == 5 && dmaps_.size(0) == nm && dmaps_.size(1) == N && dmaps_.size(2) == C &&
-                  dmaps_.size(3) == Ho && dmaps_.size(4) == Wo,
-              "compgen::ssim_bwd: saved derivative maps have shape ", dmaps_.sizes(), ", expected [", nm, ", ", N,
-              ", ", C, ", ", Ho, ", ", Wo, "]");
+  const auto empty_grad = [&] { return at::empty({0}, x_.options()); };
+  if (!(grad_x || grad_y) || planes == 0) {
+    const auto full = [&] { return at::empty({N, C, H, W}, x_.options()); };
+    return {grad_x ? full() : empty_grad(), grad_y ? full() : empty_grad()};
+  }
+  const at::Tensor x = as_acc(x_), y = as_acc(y_);
+  at::Tensor dx = grad_x ? at::empty_like(x) : empty_grad();
+  at::Tensor dy = grad_y ? at::empty_like(y) : empty_grad();
   const double lsign = loss ? -0.5 : 1.0;
   at::Tensor maps, scale;
   if (reduction == kMap) {
@@ -457,6 +512,10 @@ std::tuple<at::Tensor, at::Tensor> ssim_bwd_cpu(const at::Tensor& grad, const at
       bwd_item_base<3, T>(a, it, s);
     });
   });
+  if (dt != x.scalar_type()) {  // float16 / bfloat16: gradients back in the input dtype
+    if (grad_x) dx = dx.to(dt);
+    if (grad_y) dy = dy.to(dt);
+  }
   return {dx, dy};
 }
 

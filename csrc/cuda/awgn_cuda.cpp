@@ -1,6 +1,8 @@
 // Tensor-facing CUDA launcher of the AWGN channel (compiled only in CUDA builds); kernel in awgn_kernel.cu.
-// No host synchronisation: sigma and the Philox key are read by the kernel from device memory. Unlike the CPU
-// kernel it does not scan z for NaN/Inf (that would need a second pass and a synchronisation).
+// No host synchronisation: sigma and the Philox key are read by the kernel from device memory, and sigma is
+// validated there (an image with a NaN, infinite or negative sigma comes out NaN; the CPU kernel raises instead).
+// NaN/Inf in z propagate (scanning z would need a second pass and a synchronisation); pycompgen.ops.awgn checks
+// both eagerly with PYCOMPGEN_CHECK_FINITE=1.
 #include <c10/cuda/CUDAStream.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
@@ -35,6 +37,7 @@ int dtype_code(at::ScalarType t) {
 
 at::Tensor awgn_cuda(const at::Tensor& z_in, const at::Tensor& sigma_in, const at::Tensor& seed_in, bool normalize) {
   check_args(z_in, sigma_in, seed_in);
+  // check_args has checked that sigma and seed are on z's device: the kernel reads them through raw pointers.
   TORCH_CHECK_VALUE(z_in.is_cuda(), "awgn: expected CUDA tensors, got z on ", z_in.device());
   const c10::cuda::CUDAGuard guard(z_in.device());
   const at::Tensor z = z_in.contiguous();

@@ -1,8 +1,11 @@
 // AWGN channel on CUDA: one thread per 4 consecutive elements (one Philox call), one read of z, one write.
 // CUDA headers only (raw pointers, sizes, a cudaStream_t): the tensor-facing launcher is awgn_cuda.cpp.
+// sigma is validated here, not on the host (that would synchronise): an image whose sigma is NaN, infinite or
+// negative (a NaN / -inf PSNR, an all-zero image with peak=None) comes out all NaN.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <math_constants.h>
 
 #include <cstdint>
 
@@ -75,6 +78,8 @@ __global__ void __launch_bounds__(256) awgn_kernel(const T* __restrict__ z, T* _
         const double s = sigma[img];
         if (s == 0.0) {
           o.v[k] = in.v[k];  // infinite PSNR: exact identity
+        } else if (!(s > 0.0 && s <= 1.7976931348623157e308)) {
+          o.v[k] = Num<T>::store(static_cast<acc_t>(CUDART_NAN));  // invalid sigma (NaN, inf, < 0)
         } else {
           const acc_t v = Num<T>::load(in.v[k]) + static_cast<acc_t>(s) * static_cast<acc_t>(nv[k]);
           const acc_t d = (normalize && s > 1.0) ? static_cast<acc_t>(s) : acc_t(1);

@@ -1,8 +1,13 @@
 // Canny edge maps on CUDA (same integer pipeline as csrc/cpu/canny.cpp, so the same result as cv2.Canny).
 // Small images (the whole pipeline fits one block's shared memory, e.g. 64x64, 128x128): one fused kernel, one
-// block per image: quantise/luma -> blur -> Sobel magnitude -> NMS -> hysteresis iterated in shared memory until
-// nothing changes. Larger images: one kernel per stage over global scratch, then hysteresis on 32x32 tiles (each
-// iterated to convergence in shared memory) repeated by the host until no tile changes.
+// block per image, everything in shared memory. Larger images: one kernel per stage over global scratch.
+// Hysteresis is a connected-component labelling of the candidate + strong pixels (8-connectivity) by union-find
+// (Playne & Hawick 2018): link each pixel with its earlier neighbours (atomicMin on the roots), flatten, flag the
+// roots of strong pixels; edges are the pixels whose root is flagged. That is exactly OpenCV's stack-based growth
+// from the strong pixels, in a fixed number of passes: no iteration to convergence, no host synchronisation.
+// Every union-find loop is bounded (a find by H*W steps, a union by 2*H*W+2 rounds: the roots decrease strictly);
+// exceeding a bound, which the algorithm rules out, marks the image failed instead of hanging. Per-image status
+// bits (kStatusNonFinite, kStatusBound) go to `status`; such an image's output is all NaN.
 // CUDA headers only (raw pointers, sizes, a cudaStream_t): the tensor-facing launcher is canny_cuda.cpp.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -31,6 +36,19 @@ template <>
 __device__ __forceinline__ __half from_bit<__half>(int b) { return __int2half_rn(b); }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_bit<__nv_bfloat16>(int b) { return __int2bfloat16_rn(b); }
+
+template <typename T>
+__device__ __forceinline__ T nan_of();
+template <>
+__device__ __forceinline__ float nan_of<float>() { return __int_as_float(0x7fc00000); }
+template <>
+__device__ __forceinline__ double nan_of<double>() { return __longlong_as_double(0x7ff8000000000000LL); }
+template <>
+__device__ __forceinline__ __half nan_of<__half>() { return __ushort_as_half(static_cast<unsigned short>(0x7e00)); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 nan_of<__nv_bfloat16>() {
+  return __ushort_as_bfloat16(static_cast<unsigned short>(0x7fc0));
+}
 
 // round(clamp(v, 0, 1) * 255), ties to even (as torch.round and the CPU kernel).
 __device__ __forceinline__ int quantise(float v) { return __float2int_rn(fminf(fmaxf(v, 0.f), 1.f) * 255.f); }
@@ -105,6 +123,55 @@ __device__ __forceinline__ int blur_v(const uint16_t* t, int h, int w, int y, in
 __host__ __device__ inline size_t round_up(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 // ---------------------------------------------------------------------------------------------------------------
+// Union-find on one image's labels L (int per pixel, index y*w+x; shared or global memory). Labels only decrease
+// and L[i] <= i, so a find follows a strictly decreasing chain (at most hw steps) and a union ends after at most
+// 2*hw+2 rounds (each failed atomicMin strictly lowers one of the two roots). `fail` is set if a bound is hit.
+constexpr int kRootFlag = 1 << 30;  // set on a root with a strong pixel in its component (labels < 2^30)
+constexpr int kLabelMask = kRootFlag - 1;
+
+__device__ __forceinline__ int uf_find(int* L, int i, int hw, bool& fail) {
+  const volatile int* vl = L;  // other threads link roots concurrently: always re-read
+  int r = vl[i];
+  for (int steps = 0; r != i; ++steps) {
+    if (steps > hw) {
+      fail = true;
+      return i;
+    }
+    i = r;
+    r = vl[i];
+  }
+  return i;
+}
+
+__device__ __forceinline__ void uf_union(int* L, int a, int b, int hw, bool& fail) {
+  for (int round = 0; round <= 2 * hw + 2; ++round) {
+    a = uf_find(L, a, hw, fail);
+    b = uf_find(L, b, hw, fail);
+    if (a == b || fail) return;
+    if (a > b) {
+      const int t = a;
+      a = b;
+      b = t;
+    }
+    const int old = atomicMin(&L[b], a);  // link the larger root under the smaller one
+    if (old == b) return;
+    b = old;  // b was linked meanwhile: continue with its new parent
+  }
+  fail = true;
+}
+
+// Union pass for pixel i (padded map index j, 0 candidate / 1 none / 2 strong; the map's border is 1): link i with
+// its foreground neighbours left, up-left, up and up-right (the other four link to i from their side).
+__device__ __forceinline__ void uf_link(int* L, const uint8_t* map, int i, int j, int w, int pw, int hw,
+                                        bool& fail) {
+  if (map[j] == 1) return;
+  if (map[j - 1] != 1) uf_union(L, i, i - 1, hw, fail);
+  if (map[j - pw - 1] != 1) uf_union(L, i, i - w - 1, hw, fail);
+  if (map[j - pw] != 1) uf_union(L, i, i - w, hw, fail);
+  if (map[j - pw + 1] != 1) uf_union(L, i, i - w + 1, hw, fail);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // Fused path: one block per image, everything in shared memory.
 // Layout: mag int32 [(H+2)(W+2)] | tmp uint16 [H W] (blur only) | gray u8 [H W] | map u8 [(H+2)(W+2)].
 __host__ __device__ inline size_t fused_bytes(int h, int w, int blur_radius) {
@@ -114,7 +181,7 @@ __host__ __device__ inline size_t fused_bytes(int h, int w, int blur_radius) {
 
 template <typename T>
 __global__ void __launch_bounds__(1024) canny_fused(const T* __restrict__ in, T* __restrict__ out, Params p,
-                                                    int* bad_flag) {
+                                                    int* __restrict__ status) {
   extern __shared__ __align__(16) unsigned char smem[];
   const int h = p.h, w = p.w, pw = w + 2;
   const int hw = h * w, pp = (h + 2) * pw;
@@ -128,7 +195,7 @@ __global__ void __launch_bounds__(1024) canny_fused(const T* __restrict__ in, T*
 
   bool bad = false;
   for (int i = tid; i < hw; i += nt) gray[i] = gray_px(src, p.c, hw, i, bad);
-  if (__syncthreads_or(bad) && tid == 0) atomicOr(bad_flag, 1);
+  const int nonfinite = __syncthreads_or(bad);
 
   if (p.blur_radius > 0) {
     for (int i = tid; i < hw; i += nt) tmp[i] = static_cast<uint16_t>(blur_h(gray, w, i / w, i % w, p));
@@ -161,37 +228,42 @@ __global__ void __launch_bounds__(1024) canny_fused(const T* __restrict__ in, T*
   }
   __syncthreads();
 
-  // Hysteresis: candidates next to an edge become edges, until no pixel changes (monotone, so the in-place
-  // updates of concurrent threads only speed up convergence).
-  volatile uint8_t* vm = map;
-  int changed;
-  do {
-    changed = 0;
-    for (int i = tid; i < hw; i += nt) {
-      const int j = (i / w + 1) * pw + i % w + 1;
-      if (vm[j] == 0 &&
-          (vm[j - pw - 1] == 2 || vm[j - pw] == 2 || vm[j - pw + 1] == 2 || vm[j - 1] == 2 || vm[j + 1] == 2 ||
-           vm[j + pw - 1] == 2 || vm[j + pw] == 2 || vm[j + pw + 1] == 2)) {
-        vm[j] = 2;
-        changed = 1;
-      }
-    }
-    changed = __syncthreads_or(changed);
-  } while (changed);
+  // Hysteresis: connected components of the foreground (map != 1) by union-find in shared memory; the
+  // magnitudes are no longer needed, their first hw ints hold the labels.
+  int* L = mag;
+  for (int i = tid; i < hw; i += nt) L[i] = i;
+  __syncthreads();
+  bool fail = false;
+  for (int i = tid; i < hw; i += nt) uf_link(L, map, i, (i / w + 1) * pw + i % w + 1, w, pw, hw, fail);
+  __syncthreads();
+  for (int i = tid; i < hw; i += nt)
+    if (map[(i / w + 1) * pw + i % w + 1] != 1) L[i] = uf_find(L, i, hw, fail);  // flatten: L[i] = root
+  __syncthreads();
+  for (int i = tid; i < hw; i += nt)
+    if (map[(i / w + 1) * pw + i % w + 1] == 2) atomicOr(&L[L[i] & kLabelMask], kRootFlag);
+  const int failed = __syncthreads_or(fail);
+  if (tid == 0 && (nonfinite || failed))
+    atomicOr(&status[img], (nonfinite ? kStatusNonFinite : 0) | (failed ? kStatusBound : 0));
 
   T* dst = out + img * static_cast<int64_t>(hw);
-  for (int i = tid; i < hw; i += nt) dst[i] = from_bit<T>(vm[(i / w + 1) * pw + i % w + 1] == 2 ? 1 : 0);
+  if (nonfinite || failed) {
+    for (int i = tid; i < hw; i += nt) dst[i] = nan_of<T>();
+    return;
+  }
+  for (int i = tid; i < hw; i += nt) {
+    const bool edge = map[(i / w + 1) * pw + i % w + 1] != 1 && (L[L[i] & kLabelMask] & kRootFlag);
+    dst[i] = from_bit<T>(edge ? 1 : 0);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Multi-kernel path for large images. Scratch: gray u8 [N H W] | tmp u16 [N H W] (blur) | mag int32 [N H W] |
-// map u8 [N (H+2)(W+2)] | changed int.
+// Multi-kernel path for large images. Scratch: gray u8 [N H W] | tmp u16 [N H W] (blur) | mag int32 [N H W]
+// (after non-maximum suppression: the union-find labels) | map u8 [N (H+2)(W+2)].
 struct Scratch {
   uint8_t* gray;
   uint16_t* tmp;
   int32_t* mag;
   uint8_t* map;
-  int* changed;
 };
 
 __host__ __device__ inline size_t tiled_bytes(const Params& p, Scratch* s, void* base) {
@@ -206,29 +278,26 @@ __host__ __device__ inline size_t tiled_bytes(const Params& p, Scratch* s, void*
   off = round_up(off + 4 * n * hw, 256);
   const size_t o_map = off;
   off = round_up(off + n * pp, 256);
-  const size_t o_changed = off;
-  off += 256;
   if (s != nullptr) {
     unsigned char* b = static_cast<unsigned char*>(base);
     s->gray = b + o_gray;
     s->tmp = reinterpret_cast<uint16_t*>(b + o_tmp);
     s->mag = reinterpret_cast<int32_t*>(b + o_mag);
     s->map = b + o_map;
-    s->changed = reinterpret_cast<int*>(b + o_changed);
   }
   return off;
 }
 
 template <typename T>
-__global__ void k_gray(const T* __restrict__ in, Params p, uint8_t* __restrict__ gray, int* bad_flag) {
+__global__ void k_gray(const T* __restrict__ in, Params p, uint8_t* __restrict__ gray, int* __restrict__ status) {
   const int64_t hw = static_cast<int64_t>(p.h) * p.w, total = hw * p.n;
-  bool bad = false;
   for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
        t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t img = t / hw, i = t % hw;
+    bool bad = false;
     gray[t] = gray_px(in + img * p.c * hw, p.c, hw, i, bad);
+    if (bad) atomicOr(&status[img], kStatusNonFinite);
   }
-  if (bad) atomicOr(bad_flag, 1);
 }
 
 __global__ void k_blur_h(Params p, const uint8_t* __restrict__ gray, uint16_t* __restrict__ tmp) {
@@ -286,62 +355,72 @@ __global__ void k_nms(Params p, const uint8_t* __restrict__ gray, const int32_t*
   }
 }
 
-constexpr int kTile = 32;
+// Hysteresis passes of the multi-kernel path, one thread per pixel (grid-stride); labels L = the mag scratch.
+#define CG_PIXELS(t, total)                                                                    \
+  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < (total); \
+       t += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
-// One round of tiled hysteresis: each block loads a 32x32 tile of the padded map with a 1-pixel halo, grows edges
-// inside the tile until it converges, writes the tile back and flags `changed` if it promoted any pixel.
-__global__ void __launch_bounds__(256) k_hyst_tile(Params p, int img0, uint8_t* __restrict__ map,
-                                                   int* changed_flag) {
-  __shared__ uint8_t s[(kTile + 2) * (kTile + 2)];
-  const int h = p.h, w = p.w, pw = w + 2;
-  const int64_t pp = static_cast<int64_t>(h + 2) * pw;
-  uint8_t* m = map + (img0 + static_cast<int64_t>(blockIdx.z)) * pp;
-  const int y0 = blockIdx.y * kTile, x0 = blockIdx.x * kTile;  // image coordinates of the tile's corner
-  const int tid = threadIdx.x, nt = blockDim.x;
-  constexpr int S = kTile + 2;
-  for (int i = tid; i < S * S; i += nt) {
-    const int y = y0 - 1 + i / S, x = x0 - 1 + i % S;  // image coordinates, -1..h / -1..w are the map's border
-    s[i] = (y >= -1 && y <= h && x >= -1 && x <= w) ? m[(y + 1) * pw + (x + 1)] : 1;
+__global__ void k_label_init(Params p, int32_t* __restrict__ L) {
+  const int64_t hw = static_cast<int64_t>(p.h) * p.w;
+  CG_PIXELS(t, hw * p.n) L[t] = static_cast<int32_t>(t % hw);
+}
+
+__global__ void k_label_link(Params p, const uint8_t* __restrict__ map, int32_t* L, int* __restrict__ status) {
+  const int w = p.w, pw = w + 2, hw = p.h * p.w;
+  const int64_t pp = static_cast<int64_t>(p.h + 2) * pw;
+  CG_PIXELS(t, static_cast<int64_t>(hw) * p.n) {
+    const int64_t img = t / hw;
+    const int i = static_cast<int>(t % hw);
+    bool fail = false;
+    uf_link(L + img * hw, map + img * pp, i, (i / w + 1) * pw + i % w + 1, w, pw, hw, fail);
+    if (fail) atomicOr(&status[img], kStatusBound);
   }
-  __syncthreads();
-  volatile uint8_t* vs = s;
-  int any = 0, changed;
-  do {
-    changed = 0;
-    for (int i = tid; i < kTile * kTile; i += nt) {
-      const int ty = i / kTile, tx = i % kTile;
-      if (y0 + ty >= h || x0 + tx >= w) continue;
-      const int j = (ty + 1) * S + tx + 1;
-      if (vs[j] == 0 &&
-          (vs[j - S - 1] == 2 || vs[j - S] == 2 || vs[j - S + 1] == 2 || vs[j - 1] == 2 || vs[j + 1] == 2 ||
-           vs[j + S - 1] == 2 || vs[j + S] == 2 || vs[j + S + 1] == 2)) {
-        vs[j] = 2;
-        changed = 1;
-      }
-    }
-    changed = __syncthreads_or(changed);
-    any |= changed;
-  } while (changed);
-  if (!any) return;
-  for (int i = tid; i < kTile * kTile; i += nt) {
-    const int ty = i / kTile, tx = i % kTile;
-    if (y0 + ty >= h || x0 + tx >= w) continue;
-    if (vs[(ty + 1) * S + tx + 1] == 2) m[(y0 + ty + 1) * pw + (x0 + tx + 1)] = 2;
+}
+
+__global__ void k_label_flatten(Params p, const uint8_t* __restrict__ map, int32_t* L, int* __restrict__ status) {
+  const int w = p.w, pw = w + 2, hw = p.h * p.w;
+  const int64_t pp = static_cast<int64_t>(p.h + 2) * pw;
+  CG_PIXELS(t, static_cast<int64_t>(hw) * p.n) {
+    const int64_t img = t / hw;
+    const int i = static_cast<int>(t % hw);
+    if (map[img * pp + (i / w + 1) * pw + i % w + 1] == 1) continue;
+    bool fail = false;
+    int32_t* Li = L + img * hw;
+    Li[i] = uf_find(Li, i, hw, fail);
+    if (fail) atomicOr(&status[img], kStatusBound);
   }
-  if (tid == 0) atomicOr(changed_flag, 1);
+}
+
+__global__ void k_label_mark(Params p, const uint8_t* __restrict__ map, int32_t* L) {
+  const int w = p.w, pw = w + 2, hw = p.h * p.w;
+  const int64_t pp = static_cast<int64_t>(p.h + 2) * pw;
+  CG_PIXELS(t, static_cast<int64_t>(hw) * p.n) {
+    const int64_t img = t / hw;
+    const int i = static_cast<int>(t % hw);
+    if (map[img * pp + (i / w + 1) * pw + i % w + 1] != 2) continue;
+    int32_t* Li = L + img * hw;
+    atomicOr(&Li[Li[i] & kLabelMask], kRootFlag);
+  }
 }
 
 template <typename T>
-__global__ void k_out(Params p, const uint8_t* __restrict__ map, T* __restrict__ out) {
-  const int pw = p.w + 2;
-  const int64_t hw = static_cast<int64_t>(p.h) * p.w, pp = static_cast<int64_t>(p.h + 2) * pw, total = hw * p.n;
-  for (int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; t < total;
-       t += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+__global__ void k_out(Params p, const uint8_t* __restrict__ map, const int32_t* __restrict__ L,
+                      const int* __restrict__ status, T* __restrict__ out) {
+  const int w = p.w, pw = w + 2, hw = p.h * p.w;
+  const int64_t pp = static_cast<int64_t>(p.h + 2) * pw;
+  CG_PIXELS(t, static_cast<int64_t>(hw) * p.n) {
     const int64_t img = t / hw;
     const int i = static_cast<int>(t % hw);
-    out[t] = from_bit<T>(map[img * pp + (i / p.w + 1) * pw + i % p.w + 1] == 2 ? 1 : 0);
+    if (status[img] != 0) {
+      out[t] = nan_of<T>();
+      continue;
+    }
+    const int32_t* Li = L + img * hw;
+    const bool edge = map[img * pp + (i / w + 1) * pw + i % w + 1] != 1 && (Li[Li[i] & kLabelMask] & kRootFlag);
+    out[t] = from_bit<T>(edge ? 1 : 0);
   }
 }
+#undef CG_PIXELS
 
 size_t max_smem() {
   int dev = 0, v = 0;
@@ -358,7 +437,7 @@ unsigned grid_for(int64_t total, int threads) {
 }
 
 template <typename T>
-int run(const Params& p, const void* in_v, void* out_v, void* scratch, int* bad_flag, cudaStream_t stream) {
+int run(const Params& p, const void* in_v, void* out_v, void* scratch, int* status, cudaStream_t stream) {
   const T* in = static_cast<const T*>(in_v);
   T* out = static_cast<T*>(out_v);
   const int64_t hw = static_cast<int64_t>(p.h) * p.w;
@@ -369,7 +448,7 @@ int run(const Params& p, const void* in_v, void* out_v, void* scratch, int* bad_
                                          static_cast<int>(smem));
     if (e != cudaSuccess) return static_cast<int>(e);
     const int threads = hw >= 2048 ? 1024 : (hw >= 512 ? 512 : 128);
-    canny_fused<T><<<p.n, threads, smem, stream>>>(in, out, p, bad_flag);
+    canny_fused<T><<<p.n, threads, smem, stream>>>(in, out, p, status);
     return static_cast<int>(cudaGetLastError());
   }
   Scratch s;
@@ -377,31 +456,20 @@ int run(const Params& p, const void* in_v, void* out_v, void* scratch, int* bad_
   const int threads = 256;
   const int64_t total = hw * p.n;
   const int64_t total_pp = static_cast<int64_t>(p.h + 2) * (p.w + 2) * p.n;
-  k_gray<T><<<grid_for(total, threads), threads, 0, stream>>>(in, p, s.gray, bad_flag);
+  const unsigned grid = grid_for(total, threads);
+  k_gray<T><<<grid, threads, 0, stream>>>(in, p, s.gray, status);
   if (p.blur_radius > 0) {
-    k_blur_h<<<grid_for(total, threads), threads, 0, stream>>>(p, s.gray, s.tmp);
-    k_blur_v<<<grid_for(total, threads), threads, 0, stream>>>(p, s.tmp, s.gray);
+    k_blur_h<<<grid, threads, 0, stream>>>(p, s.gray, s.tmp);
+    k_blur_v<<<grid, threads, 0, stream>>>(p, s.tmp, s.gray);
   }
-  k_mag<<<grid_for(total, threads), threads, 0, stream>>>(p, s.gray, s.mag);
+  k_mag<<<grid, threads, 0, stream>>>(p, s.gray, s.mag);
   k_nms<<<grid_for(total_pp, threads), threads, 0, stream>>>(p, s.gray, s.mag, s.map);
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) return static_cast<int>(e);
-  const dim3 tiles((p.w + kTile - 1) / kTile, (p.h + kTile - 1) / kTile, 1);
-  // Every round but the last promotes at least one pixel, so this terminates; paths that cross k tile borders
-  // need about k rounds.
-  for (;;) {
-    int changed = 0;
-    cudaMemsetAsync(s.changed, 0, sizeof(int), stream);
-    for (int img0 = 0; img0 < p.n; img0 += 65535) {  // gridDim.z limit
-      const dim3 grid(tiles.x, tiles.y, p.n - img0 < 65535 ? p.n - img0 : 65535);
-      k_hyst_tile<<<grid, 256, 0, stream>>>(p, img0, s.map, s.changed);
-    }
-    cudaMemcpyAsync(&changed, s.changed, sizeof(int), cudaMemcpyDeviceToHost, stream);
-    e = cudaStreamSynchronize(stream);
-    if (e != cudaSuccess) return static_cast<int>(e);
-    if (!changed) break;
-  }
-  k_out<T><<<grid_for(total, threads), threads, 0, stream>>>(p, s.map, out);
+  // Hysteresis: a fixed sequence of passes (no host round trips); the labels overwrite the magnitudes.
+  k_label_init<<<grid, threads, 0, stream>>>(p, s.mag);
+  k_label_link<<<grid, threads, 0, stream>>>(p, s.map, s.mag, status);
+  k_label_flatten<<<grid, threads, 0, stream>>>(p, s.map, s.mag, status);
+  k_label_mark<<<grid, threads, 0, stream>>>(p, s.map, s.mag);
+  k_out<T><<<grid, threads, 0, stream>>>(p, s.map, s.mag, status, out);
   return static_cast<int>(cudaGetLastError());
 }
 
@@ -413,17 +481,17 @@ size_t scratch_bytes(const Params& p) {
   return tiled_bytes(p, nullptr, nullptr);
 }
 
-int launch(const Params& p, DType dt, const void* in, void* out, void* scratch, int* bad_flag, void* stream) {
+int launch(const Params& p, DType dt, const void* in, void* out, void* scratch, int* status, void* stream) {
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   switch (dt) {
     case DType::kFloat32:
-      return run<float>(p, in, out, scratch, bad_flag, s);
+      return run<float>(p, in, out, scratch, status, s);
     case DType::kFloat64:
-      return run<double>(p, in, out, scratch, bad_flag, s);
+      return run<double>(p, in, out, scratch, status, s);
     case DType::kFloat16:
-      return run<__half>(p, in, out, scratch, bad_flag, s);
+      return run<__half>(p, in, out, scratch, status, s);
     case DType::kBFloat16:
-      return run<__nv_bfloat16>(p, in, out, scratch, bad_flag, s);
+      return run<__nv_bfloat16>(p, in, out, scratch, status, s);
   }
   return static_cast<int>(cudaErrorInvalidValue);
 }

@@ -83,13 +83,18 @@ struct Params {
   int32_t blur_w[kMaxBlurRadius + 1];
 };
 
+// Per-image status bits written by the CUDA kernels (an image with any bit set comes out all NaN).
+constexpr int kStatusNonFinite = 1;  // the image holds NaN/Inf
+constexpr int kStatusBound = 2;      // a hysteresis (union-find) loop hit its iteration bound (never expected)
+
 // CUDA launchers (csrc/cuda/canny_kernel.cu). Images whose whole pipeline fits one block's shared memory (e.g.
-// 64x64 and 128x128) run fused, one block per image; larger ones run a multi-kernel path with global scratch and
-// tiled hysteresis. scratch_bytes(p): device scratch launch() needs (0 for the fused path).
+// 64x64 and 128x128) run fused, one block per image; larger ones run one kernel per stage over global scratch.
+// Hysteresis is a union-find labelling in a fixed number of passes: no host synchronisation in either path.
+// scratch_bytes(p): device scratch launch() needs (0 for the fused path).
 size_t scratch_bytes(const Params& p);
 // in/out: contiguous device tensors of dtype dt (in N x C x H x W, out N x 1 x H x W); scratch: scratch_bytes(p)
-// bytes; bad_flag: device int, set non-zero if the input holds NaN/Inf. Returns a cudaError_t value as int.
-int launch(const Params& p, DType dt, const void* in, void* out, void* scratch, int* bad_flag, void* stream);
+// bytes; status: N device ints, zero on entry, OR-ed with kStatus* bits per image. Returns a cudaError_t as int.
+int launch(const Params& p, DType dt, const void* in, void* out, void* scratch, int* status, void* stream);
 
 }  // namespace canny
 }  // namespace compgen

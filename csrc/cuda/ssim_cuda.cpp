@@ -1,5 +1,8 @@
 // Tensor-facing CUDA launcher of the fused SSIM kernels (compiled only in CUDA builds).
 // Same contract as csrc/cpu/ssim.cpp; the kernels themselves live in ssim_kernel.cu (CUDA headers only).
+// No host synchronisation: NaN/Inf in x or y propagate into the result (pycompgen/_ops/ssim.py checks them
+// eagerly only with PYCOMPGEN_CHECK_FINITE=1). Outputs: SSIM value / map in the accumulation type (float32 for
+// float16 / bfloat16 / float32 inputs, float64 for float64), gradients contiguous (N, C, H, W) in the input dtype.
 #include <torch/library.h>
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -11,6 +14,11 @@
 #include "ssim_kernel.h"
 
 namespace compgen {
+
+// Shared with the CPU kernel (csrc/cpu/ssim.cpp): checks of ssim_bwd's grad and saved maps.
+void ssim_check_bwd(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& dmaps, int64_t k,
+                    int64_t reduction, bool grad_x, bool grad_y);
+
 namespace {
 
 enum Reduction : int64_t { kMean = 0, kNone = 1, kMap = 2 };
@@ -34,8 +42,9 @@ void check_inputs(const at::Tensor& x, const at::Tensor& y, int64_t k) {
               y.sizes());
   TORCH_CHECK(x.scalar_type() == y.scalar_type(), "compgen::ssim: x and y must have the same dtype, got ",
               x.scalar_type(), " and ", y.scalar_type());
-  TORCH_CHECK(x.device() == y.device(), "compgen::ssim: x and y must be on the same device, got ", x.device(),
-              " and ", y.device());
+  TORCH_CHECK(x.is_cuda() && x.device() == y.device(),
+              "compgen::ssim: x and y must be CUDA tensors on the same device, got ", x.device(), " and ",
+              y.device());
   TORCH_CHECK(k >= 1 && k % 2 == 1, "compgen::ssim: window_size must be a positive odd integer, got ", k);
   TORCH_CHECK(x.size(2) >= k && x.size(3) >= k, "compgen::ssim: window_size ", k, " is larger than the image (",
               x.size(2), "x", x.size(3), ")");
@@ -66,7 +75,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_fwd_cuda(const at::Tensor& x_, const at:
   const bool any_grad = grad_x || grad_y;
   const int64_t nd = any_grad ? int64_t(grad_x) + int64_t(grad_y) + 2 : 0;
   const auto acc = acc_type(x.scalar_type());
-  at::Tensor map = reduction == kMap ? at::empty({N, C, Ho, Wo}, x.options()) : at::Tensor();
+  at::Tensor map = reduction == kMap ? at::empty({N, C, Ho, Wo}, x.options().dtype(acc)) : at::Tensor();
   at::Tensor dmaps = at::empty({nd, N, C, Ho, Wo}, x.options().dtype(acc));
   const int64_t tiles = cuda::ssim_fwd_tiles(Ho, Wo);
   at::Tensor partial = at::empty({planes, tiles}, x.options().dtype(acc));
@@ -84,13 +93,19 @@ std::tuple<at::Tensor, at::Tensor> ssim_fwd_cuda(const at::Tensor& x_, const at:
                                     : plane_sum.view({N, C}).sum(1) / double(C * Ho * Wo);
   if (reduction == kMean && planes == 0) v = at::full({}, NAN, v.options());
   if (loss) v = (1.0 - v) * 0.5;
-  return {v.to(x.scalar_type()), dmaps};
+  return {v.to(acc), dmaps};
 }
 
 std::tuple<at::Tensor, at::Tensor> ssim_bwd_cuda(const at::Tensor& grad, const at::Tensor& x_, const at::Tensor& y_,
                                                  const at::Tensor& dmaps_, int64_t k, double sigma,
                                                  int64_t reduction, bool loss, bool grad_x, bool grad_y) {
   check_inputs(x_, y_, k);
+  // grad and dmaps are read by the kernel through raw pointers: they must live on x's GPU.
+  TORCH_CHECK(grad.is_cuda() && grad.device() == x_.device(), "compgen::ssim_bwd: grad must be a CUDA tensor on ",
+              x_.device(), " like x, got ", grad.device());
+  TORCH_CHECK(dmaps_.is_cuda() && dmaps_.device() == x_.device(),
+              "compgen::ssim_bwd: dmaps must be a CUDA tensor on ", x_.device(), " like x, got ", dmaps_.device());
+  ssim_check_bwd(grad, x_, dmaps_, k, reduction, grad_x, grad_y);
   c10::cuda::CUDAGuard guard(x_.device());
   const at::Tensor x = x_.contiguous(), y = y_.contiguous();
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -100,15 +115,11 @@ std::tuple<at::Tensor, at::Tensor> ssim_bwd_cuda(const at::Tensor& grad, const a
   at::Tensor dy = grad_y ? at::empty_like(y) : at::empty({0}, y.options());
   if (!(grad_x || grad_y) || planes == 0) return {dx, dy};
   const auto acc = acc_type(x.scalar_type());
-  TORCH_CHECK(dmaps_.dim() == 5 && dmaps_.size(0) == nm && dmaps_.size(1) == N && dmaps_.size(2) == C &&
-                  dmaps_.size(3) == Ho && dmaps_.size(4) == Wo && dmaps_.scalar_type() == acc,
-              "compgen::ssim_bwd: saved derivative maps have shape ", dmaps_.sizes(), " and dtype ",
-              dmaps_.scalar_type(), ", expected [", nm, ", ", N, ", ", C, ", ", Ho, ", ", Wo, "] ", acc);
   const at::Tensor dmaps = dmaps_.contiguous();
   const double lsign = loss ? -0.5 : 1.0;
   at::Tensor wmap, scale;
   if (reduction == kMap) {
-    wmap = grad.to(x.scalar_type()).contiguous();
+    wmap = grad.to(acc).contiguous();
   } else if (reduction == kMean) {
     scale = (grad.to(at::kDouble) / double(planes * Ho * Wo)).reshape({1}).expand({planes});
   } else {

@@ -8,7 +8,8 @@
 // Backward: one block per (plane, TH x TW input tile): stage the (weighted) derivative maps of the tile's
 // (TH+k-1) x (TW+k-1) footprint, transposed blur (vertical, then horizontal), combine with x and y:
 //   dx = G^T alpha_x + 2 x G^T beta_xx + y G^T beta_xy,   dy = G^T alpha_y + 2 y G^T beta_xx + x G^T beta_xy.
-// float16 / bfloat16 / float32 accumulate in float32, float64 in float64.
+// float16 / bfloat16 / float32 accumulate in float32, float64 in float64; the SSIM map, the derivative maps and the
+// per-pixel upstream gradient are in the accumulation type, x, y, dx and dy in the input type.
 #include "ssim_kernel.h"
 
 #include <cuda_bf16.h>
@@ -59,7 +60,7 @@ __device__ void load_window(A* gs, int k, double sigma) {
 template <typename T, typename A>
 __global__ void __launch_bounds__(NTHREADS)
 ssim_fwd_kernel(const T* __restrict__ x, const T* __restrict__ y, int64_t H, int64_t W, int k, double sigma, A c1,
-                A c2, int64_t tiles_x, int64_t tiles, T* __restrict__ map, bool loss_map, A* __restrict__ dmaps,
+                A c2, int64_t tiles_x, int64_t tiles, A* __restrict__ map, bool loss_map, A* __restrict__ dmaps,
                 bool gx, bool gy, A* __restrict__ partial) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* sm = reinterpret_cast<A*>(smem_raw);
@@ -123,7 +124,7 @@ ssim_fwd_kernel(const T* __restrict__ x, const T* __restrict__ y, int64_t H, int
     const A S = A1 * A2 * D;
     local += S;
     const int64_t off = plane * Ho * Wo + i * Wo + j;
-    if (map) map[off] = from_acc<T>(loss_map ? A(0.5) * (A(1) - S) : S);
+    if (map) map[off] = loss_map ? A(0.5) * (A(1) - S) : S;
     if (dmaps) {
       const A P = 2 * (A2 - A1) * D;
       const A Q = 2 * S * (iB2 - iB1);
@@ -146,7 +147,7 @@ ssim_fwd_kernel(const T* __restrict__ x, const T* __restrict__ y, int64_t H, int
 template <typename T, typename A>
 __global__ void __launch_bounds__(NTHREADS)
 ssim_bwd_kernel(const T* __restrict__ x, const T* __restrict__ y, const A* __restrict__ dmaps,
-                const T* __restrict__ wmap, A wmul, const A* __restrict__ scale, int64_t H, int64_t W, int k,
+                const A* __restrict__ wmap, A wmul, const A* __restrict__ scale, int64_t H, int64_t W, int k,
                 double sigma, int64_t tiles_x, int64_t tiles, int nm, T* __restrict__ dx, T* __restrict__ dy) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   A* sm = reinterpret_cast<A*>(smem_raw);
@@ -170,7 +171,7 @@ ssim_bwd_kernel(const T* __restrict__ x, const T* __restrict__ y, const A* __res
     const int64_t m = p0 - (k - 1) + r, n = q0 - (k - 1) + c;
     const bool ok = m >= 0 && m < Ho && n >= 0 && n < Wo;
     const int64_t off = plane * Ho * Wo + m * Wo + n;
-    const A w = ok ? (wmap ? to_acc(wmap[off]) * wmul : wmul) : A(0);
+    const A w = ok ? (wmap ? wmap[off] * wmul : wmul) : A(0);
     for (int s = 0; s < nm; ++s) ms[s * RH * RW + idx] = ok ? dmaps[s * map_stride + off] * w : A(0);
   }
   __syncthreads();
@@ -222,6 +223,7 @@ int fwd(const void* x, const void* y, int64_t planes, int64_t H, int64_t W, int 
   const int64_t tiles_x = cdiv(Wo, TW), tiles = ssim_fwd_tiles(Ho, Wo);
   const int64_t blocks = planes * tiles;
   if (blocks == 0) return int(cudaSuccess);
+  if (blocks > 0x7FFFFFFF) return int(cudaErrorInvalidConfiguration);  // gridDim.x limit
   const size_t smem = ssim_fwd_smem(k, std::is_same<A, double>::value ? DType::Float64 : DType::Float32);
   auto kernel = ssim_fwd_kernel<T, A>;
   if (smem > 48 * 1024) {
@@ -230,7 +232,7 @@ int fwd(const void* x, const void* y, int64_t planes, int64_t H, int64_t W, int 
   }
   kernel<<<dim3(unsigned(blocks)), NTHREADS, smem, stream>>>(
       static_cast<const T*>(x), static_cast<const T*>(y), H, W, k, sigma, A(c1), A(c2), tiles_x, tiles,
-      static_cast<T*>(map), loss_map, static_cast<A*>(dmaps), gx, gy, static_cast<A*>(partial));
+      static_cast<A*>(map), loss_map, static_cast<A*>(dmaps), gx, gy, static_cast<A*>(partial));
   return int(cudaGetLastError());
 }
 
@@ -243,6 +245,7 @@ int bwd(const void* x, const void* y, const void* dmaps, const void* wmap, doubl
   const int64_t tiles_x = cdiv(W, TW), tiles = cdiv(H, TH) * tiles_x;
   const int64_t blocks = planes * tiles;
   if (blocks == 0) return int(cudaSuccess);
+  if (blocks > 0x7FFFFFFF) return int(cudaErrorInvalidConfiguration);  // gridDim.x limit
   const size_t smem = ssim_bwd_smem(k, nm, std::is_same<A, double>::value ? DType::Float64 : DType::Float32);
   auto kernel = ssim_bwd_kernel<T, A>;
   if (smem > 48 * 1024) {
@@ -250,7 +253,7 @@ int bwd(const void* x, const void* y, const void* dmaps, const void* wmap, doubl
     if (e != cudaSuccess) return int(e);
   }
   kernel<<<dim3(unsigned(blocks)), NTHREADS, smem, stream>>>(
-      static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const A*>(dmaps), static_cast<const T*>(wmap),
+      static_cast<const T*>(x), static_cast<const T*>(y), static_cast<const A*>(dmaps), static_cast<const A*>(wmap),
       A(wmul), static_cast<const A*>(scale), H, W, k, sigma, tiles_x, tiles, nm, static_cast<T*>(dx),
       static_cast<T*>(dy));
   return int(cudaGetLastError());

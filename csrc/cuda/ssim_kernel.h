@@ -18,7 +18,8 @@ size_t ssim_fwd_smem(int k, DType acc);
 size_t ssim_bwd_smem(int k, int nm, DType acc);
 
 // Forward on `planes` contiguous H x W planes of x and y (dtype dt), valid windows of size k.
-//   map:     planes x Ho x Wo SSIM map in dt (or 0.5*(1-SSIM) when loss_map), or nullptr
+//   map:     planes x Ho x Wo SSIM map (or 0.5*(1-SSIM) when loss_map) in the accumulation type (float, double
+//            for Float64), or nullptr
 //   dmaps:   nd = (gx + gy + 2) maps, each planes x Ho x Wo, accumulation type (float, double for Float64),
 //            [alpha_x if gx][alpha_y if gy] beta_xx beta_xy; nullptr when no gradient is wanted
 //   partial: planes x ssim_fwd_tiles(Ho, Wo) sums of the SSIM map, accumulation type
@@ -28,7 +29,7 @@ int ssim_fwd_launch(DType dt, const void* x, const void* y, int64_t planes, int6
                     void* partial, cudaStream_t stream);
 
 // Backward: dx / dy (dt, planes x H x W; nullptr when not wanted) from the saved derivative maps.
-//   wmap:  per-pixel upstream gradient (dt, planes x Ho x Wo, reduction "map") or nullptr
+//   wmap:  per-pixel upstream gradient (accumulation type, planes x Ho x Wo, reduction "map") or nullptr
 //   scale: per-plane factor (accumulation type, planes) or nullptr; wmul multiplies every weight (loss: -0.5)
 int ssim_bwd_launch(DType dt, const void* x, const void* y, const void* dmaps, const void* wmap, double wmul,
                     const void* scale, int64_t planes, int64_t H, int64_t W, int k, double sigma, void* dx, void* dy,

@@ -16,6 +16,8 @@ import numbers
 
 import torch
 
+from . import eager_checks
+
 
 def _fake(z, sigma, seed, normalize):
     torch._check(z.dim() >= 1, lambda: "awgn: z must have a batch dimension")
@@ -54,9 +56,10 @@ def _sigma(z, psnr_db, peak):
                              f"{tuple(psnr_db.shape)}")
         if psnr_db.is_complex() or psnr_db.dtype == torch.bool:
             raise ValueError(f"awgn: psnr_db must be real, got {psnr_db.dtype}")
-        psnr = psnr_db.detach().to(device=dev, dtype=torch.float64).expand(n)
-        if not torch.compiler.is_compiling() and bool((torch.isnan(psnr) | (psnr == -math.inf)).any()):
+        psnr = psnr_db.detach().to(device=dev, dtype=torch.float64, non_blocking=True).expand(n)  # no host sync
+        if eager_checks(dev) and bool((torch.isnan(psnr) | (psnr == -math.inf)).any()):
             raise ValueError("awgn: psnr_db must not be NaN or -inf (use +inf for no noise)")
+        # NaN / -inf PSNR give a NaN / inf sigma: the kernels turn that image into NaN (CUDA without debug checks)
         rel = torch.where(psnr == math.inf, torch.zeros_like(psnr), torch.pow(10.0, -psnr / 20.0))
     elif isinstance(psnr_db, numbers.Real) and not isinstance(psnr_db, bool):
         p = float(psnr_db)
@@ -76,15 +79,16 @@ def _sigma(z, psnr_db, peak):
         raise ValueError(f"awgn: psnr_db must be a float or a tensor of shape (N,), got {type(psnr_db).__name__}")
     if peak is None:
         pk = z.detach().abs().reshape(n, -1).amax(1).to(torch.float64)
-        if not torch.compiler.is_compiling():
+        if eager_checks(dev):
             zero = (pk == 0).nonzero().flatten()
             if zero.numel():
                 raise ValueError(f"awgn: peak=None but image {int(zero[0])} of z is all zero (its peak is 0, so "
                                  "PSNR is undefined); pass an explicit peak")
-        sigma = pk * rel
+        # an all-zero image has no PSNR: NaN sigma, so the kernel outputs NaN for it when not checked above
+        sigma = torch.where(pk > 0, pk * rel, torch.full_like(pk, math.nan))
     else:
         sigma = peak * rel
-    if not torch.compiler.is_compiling() and not bool(torch.isfinite(sigma).all()):
+    if eager_checks(dev) and not bool(torch.isfinite(sigma).all()):
         raise ValueError("awgn: psnr_db gives an infinite or NaN noise std (PSNR too low, or z holds NaN/Inf)")
     return sigma
 
@@ -96,9 +100,12 @@ def awgn(z, psnr_db, normalize=True, peak=1.0, generator=None):
     peak: signal peak in the PSNR (default 1.0), or None for max|z| of each image (an all-zero image is then an
     error). generator: torch.Generator for the noise (default: torch's default generator of z's device); each
     call draws one 64-bit key from it. Differentiable w.r.t. z. CPU: float32/64, float16, bfloat16 (noise drawn
-    in float32); CUDA: the same, without host synchronisation for a float psnr_db and a fixed peak.
-    NaN/Inf in z raise ValueError on the CPU (checked while reading z); the CUDA kernel does not scan z (one read,
-    one write), so NaN propagates there.
+    in float32); CUDA: the same, without host synchronisation (also for a tensor psnr_db and peak=None).
+    Bad data raise ValueError on the CPU: NaN/Inf in z (checked while reading z), a NaN or -inf psnr_db, an
+    all-zero image with peak=None. On CUDA those checks would each synchronise, so they run only with
+    PYCOMPGEN_CHECK_FINITE=1; otherwise the kernel propagates NaN: NaN in z stays NaN, and an image whose sigma is
+    NaN, infinite or negative comes out all NaN. Arguments that need no data (a float psnr_db, peak, shapes,
+    dtypes) are checked on every device.
     """
     if not isinstance(z, torch.Tensor):
         raise TypeError(f"awgn: z must be a tensor, got {type(z).__name__}")
@@ -110,7 +117,10 @@ def awgn(z, psnr_db, normalize=True, peak=1.0, generator=None):
         raise ValueError(f"awgn: generator must be a torch.Generator or None, got {type(generator).__name__}")
     if z.numel() == 0:
         return z.clone()
+    if z.device.type != "cpu" and eager_checks(z.device) and not bool(torch.isfinite(z).all()):
+        raise ValueError("awgn: z contains NaN or Inf")  # the CPU kernel checks z while it reads it
     sigma = _sigma(z, psnr_db, peak)
     gdev = generator.device if generator is not None else z.device
-    seed = torch.randint(0, 2 ** 32, (2,), dtype=torch.int64, device=gdev, generator=generator).to(z.device)
+    seed = torch.randint(0, 2 ** 32, (2,), dtype=torch.int64, device=gdev, generator=generator)
+    seed = seed.to(z.device, non_blocking=True)  # a CPU generator for CUDA z: no host sync for the copy
     return torch.ops.compgen.awgn(z, sigma, seed, bool(normalize))

@@ -46,10 +46,12 @@ def canny(img, low, high, blur_sigma=None, l2_gradient=True):
     low, high: hysteresis thresholds in OpenCV units / 255 (0 <= low <= high). blur_sigma: std of an optional
     Gaussian pre-blur in pixels (None or 0: off, at most 10). l2_gradient: magnitude sqrt(dx^2 + dy^2) instead of
     |dx| + |dy|. Returns (N, 1, H, W) in {0, 1} with img's dtype; never requires grad. CPU: float32/64, float16,
-    bfloat16; CUDA: the same (computed on 8-bit values, so the dtype does not change the result; reading back the
-    NaN/Inf flag synchronises once per call).
-    Raises ValueError for a wrong rank/channel count, a non-float dtype, NaN/Inf in img, negative or non-finite
-    thresholds, low > high, or blur_sigma outside [0, 10].
+    bfloat16; CUDA: the same (computed on 8-bit values, so the dtype does not change the result), without host
+    synchronisation.
+    Raises ValueError for a wrong rank/channel count, a non-float dtype, negative or non-finite thresholds,
+    low > high, or blur_sigma outside [0, 10]; and for NaN/Inf in img on the CPU. On CUDA an image holding NaN/Inf
+    comes out all NaN instead (checking would synchronise), unless PYCOMPGEN_CHECK_FINITE=1, which raises the same
+    ValueError after one synchronisation.
     """
     if not isinstance(img, torch.Tensor):
         raise TypeError(f"canny: img must be a tensor, got {type(img).__name__}")

@@ -8,6 +8,12 @@ padding="valid" uses only full windows (output map (H-k+1)x(W-k+1)) and reproduc
 pytorch_msssim.ssim(x, y, data_range, size_average=True). padding="same" first pads x and y by window_size//2
 with *reflect* padding (torch.nn.functional.pad(mode="reflect")), so the map is HxW; pycompgen.reference.ssim
 does the same.
+
+dtypes: float32 and float64 accumulate in their own type, float16 and bfloat16 in float32 (CPU and CUDA). The SSIM
+value / map is returned in that accumulation type (float32 for float16 / bfloat16 inputs, as losses are under
+autocast), gradients in the input dtype. Gradients are contiguous NCHW whatever the input layout (channels_last,
+views): the kernels read and write NCHW planes, and the fake kernels declare exactly that, so torch.compile sees
+the strides the kernels produce.
 """
 import math
 import numbers
@@ -15,29 +21,31 @@ import numbers
 import torch
 import torch.nn.functional as F
 
+from . import eager_checks
+
 _REDUCTIONS = {"mean": 0, "none": 1, "map": 2}
-_CPU_DTYPES = (torch.float32, torch.float64)
-_CUDA_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def _acc(dtype):
+    """Accumulation (and SSIM output) dtype of an input dtype."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _fwd_fake(x, y, window_size, sigma, c1, c2, reduction, loss, grad_x, grad_y):
     n, c, h, w = x.shape
     ho, wo = h - window_size + 1, w - window_size + 1
-    if reduction == 0:
-        out = x.new_empty(())
-    elif reduction == 1:
-        out = x.new_empty((n,))
-    else:
-        out = x.new_empty((n, c, ho, wo))
+    # value / map and derivative maps in the accumulation type (float32 for float16 / bfloat16 inputs), contiguous
+    acc = _acc(x.dtype)
+    shape = ((), (n,), (n, c, ho, wo))[reduction]
     nd = (int(grad_x) + int(grad_y) + 2) if (grad_x or grad_y) else 0
-    # derivative maps are kept in the accumulation type (float32 for float16 / bfloat16 inputs)
-    acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
-    return out, x.new_empty((nd, n, c, ho, wo), dtype=acc)
+    return x.new_empty(shape, dtype=acc), x.new_empty((nd, n, c, ho, wo), dtype=acc)
 
 
 def _bwd_fake(grad, x, y, dmaps, window_size, sigma, reduction, loss, grad_x, grad_y):
-    dx = torch.empty_like(x) if grad_x else x.new_empty((0,))
-    dy = torch.empty_like(y) if grad_y else y.new_empty((0,))
+    # contiguous NCHW in the input dtype, as the kernels write them (not empty_like: that keeps channels_last)
+    dx = x.new_empty(x.shape) if grad_x else x.new_empty((0,))
+    dy = y.new_empty(y.shape) if grad_y else y.new_empty((0,))
     return dx, dy
 
 
@@ -78,10 +86,9 @@ def _check(op, x, y, window_size, sigma, data_range, k1, k2, padding, reduction)
         raise ValueError(f"{op}: x and y must be on the same device, got {x.device} and {y.device}")
     if x.dtype != y.dtype:
         raise ValueError(f"{op}: x and y must have the same dtype, got {x.dtype} and {y.dtype}")
-    allowed = _CUDA_DTYPES if x.device.type == "cuda" else _CPU_DTYPES
-    if x.dtype not in allowed:
-        names = ", ".join(str(d).replace("torch.", "") for d in allowed)
-        raise ValueError(f"{op}: dtype {x.dtype} is not supported on {x.device.type} (supported: {names})")
+    if x.dtype not in _DTYPES:
+        names = ", ".join(str(d).replace("torch.", "") for d in _DTYPES)
+        raise ValueError(f"{op}: dtype {x.dtype} is not supported (supported: {names})")
     if (isinstance(window_size, bool) or not isinstance(window_size, numbers.Integral) or window_size < 1
             or window_size % 2 == 0):
         raise ValueError(f"{op}: window_size must be a positive odd integer, got {window_size!r}")
@@ -98,9 +105,9 @@ def _check(op, x, y, window_size, sigma, data_range, k1, k2, padding, reduction)
         raise ValueError(f"{op}: padding must be 'valid' or 'same', got {padding!r}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{op}: reduction must be 'mean', 'none' or 'map', got {reduction!r}")
-    # The CPU kernel detects NaN/Inf itself (non-finite sums) at no extra cost; on CUDA check here (one sync),
-    # except while torch.compile traces.
-    if x.device.type != "cpu" and not torch.compiler.is_compiling():
+    # The CPU kernel detects NaN/Inf itself (non-finite sums) at no extra cost. On CUDA a check costs a device sync:
+    # only in debug mode (PYCOMPGEN_CHECK_FINITE=1); otherwise NaN/Inf propagate into the result.
+    if x.device.type != "cpu" and eager_checks(x.device):
         for name, t in (("x", x), ("y", y)):
             if not bool(torch.isfinite(t).all()):
                 raise ValueError(f"{op}: {name} contains NaN or Inf")
@@ -133,8 +140,11 @@ def ssim(x, y, window_size=11, sigma=1.5, data_range=1.0, k1=0.01, k2=0.03, padd
 
     reduction="mean": mean over N, C and the map (scalar); "none": per image (shape N); "map": the SSIM map
     (N, C, H-k+1, W-k+1) for padding="valid", (N, C, H, W) for "same" (reflect padding by window_size//2).
-    Gradients flow to whichever of x and y requires grad. CPU: float32/float64; CUDA: float32, float16, bfloat16
-    (accumulated in float32) and float64. An empty batch gives an empty result (NaN for reduction="mean").
+    Gradients flow to whichever of x and y requires grad. float32, float64, float16 and bfloat16 (the last two
+    accumulated in float32; the result is then float32, the gradients in the input dtype). Any layout
+    (channels_last, views); gradients come back contiguous. An empty batch gives an empty result (NaN for
+    reduction="mean"). NaN/Inf in x or y raise ValueError on the CPU; on CUDA they propagate into the result
+    unless PYCOMPGEN_CHECK_FINITE=1 (eager check, one device sync).
     """
     return _run("ssim", False, x, y, window_size, sigma, data_range, k1, k2, padding, reduction)
 
