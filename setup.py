@@ -73,6 +73,6 @@ setup(
     python_requires=">=3.10",
     ext_modules=extensions(),
     cmdclass={"build_ext": build_ext_class()},
-    entry_points={"console_scripts": ["compgen=pycompgen.cli:main"]},
+    entry_points={"console_scripts": ["pycompgen=pycompgen.cli:main", "compgen=pycompgen.cli:main"]},
     options={"bdist_wheel": {"py_limited_api": "cp39"}},
 )

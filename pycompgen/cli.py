@@ -24,7 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="compgen", description="Compgen: compress and generate faces from edge maps (Pandian et al.).")
+        prog="pycompgen", description="Compgen: compress and generate faces from edge maps (Pandian et al.).")
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,generate,compress,decompress}")
     sub.required = True
 
@@ -149,7 +149,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, RuntimeError, ImportError) as e:
         if args.debug:
             raise
-        print(f"compgen {args.command}: error: {e}", file=sys.stderr)
+        print(f"pycompgen {args.command}: error: {e}", file=sys.stderr)
         return 2
 
 

@@ -1,5 +1,5 @@
 """Bitstreams (pycompgen.codec): the .pcg container, lossless edge-map coding, the entropy bottleneck, and
-``compgen compress`` / ``compgen decompress``."""
+``pycompgen compress`` / ``pycompgen decompress``."""
 from __future__ import annotations
 
 import struct
@@ -495,7 +495,7 @@ def test_cli_damaged_and_foreign_files(codec_env, tmp_path, capsys):
         out = tmp_path / ("png_" + name)
         assert cli.main(["decompress", str(p), "-o", str(out), "--checkpoint", codec_env["a3"]]) == 2
         err = _err(capsys)
-        assert err.startswith("compgen decompress: error:") and name in err
+        assert err.startswith("pycompgen decompress: error:") and name in err
         assert any(w in err for w in ("truncated", "corrupted", "not a pycompgen")), err
         assert not out.exists()                               # nothing written for a bad file
     # a file from another model (same system, other weights)

@@ -246,7 +246,7 @@ def test_gan_system_trains_on_two_workers(tmp_path, ray_local):
                    "dcgan.disc_channels=8", "train.epochs=2")
     res = train_distributed(cfg, workers=2)
     ck = load_checkpoint(tmp_path / "run" / "last.pt", expect_model="dcgan")
-    assert ck["stage"] == "train" and ck["epoch"] == 2 and set(ck["models"]) == {"f", "g", "D"}
+    assert ck["stage"] == "train" and ck["epoch"] == 2 and set(ck["models"]) == {"f", "g", "eb", "D"}
     assert set(ck["optimizers"]) == {"G", "D"} and ck["optimizers"]["D"]["state"]
     cl, parent, children = run_ids(res["tracking_uri"], res["parent_run_id"])
     assert children["train"].info.status == "FINISHED"

@@ -138,7 +138,7 @@ def test_local_tracking_store_on_multi_node_cluster_warns(capsys):
 def test_space_parsing_and_overrides():
     from pycompgen.tune.space import build_space, config_overrides, parse_override, to_tune
 
-    space = build_space(ROOT / "tune" / "space.yaml", ["num_res=choice(1,2)", "lr=1e-3", 'psnr="-5:50"',
+    space = build_space(ROOT / "tune" / "spaces" / "compgen.yaml", ["num_res=choice(1,2)", "lr=1e-3", 'psnr="-5:50"',
                                                        "num_mult=grid(1,2)"])
     assert space["num_res"] == {"choice": [1, 2]} and space["lr"] == 1e-3 and space["psnr"] == "-5:50"
     assert parse_override("w_l1={uniform: [0, 0.5]}") == ("w_l1", {"uniform": [0, 0.5]})
@@ -281,3 +281,40 @@ def test_interrupted_search_resumes_without_rerunning_finished_trials(ray_cluste
     assert parents[0].info.status == "FINISHED"
     # Ray Train ran the first trial's tuned stage once: one run folder, never restarted.
     assert len(list((tmp_path / "runs" / "s2" / "train").glob(f"{first}-*"))) == 1
+
+
+def test_other_systems_have_default_spaces_with_dotted_specs():
+    from pycompgen.systems import names
+    from pycompgen.tune.space import build_space, config_overrides, parse_override
+    for name in names():
+        assert (ROOT / "tune" / "spaces" / f"{name}.yaml").is_file(), name
+    space = build_space(ROOT / "tune" / "spaces" / "cvae.yaml", ["cvae.channels=randint(8,16)"])
+    assert space["cvae.kl_weight"] == {"loguniform": [1e-3, 1e-1]} and space["cvae.channels"] == {"randint": [8, 16]}
+    assert config_overrides({"cvae.kl_weight": 0.01, "lr": 1e-3}) == ["cvae.kl_weight=0.01", "train.lr=0.001"]
+    from pycompgen.tune.space import SpaceError
+    with pytest.raises(SpaceError, match="randint needs integers"):
+        parse_override("cvae.channels=randint(1.5,3)")
+
+
+def test_bad_system_or_stage_is_refused(tmp_path, capsys):
+    err = _main_error(["--system", "nope", "--storage-path", tmp_path / "r"], capsys)
+    assert "--system nope" in err and "compgen" in err
+    err = _main_error(["--system", "cvae", "--stage", "approach3", "--storage-path", tmp_path / "r"], capsys)
+    assert "'approach3' is not a stage of system 'cvae'" in err
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(480)
+def test_search_of_another_system_on_local_ray(tmp_path):
+    """`tune/search.py --system dcgan`: its default space (dotted specs), trials as Ray Train runs, MLflow."""
+    r = run_search(["--system", "dcgan", "--storage-path", tmp_path / "runs", "--name", "g", "--num-samples", "2",
+                    "--max-epochs", "1", "--search-alg", "random", "--num-cpus", "2", "data.image_size=32",
+                    "data.synthetic_count=64", "dcgan.channels=8", "dcgan.disc_channels=8",
+                    "dcgan.latent_channels=4", "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"], tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-6000:]
+    assert "best trial" in out and "no channel-PSNR sweep for system 'dcgan'" in out
+    from pycompgen.config import load_config
+    cfg = load_config(str(tmp_path / "runs" / "g" / "best_config.yaml"), [])
+    assert cfg.model.name == "dcgan" and cfg.train.stage == "train" and cfg.dcgan.channels == 8
+    assert 3e-4 <= cfg.dcgan.lr_g <= 3e-3 and cfg.dcgan.recon_weight in (3.0, 10.0, 30.0)

@@ -4,7 +4,7 @@
     python tune/search.py                      # embedded local Ray, synthetic faces, small search
     python tune/search.py --address auto --tracking-uri http://HOST:5000 --num-samples 32 --max-epochs 40
 
-Run ``python tune/search.py --help`` for every option; the search space is tune/space.yaml.
+Run ``python tune/search.py --help`` for every option; the default search space of each system is tune/spaces/<system>.yaml.
 """
 import os
 import sys

@@ -5,7 +5,7 @@
 | ``container`` | ``.pcg`` files: magic, version, system, weights hash, sizes, coder parameters, payload, CRC32 |
 | ``edges`` | lossless context-adaptive arithmetic coding of binary edge maps; bilevel baselines |
 | ``entropy`` | ``EntropyBottleneck``: factorised prior (Ballé et al. 2018) with range coding |
-| ``cli`` | ``compgen compress`` / ``compgen decompress``; ``compress_latent`` / ``decompress_latent`` |
+| ``cli`` | ``pycompgen compress`` / ``pycompgen decompress``; ``compress_latent`` / ``decompress_latent`` |
 
 Names are imported lazily (``from pycompgen.codec import encode_edges``), so importing the package is cheap.
 """

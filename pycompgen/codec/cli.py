@@ -1,4 +1,4 @@
-"""``compgen compress`` / ``compgen decompress``: faces to ``.pcg`` files and back.
+"""``pycompgen compress`` / ``pycompgen decompress``: faces to ``.pcg`` files and back.
 
 - Edge payload (Compgen): x -> Canny edge map z (the checkpoint config's ``data.canny_low/high/blur_sigma``) ->
   lossless context-adaptive coding (``pycompgen.codec.edges``); decoding runs the approach-3 path

@@ -1,4 +1,4 @@
-"""Ray Train at the edge of training: ``compgen train --workers N`` and ``make_trainer`` for Ray Tune trials.
+"""Ray Train at the edge of training: ``pycompgen train --workers N`` and ``make_trainer`` for Ray Tune trials.
 
 The training step stays plain PyTorch (pycompgen.training.fit); this package only shards the data, wraps the
 networks for DDP, reports checkpoints and restarts from them.

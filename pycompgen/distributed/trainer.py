@@ -1,7 +1,7 @@
 """Driver side of distributed training: Ray Train's ``TorchTrainer`` around the plain ``fit`` (Ray Train V2 API).
 
 - ``make_trainer(cfg, num_workers=..., ...)`` -> a TorchTrainer for one stage (also used by Ray Tune trials).
-- ``train_distributed(cfg, args)``: ``compgen train --workers N``: connects to Ray (embedded local Ray, or
+- ``train_distributed(cfg, args)``: ``pycompgen train --workers N``: connects to Ray (embedded local Ray, or
   ``--address``), opens the MLflow runs (parent + one nested run per stage), runs one TorchTrainer per stage
   (step 1 -> approach 1 -> 2 -> 3 with ``--stage pipeline``, handing checkpoints on), copies each stage's final
   ``last.pt`` / ``best.pt`` into the run folder, logs the model and the evaluation sweep, and prints where
@@ -25,6 +25,7 @@ from .worker import BEST_NAME, CHECKPOINT_NAME, train_loop_per_worker
 FAULT_ENV = ("PYCOMPGEN_FAULT_AT_EPOCH", "PYCOMPGEN_FAULT_RANK", "PYCOMPGEN_FAULT_MODE", "PYCOMPGEN_FAULT_MARKER",
              "PYCOMPGEN_FAULT_DELAY_S")
 DEFAULT_MAX_FAILURES = 3
+RAYLET_WORKER_DIED = r"A worker died or was killed while executing a task by an unexpected system error"
 
 
 def _log(msg: str) -> None:
@@ -63,7 +64,8 @@ def make_trainer(cfg, *, num_workers: Optional[int] = None, workers: Optional[in
                  resources_per_worker: Optional[dict] = None, storage_path: Optional[str] = None,
                  name: Optional[str] = None, init: Optional[dict] = None, init_checkpoint: Optional[str] = None,
                  callbacks: Optional[list] = None, max_failures: int = 0, tracking: Optional[dict] = None,
-                 fault: Optional[dict] = None, num_to_keep: int = 2, threads: Optional[int] = None):
+                 fault: Optional[dict] = None, num_to_keep: int = 2, threads: Optional[int] = None,
+                 log_level: str = "WARNING"):
     """A Ray Train ``TorchTrainer`` running ``cfg.train.stage`` on ``num_workers`` workers (alias ``workers``).
 
     ``init``: previous-step weights {net: state_dict}; ``init_checkpoint``: a checkpoint file to take them from
@@ -71,7 +73,8 @@ def make_trainer(cfg, *, num_workers: Optional[int] = None, workers: Optional[in
     that MLflow run. ``callbacks``: Ray Train ``UserCallback``s (e.g. ``ray.tune.integration.ray_train.
     TuneReportCallback()`` inside a Tune trial). Each reported checkpoint directory holds ``checkpoint.pt`` and
     ``best.pt`` (pycompgen payloads). ``storage_path`` must be shared storage (NFS, s3://...) on multi-node
-    clusters.
+    clusters. ``log_level``: console level of Ray Train's own ``ray.train`` logs in the controller and the workers
+    (INFO prints every worker's full report each epoch; Ray's session log files keep every level).
     """
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -100,7 +103,8 @@ def make_trainer(cfg, *, num_workers: Optional[int] = None, workers: Optional[in
         run_config=ray.train.RunConfig(
             name=name, storage_path=storage, callbacks=list(callbacks or []),
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=num_to_keep)),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=num_to_keep),
+            logging_config=ray.train.LoggingConfig(log_level=log_level)),
     )
 
 
@@ -118,9 +122,12 @@ def _token_auth_like_ray_start() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
-def connect(address: Optional[str] = None, num_cpus: Optional[int] = None, num_gpus: Optional[int] = None) -> dict:
+def connect(address: Optional[str] = None, num_cpus: Optional[int] = None, num_gpus: Optional[int] = None,
+            log_to_driver: bool = True) -> dict:
     """Join the cluster at ``address`` ("auto", "host:6379", "ray://host:10001"), or start an embedded local Ray
-    without dashboard. Returns {"address", "nodes": alive node count, "local": bool}."""
+    without dashboard. ``log_to_driver=False`` keeps the output of workers and actors (Ray Train's controller and
+    workers included) in Ray's session logs instead of forwarding it to this console. Returns {"address",
+    "nodes": alive node count, "local": bool}. An already initialised Ray is used as it is."""
     import logging
     import ray
     if ray.is_initialized():
@@ -136,19 +143,48 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None, num_g
                                    f"--address auto / HOST:6379")
         _token_auth_like_ray_start()
         try:
-            ray.init(address=address, logging_level=logging.WARNING)
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=log_to_driver)
         except ConnectionError as e:
             raise RuntimeError(f"cannot join the Ray cluster at {address!r} ({e}); start it with `ray start --head` "
                                f"or check --address") from None
     else:
         kw = {"num_gpus": num_gpus} if num_gpus is not None else {}
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, **kw)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=log_to_driver, **kw)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     return {"address": address or "local", "nodes": len(nodes), "local": address is None}
 
 
 def _is_local_path(p: str) -> bool:
     return "://" not in p or p.startswith("file://")
+
+
+def ray_log_dir() -> Optional[str]:
+    """This node's Ray session log folder (worker-*.out/err, train/ for Ray Train), or None."""
+    try:
+        import ray
+        node = ray._private.worker._global_node  # where Ray Train's own log files live, too
+        return os.path.join(node.get_session_dir_path(), "logs") if node is not None else None
+    except Exception:
+        return None
+
+
+def _failure_summary(e: Exception, log_file: Path) -> str:
+    """One line for a failed Ray Train run; the full error is appended to ``log_file`` (worker-group errors are
+    already there: ``ConsoleProgress`` reported them)."""
+    from pycompgen.tracking.console import describe_failure
+    failures = getattr(e, "worker_failures", None)
+    if failures:
+        return f"{describe_failure(failures)[0]} [details: {log_file}]"
+    lines = str(e).strip().splitlines()
+    summary, detail = (lines[-1] if lines else type(e).__name__), str(e)
+    try:
+        with open(log_file, "a") as fh:
+            fh.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} {summary}\n{detail}\n\n")
+        summary += f" [details: {log_file}]"
+    except OSError:
+        pass
+    return summary
 
 
 # -- helpers ------------------------------------------------------------------------------------------------------
@@ -190,12 +226,16 @@ def _warn(msg: str) -> None:
 
 # -- entry point -------------------------------------------------------------------------------------------------
 def train_distributed(cfg, args=None, **kw) -> dict:
-    """``compgen train --workers N [--gpu] [--address A] [--storage-path P] [--tracking-uri U] [--resume]
+    """``pycompgen train --workers N [--gpu] [--address A] [--storage-path P] [--tracking-uri U] [--resume]
     [--max-failures K] [--stage S|pipeline]``. Keyword arguments override ``args`` attributes (for Python use;
     also ``stages=[...]``: a prefix of the pipeline, ``grid_every``, ``evaluate``, ``cpus_per_worker``).
     Returns {"stages": {stage: {"metrics", "last", "best", "run_id", "ray_path"}}, "parent_run_id",
     "tracking_uri", "storage_path", "evaluation", "experiment_id"}."""
-    from pycompgen.tracking import PipelineTracker, is_local_store, preflight, resolve_tracking_uri, ui_command
+    # Ray's driver also prints the raylet's "A worker died ..." notice for a lost worker; RunConsole prints one line
+    # instead (full text in OUT/ray.log). Ray reads this documented filter when it is first imported.
+    os.environ.setdefault("RAY_DEDUP_LOGS_SKIP_REGEX", RAYLET_WORKER_DIED)
+    from pycompgen.tracking import PipelineTracker, is_local_store, preflight, resolve_tracking_uri, ui_lines
+    from pycompgen.tracking.console import RunConsole
     from pycompgen.tracking.artifacts import evaluation_metrics, log_model, run_evaluation
     from pycompgen.training import load_checkpoint, pipeline_stages
     from pycompgen.training.pipeline import stage_done
@@ -235,8 +275,10 @@ def train_distributed(cfg, args=None, **kw) -> dict:
     preflight(uri)  # before Ray starts and before any training
     fault = fault_from_env()
 
+    # Worker and Ray output stays in Ray's session logs; this console gets one line per epoch (RunConsole).
     info = connect(address, num_cpus=opt("num_cpus") or max(os.cpu_count() or 1,
-                                                              int(math.ceil(workers * cpus_per_worker))))
+                                                              int(math.ceil(workers * cpus_per_worker))),
+                   log_to_driver=False)
     if info["nodes"] > 1 or (address or "").startswith("ray://"):
         if is_local_store(uri):
             _warn(f"the MLflow store {uri} is a local file but the Ray cluster has {info['nodes']} nodes: "
@@ -248,6 +290,9 @@ def train_distributed(cfg, args=None, **kw) -> dict:
                   f"shared by all nodes (NFS) or an object store URI (s3://..., gs://...).")
     _log(f"Ray: {info['address']} ({info['nodes']} node(s)); {workers} worker(s), "
          f"{'GPU' if use_gpu else 'CPU'}; checkpoints under {storage_path}")
+    ray_log = out / "ray.log"  # full text of worker failures; everything else: Ray's session logs
+    _log(f"Ray logs: {ray_log_dir() or 'the Ray session folder (/tmp/ray/session_latest/logs)'}; "
+         f"worker failures: {ray_log}")
 
     run_name = out.name
     tracker = PipelineTracker(uri, str(out), run_name=run_name, resume=resume, check=False,
@@ -260,7 +305,9 @@ def train_distributed(cfg, args=None, **kw) -> dict:
     ckpts: dict = {}
     status = "FAILED"
     current: Optional[str] = None
+    console = None
     try:
+        console = RunConsole(ray_log).__enter__()
         for stage in stages:
             c = cfg.copy()
             c.train.stage = stage
@@ -290,16 +337,17 @@ def train_distributed(cfg, args=None, **kw) -> dict:
             trainer = make_trainer(c, num_workers=workers, use_gpu=use_gpu,
                                    resources_per_worker={"CPU": cpus_per_worker}, storage_path=storage_path,
                                    name=ray_name, init=init, max_failures=max_failures, fault=fault,
-                                   tracking={"uri": uri, "run_id": run_id, "grid_every": grid_every})
+                                   tracking={"uri": uri, "run_id": run_id, "grid_every": grid_every},
+                                   callbacks=[console.callback(stage, max_failures)])
             t0 = time.perf_counter()
             try:
                 result = trainer.fit()
             except ray.train.TrainingFailedError as e:
+                console.close()  # its lines first
                 raise RuntimeError(
                     f"{stage}: the Ray Train run failed ({max_failures} restart(s) allowed, see --max-failures): "
-                    f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}. Re-run the same "
-                    f"command with --resume to continue from the latest checkpoint in "
-                    f"{storage_path}/{ray_name}") from e
+                    f"{_failure_summary(e, ray_log)}. Re-run the same command with --resume to continue from the "
+                    f"latest checkpoint in {storage_path}/{ray_name}") from e
             secs = time.perf_counter() - t0
             if getattr(result, "error", None) is not None:
                 raise RuntimeError(f"{stage}: Ray Train run failed: {result.error}")
@@ -327,7 +375,8 @@ def train_distributed(cfg, args=None, **kw) -> dict:
                  f"checkpoints {stage_out}/last.pt, best.pt")
 
         evaluation = None
-        if evaluate and ckpts:
+        from pycompgen.systems import get_system
+        if evaluate and ckpts and get_system(cfg.model.name).psnr_sweep:
             labels = {s: p for s, p in ckpts.items()}
             eval_dir = out / "eval"
             try:
@@ -343,6 +392,8 @@ def train_distributed(cfg, args=None, **kw) -> dict:
         _log(f"interrupted: re-run the same command with --resume to continue from {storage_path}")
         raise
     finally:
+        if console is not None:
+            console.close()
         try:
             if current is not None:
                 tracker.end(current, status)
@@ -352,7 +403,9 @@ def train_distributed(cfg, args=None, **kw) -> dict:
 
     _log(f"checkpoints: {out}{'/<stage>' if pipeline_mode else ''}/last.pt, best.pt "
          f"(Ray checkpoints: {storage_path})")
-    _log(f"MLflow: parent run {tracker.parent_id} ({uri}); view with: {ui_command(uri)}")
+    _log(f"MLflow: experiment {tracker.experiment_id}, parent run {tracker.parent_id} ({uri})")
+    for line in ui_lines(uri, tracker.experiment_id):
+        _log(line)
     return {"stages": results, "parent_run_id": tracker.parent_id, "tracking_uri": uri,
             "storage_path": storage_path, "evaluation": evaluation, "experiment_id": tracker.experiment_id}
 

@@ -1,4 +1,4 @@
-"""``compgen evaluate`` and ``compgen generate`` (called by pycompgen.cli with the parsed config and arguments).
+"""``pycompgen evaluate`` and ``pycompgen generate`` (called by pycompgen.cli with the parsed config and arguments).
 
 Checkpoints: ``--checkpoint [LABEL=]PATH`` (repeatable; a file or a run folder with <stage>/best.pt), default the
 run folder ``out``. Outputs go to ``--out`` when checkpoints are named explicitly, else to ``<out>/eval`` or

@@ -1,4 +1,4 @@
-"""Trainable systems, one per paper, registered by name (``model.name`` / ``compgen train --system NAME``).
+"""Trainable systems, one per paper, registered by name (``model.name`` / ``pycompgen train --system NAME``).
 
 | name | paper | module |
 |---|---|---|

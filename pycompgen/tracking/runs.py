@@ -22,6 +22,10 @@ RUNS_FILE = "mlflow_runs.json"
 PARENT_TAG = "mlflow.parentRunId"
 STAGE_TAG = "pycompgen.stage"
 KIND_TAG = "pycompgen.kind"
+# The experiment kind MLflow 3's UI reads (and writes from its kind selector): "custom_model_development" is shown
+# as "Machine learning" (runs, metrics, models) rather than "GenAI apps & agents" (traces).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 # Per-epoch metrics logged to MLflow (keys of fit()'s metrics, plus throughput of all workers).
 EPOCH_METRICS = ("train_loss", "val_ssim", "val_psnr", "val_loss", "best_val_ssim", "images_per_s",
                  "images_per_s_worker", "epoch_time_s", "train_time_s")
@@ -57,6 +61,25 @@ def log_params(cl, run_id: str, params: dict) -> None:
         cl.log_batch(run_id, tags=changed)
 
 
+def ensure_experiment(cl, name: str, uri: str) -> str:
+    """Id of experiment ``name`` (created with artifacts beside a SQLite store, restored if deleted), marked as a
+    model-training experiment (``mlflow.experimentKind``) unless it already carries a kind."""
+    exp = cl.get_experiment_by_name(name)
+    if exp is None:
+        try:
+            return cl.create_experiment(name, artifact_location=artifact_location(uri),
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        except Exception:  # created concurrently by another process
+            exp = cl.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        cl.restore_experiment(exp.experiment_id)
+    if not exp.tags.get(EXPERIMENT_KIND_TAG):
+        cl.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
+
+
 def _finite(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
 
@@ -74,18 +97,7 @@ class PipelineTracker:
         self.out = Path(out).resolve()
         self.out.mkdir(parents=True, exist_ok=True)
         self.cl = client(self.uri)
-        exp = self.cl.get_experiment_by_name(experiment)
-        if exp is None:
-            try:
-                self.experiment_id = self.cl.create_experiment(experiment,
-                                                               artifact_location=artifact_location(self.uri))
-            except Exception:  # created concurrently by another process
-                exp = self.cl.get_experiment_by_name(experiment)
-                if exp is None:
-                    raise
-                self.experiment_id = exp.experiment_id
-        else:
-            self.experiment_id = exp.experiment_id
+        self.experiment_id = ensure_experiment(self.cl, experiment, self.uri)
         self.runs_file = self.out / RUNS_FILE
         saved = self._load() if resume else None
         self.parent_id: Optional[str] = None
@@ -199,4 +211,5 @@ class EpochLogger:
                 self.cl.log_artifact(self.run_id, str(path), "samples")
 
 
-__all__ = ["PipelineTracker", "EpochLogger", "EXPERIMENT", "EPOCH_METRICS", "RUNS_FILE", "log_params", "client"]
+__all__ = ["PipelineTracker", "EpochLogger", "EXPERIMENT", "EPOCH_METRICS", "RUNS_FILE", "log_params", "client",
+           "ensure_experiment", "EXPERIMENT_KIND_TAG", "EXPERIMENT_KIND"]

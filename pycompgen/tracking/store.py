@@ -18,6 +18,12 @@ from urllib.parse import urlparse
 ENV_VAR = "MLFLOW_TRACKING_URI"
 DB_NAME = "mlflow.db"
 ARTIFACTS_NAME = "mlartifacts"
+# Where `mlflow ui` / `mlflow server` listen unless told otherwise (mlflow.utils.cli_args HOST, PORT).
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
+# MLflow 3.17's UI is a hash-routed single-page app; an experiment's runs table is route
+# /experiments/:experimentId/runs. Its sidebar switch "GenAI | Machine learning" (browser-local, default GenAI)
+# decides which tabs an experiment page shows and where it lands; the query parameter selects machine learning.
+RUNS_ROUTE = "/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -115,5 +121,35 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri}"
 
 
+def ui_url(uri: str) -> Optional[str]:
+    """The UI that shows the runs of ``uri``: the tracking server itself, or `mlflow ui` at its default address
+    for stores it reads directly (SQLite, files, databases). None for Databricks (its own workspace UI)."""
+    if is_server(uri):
+        return uri.rstrip("/")
+    if uri.strip().lower().startswith("databricks"):  # "databricks", "databricks://profile", "databricks-uc"
+        return None
+    return DEFAULT_UI_URL
+
+
+def experiment_url(uri: str, experiment_id) -> Optional[str]:
+    """URL of experiment ``experiment_id``'s runs table in the MLflow UI of ``uri`` (see ``ui_url``)."""
+    base = ui_url(uri)
+    if base is None:
+        return None
+    return base + RUNS_ROUTE.format(experiment_id=experiment_id)
+
+
+def ui_lines(uri: str, experiment_id) -> list:
+    """What to print at the end of a run: how to start the UI (local stores) and the runs page to open."""
+    url = experiment_url(uri, experiment_id)
+    if is_server(uri):
+        return [f"MLflow runs: {url}"]
+    lines = [f"view the runs with: {ui_command(uri)}"]
+    if url:
+        lines.append(f"  then open {url}")
+    return lines
+
+
 __all__ = ["default_tracking_uri", "resolve_tracking_uri", "is_local_store", "is_server", "preflight",
-           "ui_command", "artifact_location", "sqlite_path", "TrackingUnavailableError", "ENV_VAR"]
+           "ui_command", "ui_url", "experiment_url", "ui_lines", "artifact_location", "sqlite_path",
+           "TrackingUnavailableError", "ENV_VAR", "DEFAULT_UI_URL"]

@@ -15,9 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from .space import SEARCH_KEYS, SpaceError, build_space, is_searched
+from .space import SEARCH_KEYS, SpaceError, build_space, flat_params, is_searched
 
-DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "tune" / "space.yaml"
+SPACES = Path(__file__).resolve().parents[2] / "tune" / "spaces"  # default space of each system: <name>.yaml
+DEFAULT_SPACE = SPACES / "compgen.yaml"
 SETTINGS_FILE = "search_settings.json"
 PARENT_FILE = "mlflow_parent.json"
 SUMMARY_KEYS = ("num_res", "num_mult", "w_ssim", "w_l1", "w_mse", "w_latent", "lr", "psnr")
@@ -27,13 +28,16 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         prog="tune/search.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Search-space overrides: key=spec, e.g. num_res='choice(1,2,3)' lr='loguniform(1e-4,1e-2)' "
-               "psnr='\"0:50\"' model.channels=64 (see tune/space.yaml).")
+               "psnr='\"0:50\"' model.channels=64 cvae.kl_weight='loguniform(1e-3,1e-1)' (see tune/spaces/).")
     p.add_argument("overrides", nargs="*", metavar="key=spec", help="search-space entries replacing the file's")
-    p.add_argument("--space", default=None, help=f"search-space YAML (default {DEFAULT_SPACE})")
+    p.add_argument("--system", default="compgen",
+                   help="system to search (pycompgen.systems; default compgen); sets model.name")
+    p.add_argument("--space", default=None, help=f"search-space YAML (default {SPACES}/<system>.yaml)")
     p.add_argument("--config", default=None, help="base training config YAML (pycompgen.config) under the space")
     p.add_argument("--data", default=None, help="face data (CelebA root or face folder); default synthetic faces")
-    p.add_argument("--stage", default=None, choices=("step1", "approach1", "approach2", "approach3"),
-                   help="tuned step (default: the space's 'stage', approach3)")
+    p.add_argument("--stage", default=None,
+                   help="tuned stage (default: the space's 'stage', else the system's last stage; Compgen: "
+                        "step1 | approach1 | approach2 | approach3)")
     p.add_argument("--ae-checkpoint", default=None,
                    help="trained step-1 checkpoint to start every trial from (then num_res/num_mult are fixed)")
     p.add_argument("--ae-epochs", type=int, default=6, help="epochs of the step-1 autoencoder each trial trains")
@@ -64,7 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--sweep-images", type=int, default=64, help="images of each trial's PSNR sweep")
     p.add_argument("--no-trial-sweep", action="store_true", help="skip the per-trial PSNR sweep")
     p.add_argument("--best-config", default=None, help="where to write best_config.yaml (default: in the search)")
-    p.add_argument("--quiet", action="store_true", help="less Ray output")
+    p.add_argument("--quiet", action="store_true",
+                   help="less Ray output: trials' and workers' output stays in Ray's session logs")
     return p.parse_intermixed_args(argv)
 
 
@@ -78,13 +83,13 @@ def base_config(args, space, space_src):
     """The config every trial starts from: defaults, --config, --data, the space's fixed dotted keys."""
     from pycompgen.config import load_config
 
-    ovs = ["train.progress=false"]
+    ovs = [f"model.name={args.system}", "train.progress=false"]
     if args.data:
         data = args.data if args.data == "synthetic" or "://" in args.data else os.path.abspath(args.data)
         if data != "synthetic" and not os.path.exists(data):
             fail(f"--data {args.data}: no such folder")
         ovs.append(f"data.path={json.dumps(data)}")
-    dotted = [(k, v) for k, v in space.items() if "." in k]
+    dotted = [(k, v) for k, v in space.items() if "." in k and not is_searched(v)]
     import yaml
     for k, v in dotted:
         ovs.append(f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}")
@@ -103,9 +108,13 @@ def new_settings(args, space, space_src, storage, name):
     if args.num_samples < 1 or args.max_epochs < 1 or args.workers_per_trial < 1 or args.ae_epochs < 1:
         fail("--num-samples, --max-epochs, --ae-epochs and --workers-per-trial must be >= 1")
     cfg = base_config(args, space, space_src)
-    stage = args.stage or space.get("stage", "approach3")
+    from pycompgen.systems import get_system
+    system = get_system(cfg.model.name)
+    stage = args.stage or space.get("stage", system.pipeline()[-1])
     if is_searched(stage):
         fail(f"{space_src}: key 'stage': the tuned stage is fixed per search (use --stage)")
+    if stage not in system.stages:
+        fail(f"stage {stage!r} is not a stage of system {cfg.model.name!r} ({', '.join(system.stages)})")
     space["stage"] = stage
     if args.ae_checkpoint:
         from pycompgen.training.checkpoint import load_checkpoint
@@ -137,12 +146,13 @@ def new_settings(args, space, space_src, storage, name):
         "max_concurrent": args.max_concurrent, "experiment": args.experiment,
     }
     # Validate the space against the config now (a bad value fails here, not inside a trial).
-    sample = {k: (v if not is_searched(v) else _first(v)) for k, v in space.items() if "." not in k}
+    sample = {k: (v if not is_searched(v) else _first(v)) for k, v in space.items()
+              if "." not in k or is_searched(v)}
     try:
         trial_config(settings, sample)
     except ValueError as e:
         fail(f"{space_src}: {e}")
-    chain = stage_chain(stage, cfg.train.approach3_init)
+    chain = stage_chain(cfg, stage)
     settings["chain"] = [s for s in chain if s != "step1"] if args.ae_checkpoint else chain
     return settings
 
@@ -194,7 +204,7 @@ def init_ray(args):
     for k in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED"):
         os.environ.setdefault(k, "0")
     try:
-        info = connect(args.address, num_cpus=args.num_cpus or os.cpu_count())
+        info = connect(args.address, num_cpus=args.num_cpus or os.cpu_count(), log_to_driver=not args.quiet)
     except RuntimeError as e:
         fail(str(e))
     import ray
@@ -241,6 +251,7 @@ def parent_run(settings, uri, resume):
             saved = json.load(fh)
         if saved["tracking_uri"] == uri:
             cl.update_run(saved["run_id"], status="RUNNING")
+            tracking.experiment_id(cl, settings["experiment"], uri)  # tags an experiment made before the kind tag
             return saved["experiment_id"], saved["run_id"]
         print(f"[search] note: resuming with another tracking store ({uri}); a new parent run is created",
               flush=True)
@@ -316,12 +327,13 @@ def table(headers, rows):
 
 
 def summarize(grid, settings):
-    keys = [k for k in SUMMARY_KEYS if k in settings["space"]]
+    keys = [k for k in SUMMARY_KEYS if k in settings["space"]] + \
+        [k for k, v in settings["space"].items() if "." in k and is_searched(v)]
     rows = []
     for r in grid:
         m = r.metrics or {}
         status = "error" if r.error else ("done" if "checkpoint" in m else "early-stopped")
-        rows.append([m.get("trial_id", "?"), status] + [r.config.get(k) for k in keys]
+        rows.append([m.get("trial_id", "?"), status] + [flat_params(r.config).get(k) for k in keys]
                     + [m.get("epoch"), m.get("val_ssim"), m.get("val_psnr"), m.get("sweep_ssim_0")])
     rows.sort(key=lambda row: -(row[-3] if isinstance(row[-3], float) else -1))
     return table(["trial", "status"] + keys + ["epochs", "val_ssim", "val_psnr", "ssim@0dB"], rows)
@@ -330,7 +342,7 @@ def summarize(grid, settings):
 def best_config(settings, best):
     from .trial import trial_config
 
-    cfg = trial_config(settings, best.config)
+    cfg = trial_config(settings, flat_params(best.config))
     cfg.train.epochs = settings["max_epochs"]
     chain = settings["chain"]
     trial_dir = Path(settings["experiment_dir"]) / "trials" / best.metrics["trial_id"]
@@ -360,7 +372,11 @@ def main(argv=None):
               f"are ignored)", flush=True)
     else:
         name = args.name or "search-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        space_src = args.space or str(DEFAULT_SPACE)
+        space_src = args.space or str(SPACES / f"{args.system}.yaml")
+        if not args.space and not os.path.isfile(space_src):
+            from pycompgen.systems import names
+            fail(f"--system {args.system}: no default search space {space_src} (systems: {', '.join(names())}; "
+                 f"or pass --space FILE)")
         try:
             space = build_space(space_src, args.overrides)
         except SpaceError as e:
@@ -410,7 +426,7 @@ def main(argv=None):
         from .space import to_tune
         tuner = tune.Tuner(
             trainable,
-            param_space=to_tune({k: v for k, v in settings["space"].items() if "." not in k}),
+            param_space=to_tune({k: v for k, v in settings["space"].items() if "." not in k or is_searched(v)}),
             tune_config=tune.TuneConfig(search_alg=alg, scheduler=sched, num_samples=settings["num_samples"],
                                         max_concurrent_trials=None if alg_name == "random" else n_conc,
                                         time_budget_s=settings["time_budget"]),
@@ -447,8 +463,8 @@ def main(argv=None):
         yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
     os.replace(tmp, out)
 
-    keys = [k for k in settings["space"] if "." not in k]
-    rows = [[k, best.config[k]] for k in keys] + [[k, best.metrics[k]] for k in
+    keys = [k for k, v in settings["space"].items() if "." not in k or is_searched(v)]
+    rows = [[k, flat_params(best.config)[k]] for k in keys] + [[k, best.metrics[k]] for k in
                                                  ("val_ssim", "val_psnr", "epoch") if k in best.metrics]
     print(f"\n[search] best trial {best.metrics['trial_id']}:\n" + table(["", "value"], rows), flush=True)
     tracking.log_metrics(cl, parent_id, {f"best_{k}": best.metrics[k] for k in ("val_ssim", "val_psnr")
@@ -466,25 +482,30 @@ def main(argv=None):
     if settings["ae_checkpoint"]:
         ckpts["ae"] = settings["ae_checkpoint"]
     ckpts = {k: v for k, v in ckpts.items() if v}
-    try:
-        from pycompgen.evaluation.sweep import format_pivot, sweep
-        sweep_dir = os.path.join(settings["experiment_dir"], "best_sweep")
-        sres = sweep(cfg, ckpts, psnrs=settings["psnrs"], out_dir=sweep_dir, split="val",
-                     device="cpu" if not settings["gpus_per_worker"] else None)
-        print(f"\n[search] PSNR sweep of the best model (val split, {sres['n_images']} images) -> {sweep_dir}\n"
-              + format_pivot(sres, "ssim", markdown=False), flush=True)
-        from .trial import sweep_metrics
-        tracking.log_metrics(cl, parent_id, {f"best_{k}": v for k, v in
-                                             sweep_metrics(sres, settings["stage"]).items()})
-        cl.log_artifacts(parent_id, sweep_dir, artifact_path="best_sweep")
-    except ImportError as e:
-        print(f"[search] PSNR sweep skipped: pycompgen.evaluation is not available ({e})", flush=True)
+    from pycompgen.systems import get_system
+    if not get_system(cfg.model.name).psnr_sweep:
+        print(f"[search] no channel-PSNR sweep for system {cfg.model.name!r}: the best model is "
+              f"{ckpts.get(settings['stage'], '?')}", flush=True)
+    else:
+        try:
+            from pycompgen.evaluation.sweep import format_pivot, sweep
+            sweep_dir = os.path.join(settings["experiment_dir"], "best_sweep")
+            sres = sweep(cfg, ckpts, psnrs=settings["psnrs"], out_dir=sweep_dir, split="val",
+                         device="cpu" if not settings["gpus_per_worker"] else None)
+            print(f"\n[search] PSNR sweep of the best model (val split, {sres['n_images']} images) -> {sweep_dir}\n"
+                  + format_pivot(sres, "ssim", markdown=False), flush=True)
+            from .trial import sweep_metrics
+            tracking.log_metrics(cl, parent_id, {f"best_{k}": v for k, v in
+                                                 sweep_metrics(sres, settings["stage"]).items()})
+            cl.log_artifacts(parent_id, sweep_dir, artifact_path="best_sweep")
+        except ImportError as e:
+            print(f"[search] PSNR sweep skipped: pycompgen.evaluation is not available ({e})", flush=True)
     cl.set_terminated(parent_id, status="FINISHED")
 
-    from .tracking import ui_command
+    from .tracking import ui_lines
     print(f"\n[search] best config: {out}\n[search] results and checkpoints: {settings['experiment_dir']}\n"
           f"[search] MLflow: experiment {settings['experiment']!r}, parent run {parent_id} "
-          f"({len(grid)} child runs)\n[search] open the UI with:\n    {ui_command(uri)}\n"
-          f"[search] done in {time.time() - t0:.0f} s", flush=True)
+          f"({len(grid)} child runs)\n" + "".join(f"[search] {line}\n" for line in ui_lines(uri, exp_id))
+          + f"[search] done in {time.time() - t0:.0f} s", flush=True)
     ray.shutdown()
     return 0

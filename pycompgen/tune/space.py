@@ -5,7 +5,8 @@ A space is a mapping ``key: spec``. A spec is a fixed value or one of
 ``{quniform: [lo, hi, q]}``, ``{grid: [...]}`` (every value, each num_samples times; random search only). On the command line ``key=spec`` takes the same YAML (``num_res={choice: [1, 2]}``)
 or the call form ``num_res=choice(1,2,3)``, ``lr=loguniform(1e-4,1e-2)``.
 The training PSNR ``psnr`` is a number (fixed dB) or a range written ``"lo:hi"`` (a per-image PSNR drawn in it).
-Keys with a dot (``model.channels``, ``train.batch_size``) set any other config value (fixed values only).
+Keys with a dot (``model.channels``, ``cvae.kl_weight``) set any other config value: a fixed value or a spec
+(numbers; ``randint`` for integers); the config itself checks the sampled value when a trial starts.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ SEARCH_KEYS = {
     "lr": "train.lr",
     "psnr": "train.psnr",
 }
-# Keys that select what is tuned rather than a config value.
-META_KEYS = {"stage": ("approach1", "approach2", "approach3", "step1")}
+# Keys that select what is tuned rather than a config value (the stage must be one of the searched system's).
+META_KEYS = {"stage": None}
 SPEC_KINDS = {"choice": None, "grid": None, "uniform": 2, "loguniform": 2, "randint": 2, "quniform": 3}
 INT_KEYS = {"num_res", "num_mult"}
 
@@ -77,8 +78,8 @@ def _check_value(key, value, where):
     if key == "psnr":
         parse_psnr(value, where)
     elif key == "stage":
-        if value not in META_KEYS["stage"]:
-            raise SpaceError(f"{where}: stage must be one of {META_KEYS['stage']}, got {value!r}")
+        if not isinstance(value, str) or not value:
+            raise SpaceError(f"{where}: stage must be a stage name, got {value!r}")
     elif key in INT_KEYS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise SpaceError(f"{where}: expected a non-negative integer, got {value!r}")
@@ -94,11 +95,10 @@ def validate_spec(key, spec, source):
     where = _where(source, key)
     if not isinstance(key, str):
         raise SpaceError(f"{source}: keys must be strings, got {key!r}")
-    if "." in key:
-        if isinstance(spec, dict):
-            raise SpaceError(f"{where}: config keys with a dot take fixed values only, got {spec!r}")
+    dotted = "." in key
+    if dotted and not isinstance(spec, dict):
         return spec
-    if key not in SEARCH_KEYS and key not in META_KEYS:
+    if not dotted and key not in SEARCH_KEYS and key not in META_KEYS:
         known = ", ".join(sorted(SEARCH_KEYS) + sorted(META_KEYS))
         raise SpaceError(f"{where} is unknown (known keys: {known}; or a dotted config key such as model.channels)")
     if not isinstance(spec, dict):
@@ -133,6 +133,10 @@ def validate_spec(key, spec, source):
         raise SpaceError(f"{where}: loguniform needs lo > 0, got {args!r}")
     if key in INT_KEYS and kind != "randint":
         raise SpaceError(f"{where}: {key} is an integer; use a fixed value, choice or randint")
+    if dotted:
+        if kind == "randint" and not all(isinstance(a, int) for a in args):
+            raise SpaceError(f"{where}: randint needs integers, got {args!r}")
+        return {kind: args}
     if kind == "randint" and key not in INT_KEYS:
         raise SpaceError(f"{where}: randint is for integer keys ({', '.join(sorted(INT_KEYS))})")
     if kind != "randint" and key != "psnr":
@@ -210,6 +214,18 @@ def to_tune(space):
         out[k] = {"choice": lambda a: tune.choice(a), "grid": lambda a: tune.grid_search(a), "uniform": lambda a: tune.uniform(*a),
                   "loguniform": lambda a: tune.loguniform(*a), "randint": lambda a: tune.randint(*a),
                   "quniform": lambda a: tune.quniform(*a)}[kind](args)
+    return out
+
+
+def flat_params(params):
+    """A trial's params as Tune reports them back (dotted keys may come back nested: {"cvae": {"kl_weight": ..}})
+    -> flat {"cvae.kl_weight": ..}."""
+    out = {}
+    for k, v in (params or {}).items():
+        if isinstance(v, dict) and not (len(v) == 1 and next(iter(v)) in SPEC_KINDS):
+            out.update({f"{k}.{k2}": v2 for k2, v2 in flat_params(v).items()})
+        else:
+            out[k] = v
     return out
 
 

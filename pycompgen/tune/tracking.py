@@ -9,8 +9,8 @@ import time
 
 from ray.tune import Callback
 
-from pycompgen.tracking import client, is_local_store, log_params, ui_command  # noqa: F401  (re-exported)
-from pycompgen.tracking.store import artifact_location
+from pycompgen.tracking import (client, ensure_experiment, is_local_store, log_params, ui_command,  # noqa: F401
+                                ui_lines)  # (re-exported)
 
 TRIAL_TAG = "pycompgen.tune.trial_id"
 SEARCH_TAG = "pycompgen.tune.search"
@@ -19,15 +19,8 @@ METRIC_KEYS = ("val_ssim", "val_psnr", "val_loss", "train_loss", "best_val_ssim"
 
 
 def experiment_id(cl, name, uri):
-    exp = cl.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            cl.restore_experiment(exp.experiment_id)
-        return exp.experiment_id
-    try:
-        return cl.create_experiment(name, artifact_location=artifact_location(uri))
-    except Exception:  # created concurrently
-        return cl.get_experiment_by_name(name).experiment_id
+    """The search's experiment (created, restored or tagged as a model-training experiment as needed)."""
+    return ensure_experiment(cl, name, uri)
 
 
 def _finite_metrics(d):

@@ -11,16 +11,11 @@ from pathlib import Path
 from .backend import build_trainer, checkpoint_file
 from .space import config_overrides
 
-PREREQUISITES = {"step1": [], "approach1": ["step1"], "approach2": ["step1", "approach1"]}
-
-
-def stage_chain(stage, approach3_init="approach1"):
-    """Stages a trial trains, in order, ending with the tuned one."""
-    if stage == "approach3":
-        before = ["step1"] + (["approach1"] if approach3_init == "approach1" else [])
-    else:
-        before = PREREQUISITES[stage]
-    return before + [stage]
+def stage_chain(cfg, stage=None):
+    """Stages a trial trains, in order, ending with the tuned one (the system's prerequisites of ``stage``)."""
+    from pycompgen.systems import get_system
+    stage = stage or cfg.train.stage
+    return list(get_system(cfg.model.name).prerequisites(cfg, stage)) + [stage]
 
 
 def trial_config(settings, params):
@@ -51,7 +46,7 @@ def run_trial(params, settings):
     trial_id = ctx.get_trial_id()
     cfg = trial_config(settings, params)
     target = cfg.train.stage
-    chain = stage_chain(target, cfg.train.approach3_init)
+    chain = stage_chain(cfg, target)
     init = settings.get("ae_checkpoint")
     if init:
         chain = [s for s in chain if s != "step1"]
@@ -86,7 +81,8 @@ def run_trial(params, settings):
     final = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     final.update(prior)
     final["checkpoint"] = init
-    if settings.get("trial_sweep", True) and target != "step1":
+    from pycompgen.systems import get_system
+    if settings.get("trial_sweep", True) and target != "step1" and get_system(cfg.model.name).psnr_sweep:
         from pycompgen.evaluation.sweep import sweep
 
         sres = sweep(cfg, {target: init}, psnrs=settings["psnrs"], out_dir=str(out_dir / "sweep"),
