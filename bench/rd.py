@@ -13,6 +13,11 @@ results). Measurement: every face becomes one real file (``pycompgen.codec`` con
 header), bpp = 8·bytes/(64·64); Compgen at several Canny thresholds (the edge path's rate knob) decoded by its one
 approach-3 decoder (trained at the default thresholds, clean channel at test time).
 
+Channel robustness (joint source–channel view): approach 3 trained at a fixed channel PSNR of 50, 10, 0 and −5 dB
+(each fine-tuned from the same approach-1 start for ``--epochs-grid`` epochs) and across the range (the main model),
+each tested at 50, 25, 10, 0, −2, −5 dB; the paper's peak PSNR and the average-power SNR (mean z² / σ², i.e. PSNR +
+10·log10(edge density)) side by side.
+
 Writes bench/results/rd-<machine>.json (every point, machine, command, date, budget), rd-<machine>.md (tables),
 rd-<machine>/rd_{ssim,ms_ssim,psnr}.png and table1-<machine>.{json,md}.
 """
@@ -38,6 +43,8 @@ from quality import CPU_PRESET, PSNR_RANGE  # noqa: E402
 
 THRESHOLDS = [(0.15, 0.30), (0.30, 0.60), (0.45, 0.90), (0.60, 1.00)]  # Canny (low, high) on [0, 1] intensities
 AE_LAMBDAS = [0.0, 0.05, 0.3]
+GRID_TRAIN = [50.0, 10.0, 0.0, -5.0]
+GRID_TEST = [50.0, 25.0, 10.0, 0.0, -2.0, -5.0]
 STUDY_TABLE1 = {  # the study's Table 1 (its own models; 1-SSIM, 1-MS-SSIM, l1, l2)
     "CVAE": (0.307, 0.067, 0.439, 0.475), "CVAE+Mask": (0.215, 0.045, 0.323, 0.559),
     "DCGAN": (0.417, 0.150, 0.642, 0.943), "DCGAN+Mask": (0.274, 0.090, 0.456, 1.050),
@@ -80,6 +87,17 @@ def train_all(args, run_dir: Path) -> dict:
         if not stage_done(out / "last.pt", c):
             timed(f"ae-eb-{lam:g}", lambda c=c: train_local(c, resume=True))
         runs[f"AE λ={lam:g}"] = str(out / "best.pt")
+    step1 = torch.load(run_dir / "compgen" / "step1" / "best.pt", weights_only=True)["models"]
+    a1 = torch.load(run_dir / "compgen" / "approach1" / "best.pt", weights_only=True)["models"]
+    for p in GRID_TRAIN:  # approach 3 at one training PSNR (the channel grid)
+        out = run_dir / f"approach3-psnr{p:g}"
+        c = cfg.copy()
+        c.train.stage, c.train.epochs, c.train.psnr, c.train.psnr_range, c.out = \
+            "approach3", args.epochs_grid, p, None, str(out)
+        if not stage_done(out / "last.pt", c):
+            timed(f"approach3-psnr{p:g}", lambda c=c: train_local(c, resume=True, init={
+                "f": step1["f"], "g": step1["g"], "h": a1["h"]}))
+        runs[f"approach3 @ {p:g} dB"] = str(out / "best.pt")
     for system, ep in (("cvae", args.epochs_cvae), ("dcgan", args.epochs_dcgan)):
         out = run_dir / system
         c = load_config(None, data + [f"model.name={system}", f"train.epochs={ep}", "train.batch_size=100",
@@ -153,6 +171,56 @@ def latent_point(label, ckpt_path, x) -> dict:
     return p
 
 
+@torch.no_grad()
+def channel_grid(ckpts, x) -> dict:
+    """SSIM of approach 3 trained at each PSNR (rows) and tested at each PSNR (columns), clean Canny edge maps through
+    the AWGN channel; plus the average-power SNR of each test PSNR on these faces."""
+    from pycompgen.data import EdgeChannel
+    from pycompgen.evaluation import metrics as M
+    from pycompgen.evaluation.inference import load_for_eval
+    models = {"range -5:50 dB": ckpts["compgen"], **{k.split("@ ")[1]: v for k, v in ckpts.items()
+                                                    if k.startswith("approach3 @")}}
+    x8 = (x * 255).round().to(torch.uint8)
+    rows, density = {}, None
+    for label, path in models.items():
+        lc = load_for_eval(path, expect_model="compgen")
+        d = lc.config.data
+        row = {}
+        for p in GRID_TEST:
+            b = EdgeChannel(d.canny_low, d.canny_high, d.blur_sigma, psnr=p)(x8, torch.device("cpu"),
+                                                                             generator=torch.Generator().manual_seed(0))
+            x_hat = lc.models["g"](lc.models["h"](b["z_noisy"])).clamp(0, 1)
+            row[f"{p:g}"] = float(M.ssim(x_hat, b["x"]).mean())
+            density = float(b["z"].float().mean())
+        rows[label] = row
+        log(f"channel grid, trained {label}: " + ", ".join(f"{k} dB {v:.3f}" for k, v in row.items()))
+    snr = {f"{p:g}": p + 10 * np.log10(density) for p in GRID_TEST}
+    return {"ssim": rows, "test_psnr_db": GRID_TEST, "edge_density": density, "avg_power_snr_db": snr}
+
+
+def plot_grid(grid: dict, path: Path) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = list(grid["ssim"])
+    cols = [f"{p:g}" for p in grid["test_psnr_db"]]
+    a = np.array([[grid["ssim"][r][c] for c in cols] for r in rows])
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    im = ax.imshow(a, cmap="viridis", vmin=a.min(), vmax=a.max())
+    ax.set_xticks(range(len(cols)), [f"{c} dB\n({grid['avg_power_snr_db'][c]:.1f} dB)" for c in cols], fontsize=7)
+    ax.set_yticks(range(len(rows)), [f"train {r}" for r in rows], fontsize=8)
+    ax.set_xlabel("test channel: peak PSNR (average-power SNR)")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            ax.text(j, i, f"{a[i, j]:.3f}", ha="center", va="center", fontsize=7, color="w")
+    fig.colorbar(im, ax=ax, label="SSIM")
+    ax.set_title("approach 3: SSIM by training and test channel PSNR")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return str(path)
+
+
 def table1(ckpts, x) -> dict:
     """The study's Table 1 on our models: 1-SSIM, 1-MS-SSIM, l1, l2 with and without the face ellipse mask."""
     import cv2
@@ -220,6 +288,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs-ae", type=int, default=2)
     ap.add_argument("--epochs-cvae", type=int, default=6)
     ap.add_argument("--epochs-dcgan", type=int, default=6)
+    ap.add_argument("--epochs-grid", type=int, default=2, help="epochs of each fixed-PSNR approach 3")
     ap.add_argument("--codecs", default="jpeg,webp,jpeg2k,avif,jpegxl")
     ap.add_argument("--machine", default=f"cpu{os.cpu_count()}")
     ap.add_argument("--smoke", action="store_true", help="check the script: 3 steps an epoch, 1 epoch each, 8 faces")
@@ -268,6 +337,8 @@ def main(argv=None) -> int:
              "codecs": {c: at_equal_bytes(points[c], ref["bpp"]) for c in codecs}}
     t1 = table1(ckpts, x)
     figs = plot(points, ROOT / "bench" / "results" / f"rd-{args.machine}")
+    grid = channel_grid(ckpts, x)
+    figs.append(plot_grid(grid, ROOT / "bench" / "results" / f"rd-{args.machine}" / "channel_grid.png"))
 
     res_dir = ROOT / "bench" / "results"
     cmd = "python bench/rd.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -276,7 +347,7 @@ def main(argv=None) -> int:
                        "torch": torch.__version__},
            "val_images": n, "budget": {k: getattr(args, k) for k in vars(args) if k.startswith("epochs_")},
            "train_seconds": trained["train_seconds"], "checkpoints": ckpts, "points": points,
-           "equal_bytes": equal, "figures": figs, "wall_s": round(time.perf_counter() - t0, 1)}
+           "equal_bytes": equal, "channel_grid": grid, "figures": figs, "wall_s": round(time.perf_counter() - t0, 1)}
     (res_dir / f"rd-{args.machine}.json").write_text(json.dumps(doc, indent=1))
     md = [f"# Rate–distortion on {n} CelebA validation faces (64x64)\n", f"`{cmd}` — {doc['date']}, "
           f"{doc['machine']['cpu']}, {doc['machine']['threads']} threads\n",
@@ -293,6 +364,13 @@ def main(argv=None) -> int:
         md.append(f"| {c} | " + (f"{e['quality']:.1f} | {e['ssim']:.4f} | {e['ms_ssim']:.4f} | {e['psnr']:.2f} |"
                                  if e["in_range"] else f"not reachable (its files span {e['bpp_range'][0]:.2f}–"
                                  f"{e['bpp_range'][1]:.2f} bpp) | | | |"))
+    cols = [f"{p:g}" for p in grid["test_psnr_db"]]
+    md += ["", f"## Channel robustness: approach 3 SSIM (rows: training PSNR; columns: test PSNR, edge density "
+               f"{grid['edge_density']:.3f})", "",
+           "| trained at | " + " | ".join(f"{c} dB (SNR {grid['avg_power_snr_db'][c]:.1f} dB)" for c in cols) + " |",
+           "|---|" + "---|" * len(cols)]
+    for r, row in grid["ssim"].items():
+        md.append(f"| {r} | " + " | ".join(f"{row[c]:.4f}" for c in cols) + " |")
     (res_dir / f"rd-{args.machine}.md").write_text("\n".join(md) + "\n")
     t1doc = {"date": doc["date"], "command": cmd, "val_images": n, "mask": "fixed face ellipse from CelebA's "
              "aligned landmark positions (pycompgen.evaluation.masks)", "ours": t1, "study": STUDY_TABLE1}

@@ -110,7 +110,7 @@ def batches(cfg, faces, n, seed):
     out = []
     for i in range(n):
         start = (i * bs) % max(1, len(faces) - bs)
-        out.append(prepare_batch(face_batch(faces, start, bs), cfg, torch.device("cpu"), ch, g, True))
+        out.append(prepare_batch(face_batch(faces, start, start + bs), cfg, torch.device("cpu"), ch, g, True))
     return out
 
 
