@@ -5,6 +5,7 @@ validation faces (64x64); plus the face-reconstruction study's Table 1 (with and
 
     python bench/rd.py --data ../shared/data/celeba                 # train what is missing (resumable), measure
     python bench/rd.py --data ../shared/data/celeba --eval-only     # measure the models already in --run-dir
+    python bench/rd.py --data DIR --model mine=runs/x/best.pt --models-only   # your own checkpoints beside the codecs
 
 Training (plain loop on this machine, resumable: re-run the same command; finished runs are skipped) uses the CPU
 preset of bench/quality.py for Compgen and the study's widths for the CVAE / DCGAN, on the whole CelebA train
@@ -43,6 +44,10 @@ from quality import CPU_PRESET, PSNR_RANGE  # noqa: E402
 
 THRESHOLDS = [(0.15, 0.30), (0.30, 0.60), (0.45, 0.90), (0.60, 1.00)]  # Canny (low, high) on [0, 1] intensities
 AE_LAMBDAS = [0.0, 0.05, 0.3]
+# codec settings down to each codec's smallest files, so they reach Compgen's rates where they can
+QUALITIES = {"jpeg": [1, 3, 5, 10, 20, 30, 50, 70, 85, 95], "webp": [0, 1, 3, 5, 10, 25, 50, 75, 90],
+             "jpeg2k": [16, 18, 20, 22, 24, 28, 32, 36], "avif": [0, 5, 10, 20, 35, 50, 65, 80],
+             "jpegxl": [1, 3, 5, 10, 30, 50, 70, 85, 95]}
 GRID_TRAIN = [50.0, 10.0, 0.0, -5.0]
 GRID_TEST = [50.0, 25.0, 10.0, 0.0, -2.0, -5.0]
 STUDY_TABLE1 = {  # the study's Table 1 (its own models; 1-SSIM, 1-MS-SSIM, l1, l2)
@@ -86,7 +91,8 @@ def train_all(args, run_dir: Path) -> dict:
                                                    f"train.init={run_dir / 'compgen' / 'step1' / 'best.pt'}"])
         if not stage_done(out / "last.pt", c):
             timed(f"ae-eb-{lam:g}", lambda c=c: train_local(c, resume=True))
-        runs[f"AE λ={lam:g}"] = str(out / "best.pt")
+        # the end state: with λ > 0 the best-SSIM epoch is the least compressed one, not the λ trade-off
+        runs[f"AE λ={lam:g}"] = str(out / "last.pt")
     step1 = torch.load(run_dir / "compgen" / "step1" / "best.pt", weights_only=True)["models"]
     a1 = torch.load(run_dir / "compgen" / "approach1" / "best.pt", weights_only=True)["models"]
     for p in GRID_TRAIN:  # approach 3 at one training PSNR (the channel grid)
@@ -292,6 +298,11 @@ def main(argv=None) -> int:
     ap.add_argument("--codecs", default="jpeg,webp,jpeg2k,avif,jpegxl")
     ap.add_argument("--machine", default=f"cpu{os.cpu_count()}")
     ap.add_argument("--smoke", action="store_true", help="check the script: 3 steps an epoch, 1 epoch each, 8 faces")
+    ap.add_argument("--model", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                    help="also measure this checkpoint (a system with an entropy bottleneck: its latent files; a "
+                         "Compgen approach: its edge-map files at the Canny thresholds); repeatable")
+    ap.add_argument("--models-only", action="store_true",
+                    help="measure only the --model checkpoints and the codecs (no training, no Table 1, no grid)")
     args = ap.parse_args(argv)
     if args.smoke:
         for k in vars(args):
@@ -307,10 +318,18 @@ def main(argv=None) -> int:
     run_dir = Path(args.run_dir)
     t0 = time.perf_counter()
     log(f"machine {cpu_model()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    trained = ({"checkpoints": {}, "train_seconds": {}} if args.eval_only else train_all(args, run_dir))
-    if args.eval_only:
+    user = {}
+    for item in args.model:
+        label, _, path = item.rpartition("=")
+        if not label or not Path(path).is_file():
+            ap.error(f"--model {item!r}: expected LABEL=CHECKPOINT with an existing file")
+        user[label] = path
+    if args.models_only:
+        trained = {"checkpoints": {}, "train_seconds": {}}
+    elif args.eval_only:
         trained = json.loads((run_dir / "trained.json").read_text())
     else:
+        trained = train_all(args, run_dir)
         (run_dir / "trained.json").write_text(json.dumps(trained, indent=1))
     ckpts = trained["checkpoints"]
 
@@ -320,17 +339,29 @@ def main(argv=None) -> int:
     u8 = np.ascontiguousarray((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
     log(f"{n} validation faces")
     points: dict = {}
-    points["Compgen (edge map, approach 3)"] = edge_points(ckpts["compgen"], x)
-    points["Compgen AE + entropy bottleneck (λ sweep)"] = [latent_point(k, v, x) for k, v in ckpts.items()
-                                                           if k.startswith("AE λ")]
-    for k in ("CVAE", "DCGAN"):
-        points[f"{k} + entropy bottleneck"] = [latent_point(k, ckpts[k], x)]
+    for label, path in user.items():
+        from pycompgen.codec.cli import load_checkpoint_for_codec
+        has_eb = "eb" in load_checkpoint_for_codec(path).parts
+        points[label] = [latent_point(label, path, x)] if has_eb else edge_points(path, x)
+    if not args.models_only:
+        points["Compgen (edge map, approach 3)"] = edge_points(ckpts["compgen"], x)
+        points["Compgen AE + entropy bottleneck (λ sweep)"] = [latent_point(k, v, x) for k, v in ckpts.items()
+                                                               if k.startswith("AE λ")]
+        for k in ("CVAE", "DCGAN"):
+            points[f"{k} + entropy bottleneck"] = [latent_point(k, ckpts[k], x)]
     codecs = [c for c in args.codecs.split(",") if c in available_codecs()]
     for c in codecs:
         t = time.perf_counter()
-        points[c] = sweep(u8, c)
+        points[c] = sweep(u8, c, QUALITIES.get(c))
         log(f"{c}: {len(points[c])} qualities in {time.perf_counter() - t:.0f} s")
 
+    if args.models_only:
+        figs = plot(points, ROOT / "bench" / "results" / f"rd-{args.machine}")
+        out = ROOT / "bench" / "results" / f"rd-{args.machine}.json"
+        out.write_text(json.dumps({"benchmark": "rd", "date": datetime.datetime.now().isoformat(timespec="seconds"),
+                                   "val_images": n, "points": points, "figures": figs}, indent=1))
+        log(f"-> {out}, {figs[0]}")
+        return 0
     ref = next(p for p in points["Compgen (edge map, approach 3)"] if p["canny"] == [0.30, 0.60])
     equal = {"target": "Compgen's default edge map (Canny 0.30/0.60), file with header", "bpp": ref["bpp"],
              "compgen": {k: ref[k] for k in ("bpp", "ssim", "ms_ssim", "psnr")},
