@@ -205,3 +205,13 @@ def mlflow_server():
         yield {"uri": uri, "root": root}
     finally:
         _kill_group(proc)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: reproducible float sums, and faster for tiny tensors on a shared 2-core machine."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

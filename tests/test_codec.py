@@ -21,15 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster than two on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _faces_edges(n=4, size=64, seed=3):
     from pycompgen.data import synthetic_faces
     from pycompgen.ops import canny

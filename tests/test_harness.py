@@ -14,14 +14,6 @@ TINY = str(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml")
 RECORDED = Path(__file__).parent / "data" / "compgen_equivalence.json"
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _cfg(tmp_path, *extra):
     # float32 NCHW, as the recorded code ran (train.amp defaults to bf16 where the CPU has it)
     return load_config(TINY, ["train.epochs=2", "train.psnr_range=[-5,50]", "train.w_latent=0.1", "train.w_l1=0.2",
