@@ -73,6 +73,8 @@ def make_config(args):
     overrides = list(args.overrides)
     if getattr(args, "system", None):  # first, so that the system's own keys and stages apply
         overrides.insert(0, f"model.name={args.system}")
+        if not getattr(args, "stage", None):  # a config file's stage may be another system's
+            overrides.insert(1, "train.stage=null")
     cfg = load_config(args.config, overrides)
     if args.data is not None:
         set_value(cfg, "data.path", args.data)

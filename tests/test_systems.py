@@ -275,3 +275,19 @@ def test_compgen_autoencoder_with_entropy_bottleneck(tmp_path):
     st = build_system(load_config(TINY, base + ["train.stage=approach3"]), "cpu",
                       {k: v for k, v in ck["models"].items()})
     assert "eb" not in st.models
+
+
+def test_gan_logs_reach_the_epoch_metrics_and_other_tools_refuse_clearly(tmp_path, capsys):
+    import yaml
+    cfg = cfg_for("dcgan", "train.epochs=1", out=tmp_path / "g")
+    m = train_local(cfg, verbose=False)
+    for k in ("train_loss_d", "train_loss_g", "train_d_real", "train_bpp", "val_bpp", "lr_G", "lr_D"):
+        assert k in m and m[k] == m[k], k
+    assert m["lr_D"] == cfg.dcgan.lr_d and m["lr_G"] == cfg.dcgan.lr_g
+    # the channel-PSNR sweep is Compgen's: another system's checkpoint gets a one-line pointer elsewhere
+    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "g" / "last.pt"), "--config", TINY]) == 2
+    assert "evaluate runs Compgen's channel-PSNR sweep" in capsys.readouterr().err
+    # --system with a config file written by another system's run: its stage does not leak over
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(load_config(TINY).to_dict()))
+    assert cli.main(["train", "--system", "cvae", "--config", str(tmp_path / "c.yaml"), "--out",
+                     str(tmp_path / "c"), *SMALL["cvae"], "train.epochs=1"]) == 0

@@ -49,6 +49,13 @@ def cli_evaluate(cfg, args) -> int:
 
     spec = _checkpoint_spec(args)
     ckpts = resolve_checkpoints(spec, default_dir=cfg.out)
+    from pycompgen.systems import get_system
+    from pycompgen.training.checkpoint import load_checkpoint
+    for label, path in ckpts.items():
+        name = load_checkpoint(path).get("model")
+        if not get_system(name).psnr_sweep:
+            raise ValueError(f"{path} is a {name!r} checkpoint: evaluate runs Compgen's channel-PSNR sweep; measure "
+                             f"{name} with bench/rd.py --model {label}={path} --models-only")
     out = _out_dir(cfg, args, spec, "eval")
     split = _get(args, "split") or cfg.eval.split
     t0 = time.perf_counter()

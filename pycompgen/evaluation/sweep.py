@@ -134,7 +134,8 @@ def sweep_models(approaches: dict[str, dict], faces, out_dir: str | os.PathLike,
             k = min(n_grid, x.shape[0])
             grid = {"x": x[:k].cpu(), "z": z[:k].cpu(), "y": y[:k].cpu(), "noisy": {}, "out": {}}
         if ae is not None:
-            xa = ae["g"](ae["f"](x))
+            y_a = ae["f"](x)  # with an entropy bottleneck: what a decoder gets from a file (rounded y)
+            xa = ae["g"](ae["eb"](y_a)[0] if "eb" in ae else y_a)
             ae_acc.add(compute_metrics(xa, x, z, **mkw))
             if first:
                 grid["ae"] = xa[:k].cpu()
@@ -345,7 +346,8 @@ def sweep(cfg, checkpoints: dict[str, str], data=None, psnrs: Sequence[float] | 
         raise ValueError("the approach checkpoints hold no trained encoder f (needed to show y = f(x)); add the "
                          "step1 checkpoint")
     approaches = {lab: lc.models for lab, lc in loaded.items() if lc.has_elm}
-    ae = {"f": ae_src.models["f"], "g": ae_src.models["g"]} if ae_src is not None else None
+    ae = ({k: ae_src.models[k] for k in ("f", "g", "eb") if k in ae_src.parts or k in ("f", "g")}
+          if ae_src is not None else None)
 
     if data is None or isinstance(data, (str, os.PathLike)):
         from pycompgen.data import load_faces

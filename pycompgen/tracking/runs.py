@@ -198,7 +198,9 @@ class EpochLogger:
         """``epoch``: completed epochs (1-based); ``state``: the checkpoint payload (for sample grids)."""
         from mlflow.entities import Metric
         ts = int(time.time() * 1000)
-        ms = [Metric(k, float(metrics[k]), ts, epoch) for k in EPOCH_METRICS if _finite(metrics.get(k))]
+        keys = list(EPOCH_METRICS) + sorted(k for k in metrics if k.startswith(("train_", "val_", "lr_", "amp_"))
+                                            and k not in EPOCH_METRICS)  # a system's own losses, e.g. train_loss_d
+        ms = [Metric(k, float(metrics[k]), ts, epoch) for k in keys if _finite(metrics.get(k))]
         if ms:
             self.cl.log_batch(self.run_id, metrics=ms)
         last = epoch >= int(metrics.get("epochs", epoch))

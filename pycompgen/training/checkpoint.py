@@ -1,7 +1,8 @@
 """Atomic checkpoints that load with ``torch.load(weights_only=True)``.
 
 Payload: {"format": "pycompgen/1", "model": name, "stage": ..., "epoch": completed epochs, "config": Config.to_dict(),
-"models": {"f": state_dict, ...}, "optimizer": state_dict, "metrics": {...}, "best_val_ssim": float}.
+"models": {"f": state_dict, ...}, "optimizers": {name: state_dict}, "extra": {...} (a system's own state, e.g.
+a GAN's k_t), "metrics": {...}, "best_val_ssim": float}. Files of pycompgen <= 0.1 hold one "optimizer" instead.
 """
 from __future__ import annotations
 

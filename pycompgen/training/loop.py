@@ -52,6 +52,16 @@ def _all_reduce(values: list[float], device) -> list[float]:
     return values
 
 
+def _common_keys(d: dict) -> list:
+    """Sorted keys of ``d`` on every rank (a rank that saw no batch has none): the all-reduce needs one list."""
+    keys = set(d)
+    if dist.is_available() and dist.is_initialized():
+        every = [None] * dist.get_world_size()
+        dist.all_gather_object(every, sorted(keys))
+        keys = set().union(*map(set, every))
+    return sorted(keys)
+
+
 def _progress(iterable, total, desc, enabled):
     if not enabled:
         return iterable
@@ -84,6 +94,7 @@ def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int =
     limit = cfg.train.max_steps_per_epoch
     system.train_mode()
     total = torch.zeros((), dtype=torch.float64, device=system.device)
+    logs_sum: dict = {}  # the system's other scalar logs (e.g. a GAN's loss_d), averaged per image
     count, steps = 0, 0
     t0 = time.perf_counter()
     name = system.spec.name
@@ -92,12 +103,16 @@ def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int =
         if limit is not None and i >= limit:
             break
         b = system.prepare_batch(batch, gen)
-        loss = system.train_step(b)["loss"]
+        logs = system.train_step(b)
+        loss = logs["loss"]
         if i % 25 == 0 and not torch.isfinite(loss):  # occasional check: each one syncs an accelerator
             raise FloatingPointError(f"{name}: non-finite loss {loss.item()} at epoch {epoch + 1}, step {i + 1} "
                                      f"(lower train.lr?)")
         n = b["x"].shape[0]
         total += loss.double() * n
+        for k, v in logs.items():
+            if k != "loss" and torch.is_tensor(v) and v.dim() == 0:
+                logs_sum[k] = logs_sum.get(k, 0.0) + v.detach().double() * n
         count += n
         steps += 1
         if progress and steps % 10 == 0:
@@ -105,11 +120,14 @@ def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int =
     if system.device.type == "cuda":
         torch.cuda.synchronize(system.device)
     secs = time.perf_counter() - t0
-    loss_sum, count_all = _all_reduce([total.item(), float(count)], system.device)
+    keys = _common_keys(logs_sum)
+    loss_sum, count_all, *rest = _all_reduce([total.item(), float(count)] + [float(logs_sum.get(k, 0.0))
+                                                                              for k in keys], system.device)
     if not math.isfinite(loss_sum):
         raise FloatingPointError(f"{name}: non-finite training loss in epoch {epoch + 1} (lower train.lr?)")
     return {"train_loss": loss_sum / max(count_all, 1.0), "train_images": int(count_all), "train_steps": steps,
-            "train_time_s": secs, "images_per_s": count / secs if secs > 0 else 0.0}
+            "train_time_s": secs, "images_per_s": count / secs if secs > 0 else 0.0,
+            **{f"train_{k}": v / max(count_all, 1.0) for k, v in zip(keys, rest)}}
 
 
 @torch.no_grad()
@@ -138,9 +156,9 @@ def evaluate(system: System, loader: Iterable, *, max_batches: Optional[int] = N
                 extra[k] = extra.get(k, 0.0) + v.detach().double() * n
         count += n
     system.train_mode()
-    keys = sorted(extra)
+    keys = _common_keys(extra)
     s_ssim, s_psnr, s_loss, n_all, *rest = _all_reduce(sums.tolist() + [float(count)] +
-                                                       [float(extra[k]) for k in keys], system.device)
+                                                       [float(extra.get(k, 0.0)) for k in keys], system.device)
     if n_all == 0:
         return {}
     return {"val_ssim": s_ssim / n_all, "val_psnr": s_psnr / n_all, "val_loss": s_loss / n_all,
@@ -176,7 +194,9 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
     progress = bool(cfg.train.progress) and rank == 0
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        m = {"stage": system.spec.name, "epoch": epoch + 1, "epochs": epochs, "lr": cfg.train.lr,
+        lrs = {f"lr_{k}": o.param_groups[0]["lr"] for k, o in system.optimizers.items()}
+        m = {"stage": system.spec.name, "epoch": epoch + 1, "epochs": epochs,
+             "lr": next(iter(lrs.values()), cfg.train.lr), **(lrs if len(lrs) > 1 else {}),
              "precision": system.amp, "amp_bf16": float(system.amp == "bf16"),
              "channels_last": float(system.channels_last)}
         m.update(train_one_epoch(system, train_loader, epoch, rank=rank, progress=progress))

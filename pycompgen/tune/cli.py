@@ -30,8 +30,8 @@ def parse_args(argv=None):
         epilog="Search-space overrides: key=spec, e.g. num_res='choice(1,2,3)' lr='loguniform(1e-4,1e-2)' "
                "psnr='\"0:50\"' model.channels=64 cvae.kl_weight='loguniform(1e-3,1e-1)' (see tune/spaces/).")
     p.add_argument("overrides", nargs="*", metavar="key=spec", help="search-space entries replacing the file's")
-    p.add_argument("--system", default="compgen",
-                   help="system to search (pycompgen.systems; default compgen); sets model.name")
+    p.add_argument("--system", default=None,
+                   help="system to search (pycompgen.systems; default: --config's model.name, else compgen)")
     p.add_argument("--space", default=None, help=f"search-space YAML (default {SPACES}/<system>.yaml)")
     p.add_argument("--config", default=None, help="base training config YAML (pycompgen.config) under the space")
     p.add_argument("--data", default=None, help="face data (CelebA root or face folder); default synthetic faces")
@@ -83,7 +83,7 @@ def base_config(args, space, space_src):
     """The config every trial starts from: defaults, --config, --data, the space's fixed dotted keys."""
     from pycompgen.config import load_config
 
-    ovs = [f"model.name={args.system}", "train.progress=false"]
+    ovs = [f"model.name={args.system}", "train.stage=null", "train.progress=false"]
     if args.data:
         data = args.data if args.data == "synthetic" or "://" in args.data else os.path.abspath(args.data)
         if data != "synthetic" and not os.path.exists(data):
@@ -116,6 +116,8 @@ def new_settings(args, space, space_src, storage, name):
     if stage not in system.stages:
         fail(f"stage {stage!r} is not a stage of system {cfg.model.name!r} ({', '.join(system.stages)})")
     space["stage"] = stage
+    if args.ae_checkpoint and "step1" not in system.stages:
+        fail(f"--ae-checkpoint is a trained step-1 autoencoder of Compgen; system {cfg.model.name!r} has none")
     if args.ae_checkpoint:
         from pycompgen.training.checkpoint import load_checkpoint
         try:
@@ -372,6 +374,12 @@ def main(argv=None):
               f"are ignored)", flush=True)
     else:
         name = args.name or "search-" + _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        if args.system is None:  # the base config's system
+            from pycompgen.config import load_config
+            try:
+                args.system = load_config(args.config).model.name if args.config else "compgen"
+            except (ValueError, FileNotFoundError) as e:
+                fail(f"--config: {e}")
         space_src = args.space or str(SPACES / f"{args.system}.yaml")
         if not args.space and not os.path.isfile(space_src):
             from pycompgen.systems import names

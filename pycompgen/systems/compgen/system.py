@@ -61,7 +61,9 @@ def _step1_loss(nets, b, cfg):
     x_hat = nets["g"](y_hat.to(y.dtype))
     d = _d(cfg, x, x_hat)
     eb = getattr(nets["eb"], "module", nets["eb"])  # DDP-wrapped in training
-    return d + rate + eb.loss(), {"distortion": d.detach(), "bpp": bpp.detach(), "x_hat": x_hat}
+    reported = d + cfg.train.rate_weight * bpp  # comparable across runs: no density-fit or quantile terms
+    return d + rate + eb.loss(), {"distortion": d.detach(), "bpp": bpp.detach(), "x_hat": x_hat,
+                                  "rd_loss": reported.detach()}
 
 
 def _approach1_loss(nets, b, cfg):
@@ -188,13 +190,15 @@ class Compgen(System):
         with self.autocast():
             loss, logs = self.loss(self.nets, batch)
         self.step(loss)
-        return {"loss": loss.detach(), **{k: v for k, v in logs.items() if k != "x_hat"}}
+        reported = logs.pop("rd_loss", loss.detach())
+        return {"loss": reported, **{k: v for k, v in logs.items() if k != "x_hat"}}
 
     def validation_step(self, batch: dict) -> dict:
         with self.autocast():
             loss, logs = self.loss(self.models, batch)
             x_hat = logs["x_hat"] if "x_hat" in logs else self.reconstruct_fn(self.models, batch)
-        return {"loss": loss, "x_hat": x_hat.float(), **({"bpp": logs["bpp"]} if "bpp" in logs else {})}
+        return {"loss": logs.get("rd_loss", loss), "x_hat": x_hat.float(),
+                **({"bpp": logs["bpp"]} if "bpp" in logs else {})}
 
     @classmethod
     def reconstruct(cls, stage: str, models: dict, batch: dict) -> torch.Tensor:
