@@ -15,8 +15,6 @@ from typing import Any, Optional, Union
 
 import yaml
 
-STAGES = ("step1", "approach1", "approach2", "approach3")  # Compgen's (other systems: pycompgen.systems)
-DEFAULT_EPOCHS = {"step1": 50, "approach1": 40, "approach2": 40, "approach3": 40}
 
 # System name -> dataclass of that system's own hyper-parameters, reachable as ``cfg.<name>`` (e.g. ``cvae.kl_weight``).
 SECTIONS: dict[str, type] = {}
@@ -334,6 +332,6 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
     return apply_overrides(cfg, overrides)
 
 
-__all__ = ["Config", "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "STAGES", "DEFAULT_EPOCHS",
+__all__ = ["Config", "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig",
            "SECTIONS", "register_section",
            "load_config", "apply_overrides", "set_value", "parse_override"]

@@ -46,8 +46,8 @@ def load_net(name: str, module: nn.Module, sd: dict, source: str) -> None:
                          f"{first[1].strip() if len(first) > 1 else first[0]}") from None
 
 
-def images01(batch, image_size: int, device) -> torch.Tensor:
-    """Loader batch (uint8 or float (N,3,H,W)) -> float images in [0, 1] on ``device``."""
+def image_batch(batch, image_size: int) -> torch.Tensor:
+    """The (N, 3, image_size, image_size) image tensor of a loader batch (a tensor, dict or tuple), checked."""
     if isinstance(batch, dict):
         batch = batch.get("image", batch.get("x"))
     elif isinstance(batch, (list, tuple)):
@@ -58,6 +58,12 @@ def images01(batch, image_size: int, device) -> torch.Tensor:
     if tuple(batch.shape[-2:]) != (image_size, image_size):
         raise ValueError(f"the data yields {batch.shape[-2]}x{batch.shape[-1]} images but "
                          f"data.image_size={image_size}")
+    return batch
+
+
+def images01(batch, image_size: int, device) -> torch.Tensor:
+    """Loader batch (uint8 or float (N,3,H,W)) -> float images in [0, 1] on ``device``."""
+    batch = image_batch(batch, image_size)
     x = batch.to(device, non_blocking=True)
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
@@ -302,4 +308,4 @@ class System:
         }
 
 
-__all__ = ["System", "StageSpec", "load_net", "images01", "native_bf16", "resolve_precision", "latent_rate"]
+__all__ = ["System", "StageSpec", "load_net", "image_batch", "images01", "native_bf16", "resolve_precision", "latent_rate"]

@@ -16,7 +16,7 @@ import torch
 from pycompgen.systems import register_system
 from dataclasses import replace
 
-from pycompgen.systems.base import StageSpec, System, images01, latent_rate
+from pycompgen.systems.base import StageSpec, System, image_batch, images01, latent_rate
 from pycompgen.training.losses import distortion, latent_mse
 
 
@@ -32,14 +32,7 @@ def prepare_batch(batch, cfg, device, channel, generator, needs_edges: bool = Tr
     """Loader batch (uint8 (N,3,H,W)) -> {"x"} or, with edges, {"x", "z", "z_noisy"} on ``device``."""
     if not needs_edges:
         return {"x": images01(batch, cfg.data.image_size, device)}
-    x = batch.get("image", batch.get("x")) if isinstance(batch, dict) else \
-        (batch[0] if isinstance(batch, (list, tuple)) else batch)
-    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"the data loader must yield (N, 3, H, W) image batches, got "
-                         f"{getattr(x, 'shape', type(x).__name__)}")
-    s = cfg.data.image_size
-    if tuple(x.shape[-2:]) != (s, s):
-        raise ValueError(f"the data yields {x.shape[-2]}x{x.shape[-1]} images but data.image_size={s}")
+    x = image_batch(batch, cfg.data.image_size)
     if x.dtype != torch.uint8:
         x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
     return channel(x, device, generator=generator)
