@@ -3,19 +3,22 @@
 validation partition, sketches (CUFSF) and unconditional samples. Not a test: it trains for real.
 
     python bench/quality.py --data ../shared/data/celeba --budget-min 90     # 2-core CPU, fits the budget
-    python bench/quality.py --data ../shared/data/celeba --paper             # paper recipe (GPU)
+    python bench/quality.py --data ../shared/data/celeba --paper             # paper recipe, CPU widths
+    python bench/quality.py --data ../shared/data/celeba --paper --paper-widths   # paper recipe and widths (GPU)
 
 Budget mode (default): a smaller model preset (``CPU_PRESET``), batch 50, and a training plan computed from the
 measured seconds per step of each stage on this machine: after data loading and calibration, the remaining budget
 minus an evaluation reserve is split step 1 40 %, approach 1 15 %, approach 2 15 %, approach 3 30 %; a stage with
 fewer steps than a full epoch runs ``EPOCHS_SMALL`` "mini-epochs" of ``train.max_steps_per_epoch`` steps (each a
-fresh shuffle of the whole train partition). Paper mode: the config defaults (paper: Adam 1e-3, batch 100, 50 / 40
-epochs). Both train the approaches with a per-image channel PSNR drawn from ``PSNR_RANGE`` so one model serves
+fresh shuffle of the whole train partition). Paper mode: the paper's schedule (Adam 1e-3, batch 100, 50 epochs of
+step 1 and 40 of each approach, whole train partition, validation on the whole val partition every epoch); the
+networks have the CPU preset's widths on a CPU and the paper's (config defaults) on a GPU or with --paper-widths. Both train the approaches with a per-image channel PSNR drawn from ``PSNR_RANGE`` so one model serves
 the whole sweep. ``key=value`` arguments override any config field.
 
 Writes bench/results/quality-<machine>.json (every figure, config, plan, latent shape, wall times, machine,
 command, goals) and bench/results/quality-<machine>/ (sweep.json/.md, SSIM plot, grids per PSNR, sketch and
-unconditional grids). Checkpoints go to runs/quality-<machine>/ (``--resume`` skips finished stages).
+unconditional grids, learning curves curves.png; the curves are also in the JSON). Checkpoints go to
+runs/quality-<machine>/ (``--resume`` skips finished stages and continues an interrupted one from its last epoch).
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ CPU_PRESET = ["model.channels=64", "model.num_res=1", "model.num_mult=2", "model
 STAGE_SHARE = {"step1": 0.40, "approach1": 0.15, "approach2": 0.15, "approach3": 0.30}
 EVAL_RESERVE = 0.12          # share of the budget kept for the sweep, sketches and figures
 EPOCHS_SMALL = 5             # mini-epochs per stage when a stage gets less than one full epoch
+PAPER_DROP = ("train.batch_size", "train.max_val_batches")  # paper mode keeps only the CPU preset's widths
 GOALS = {"ae_ssim": 0.95, "approach3_ssim_50db": 0.75, "approach3_ssim_0db": 0.65}
 
 
@@ -97,6 +101,7 @@ def eval_seconds_per_image(cfg, ckpts, faces, device, n_evals: int) -> float:
     from pycompgen.evaluation.inference import load_for_eval
     from pycompgen.evaluation.metrics import compute_metrics
     from pycompgen.evaluation.sweep import face_batch
+    from pycompgen.systems.compgen.system import decode_edges
 
     lc = load_for_eval(ckpts["approach3"], expect_model=cfg.model.name, device=device)
     ch = EdgeChannel(cfg.data.canny_low, cfg.data.canny_high, cfg.data.blur_sigma, psnr=0.0)
@@ -104,11 +109,52 @@ def eval_seconds_per_image(cfg, ckpts, faces, device, n_evals: int) -> float:
     with torch.no_grad():
         t = time.perf_counter()
         b = ch(x8, device)
-        xh = lc.models["g"](lc.models["h"](b["z_noisy"]))
+        xh = decode_edges(lc.models, b["z_noisy"])
         compute_metrics(xh, b["x"], b["z"], edge_fn=ch.edges)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
     return (time.perf_counter() - t) / x8.shape[0] * n_evals
+
+
+def read_curves(run_dir: Path, stages) -> dict:
+    """{stage: [{epoch, val_ssim, val_loss, train_loss, epoch_time_s}, ...]} from each stage's metrics.jsonl (a
+    resumed run may repeat an epoch: the last record of an epoch wins)."""
+    import json
+    out = {}
+    for name in stages:
+        path = run_dir / name / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        by_epoch = {}
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                by_epoch[int(r["epoch"])] = {k: r.get(k) for k in ("epoch", "val_ssim", "val_loss", "train_loss",
+                                                                     "epoch_time_s", "images_per_s")}
+        out[name] = [by_epoch[e] for e in sorted(by_epoch)]
+    return out
+
+
+def plot_curves(curves: dict, path: Path, title: str = "") -> str:
+    """Validation SSIM per epoch, one line per stage (approaches: averaged over the training PSNR range)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for name, rows in curves.items():
+        pts = [(r["epoch"], r["val_ssim"]) for r in rows if r.get("val_ssim") is not None]
+        if pts:
+            ax.plot(*zip(*pts), marker=".", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation SSIM")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
 
 
 def plan_budget(cfg, sec_per_step: dict, seconds: float, n_train: int) -> dict:
@@ -138,7 +184,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "celeba"), help="CelebA root")
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--budget-min", type=float, default=90.0, help="wall-clock budget in minutes (default 90)")
-    mode.add_argument("--paper", action="store_true", help="paper recipe: default model, 50/40/40/40 epochs")
+    mode.add_argument("--paper", action="store_true", help="paper recipe: batch 100, 50/40/40/40 epochs")
+    ap.add_argument("--paper-widths", action="store_true",
+                    help="with --paper: the paper's network widths (default on a GPU; a CPU uses the CPU preset's)")
     ap.add_argument("--sketches", default=str(ROOT.parent / "shared" / "data" / "cufsf" / "sketches"))
     ap.add_argument("--sketch-limit", type=int, default=32, help="sketches to run (default 32)")
     ap.add_argument("--unconditional", type=int, default=16, help="faces from pure noise (default 16)")
@@ -154,6 +202,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
+    load_start = os.getloadavg()
     from pycompgen.config import load_config
     from pycompgen.data import load_faces
     from pycompgen.evaluation import run_sketches, run_unconditional, sweep
@@ -168,7 +217,11 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     machine = args.machine or machine_name(device)
     mode = "paper" if args.paper else "budget"
-    preset = [] if args.paper else list(CPU_PRESET)
+    paper_widths = args.paper and (args.paper_widths or device.type == "cuda")
+    if args.paper:
+        preset = [] if paper_widths else [o for o in CPU_PRESET if not o.startswith(PAPER_DROP)]
+    else:
+        preset = list(CPU_PRESET)
     base = preset + [f"train.psnr_range=[{PSNR_RANGE[0]},{PSNR_RANGE[1]}]", f"train.device={device}",
                      "train.progress=false"] + list(args.overrides)
     cfg = load_config(None, base)
@@ -216,6 +269,12 @@ def main(argv=None) -> int:
         stage_times[name] = round(time.perf_counter() - t, 1)
         stage_results[name] = {k: v for k, v in res[name].items() if isinstance(v, (int, float, str, bool))}
     train_wall = round(sum(stage_times.values()), 1)
+    curves = read_curves(run_dir, stages)
+    # wall time over all sessions of a resumed run: the epochs' own times (training + validation)
+    epochs_wall = {k: round(sum(r.get("epoch_time_s") or 0.0 for r in v), 1) for k, v in curves.items()}
+    curves_png = plot_curves(curves, fig_dir / "curves.png",
+                             title=f"Compgen [{mode}] on {machine}: validation SSIM per epoch\n"
+                                   f"(approaches: channel PSNR drawn per image from {PSNR_RANGE} dB)")
 
     # evaluate --------------------------------------------------------------------------------------------------
     t = time.perf_counter()
@@ -252,7 +311,7 @@ def main(argv=None) -> int:
            "approach3_ssim_0db": a3r.get("0", {}).get("ssim", float("nan"))}
     goals = {k: {"target": GOALS[k], "value": v, "met": bool(v >= GOALS[k])} for k, v in got.items()}
     rel = lambda p: os.path.relpath(p, ROOT)  # noqa: E731
-    figures = [rel(fig_dir / "ssim_vs_psnr.png")] + [rel(fig_dir / g) for g in sw["figures"]["grids"].values()]
+    figures = [rel(Path(curves_png)), rel(fig_dir / "ssim_vs_psnr.png")] + [rel(fig_dir / g) for g in sw["figures"]["grids"].values()]
     figures += [rel(fig_dir / sw["figures"]["ae_grid"])] if "ae_grid" in sw["figures"] else []
     for v in gen.values():
         figures += [rel(p) for p in v.get("grids", [])] + ([rel(v["grid"])] if "grid" in v else [])
@@ -261,6 +320,8 @@ def main(argv=None) -> int:
         "benchmark": "quality", "mode": mode, "machine": machine, "machine_info": machine_info(device),
         "command": "python " + " ".join(shlex.quote(a) for a in [rel(Path(__file__))] + sys.argv[1:]),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
+        "train_psnr_range_db": PSNR_RANGE,
         "budget_min": None if args.paper else args.budget_min,
         "data": {"path": cfg.data.path, "train_images": len(train_faces), "val_images": len(val_faces),
                  "image_size": cfg.data.image_size, "load_s": round(data_s, 1)},
@@ -268,7 +329,9 @@ def main(argv=None) -> int:
         "compression_ratio": 3 * cfg.data.image_size ** 2 / math.prod(lat),
         "config_overrides": base, "config": cfg.to_dict(),
         "calibration_s_per_step": calib, "plan": plan,
-        "stages": {k: {"wall_s": stage_times[k], **stage_results[k]} for k in stages},
+        "stages": {k: {"wall_s": stage_times[k], "epochs_wall_s": epochs_wall.get(k), **stage_results[k]}
+                   for k in stages},
+        "curves": curves, "paper_widths": paper_widths,
         "sweep": {k: sw[k] for k in ("n_images", "split", "psnrs", "seed", "edge", "ae", "approaches", "rows")},
         "sweep_files": rel(fig_dir / "sweep.json"),
         "generation": gen, "goals": goals, "figures": figures,

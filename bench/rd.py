@@ -184,6 +184,7 @@ def channel_grid(ckpts, x) -> dict:
     from pycompgen.data import EdgeChannel
     from pycompgen.evaluation import metrics as M
     from pycompgen.evaluation.inference import load_for_eval
+    from pycompgen.systems.compgen.system import decode_edges
     models = {"range -5:50 dB": ckpts["compgen"], **{k.split("@ ")[1]: v for k, v in ckpts.items()
                                                     if k.startswith("approach3 @")}}
     x8 = (x * 255).round().to(torch.uint8)
@@ -195,7 +196,7 @@ def channel_grid(ckpts, x) -> dict:
         for p in GRID_TEST:
             b = EdgeChannel(d.canny_low, d.canny_high, d.blur_sigma, psnr=p)(x8, torch.device("cpu"),
                                                                              generator=torch.Generator().manual_seed(0))
-            x_hat = lc.models["g"](lc.models["h"](b["z_noisy"])).clamp(0, 1)
+            x_hat = decode_edges(lc.models, b["z_noisy"]).clamp(0, 1)
             row[f"{p:g}"] = float(M.ssim(x_hat, b["x"]).mean())
             density = float(b["z"].float().mean())
         rows[label] = row
@@ -232,6 +233,7 @@ def table1(ckpts, x) -> dict:
     import cv2
 
     from pycompgen.evaluation.inference import load_for_eval
+    from pycompgen.systems.compgen.system import decode_edges
     from pycompgen.evaluation.masks import face_ellipse_mask, table1_metrics
     from pycompgen.ops import canny
     from pycompgen.systems import get_system
@@ -243,7 +245,7 @@ def table1(ckpts, x) -> dict:
             recs[label] = get_system(lc.model_name).reconstruct(lc.stage, lc.models, {"x": x}).clamp(0, 1)
         lc = load_for_eval(ckpts["compgen"], expect_model="compgen")
         z = canny(x, lc.config.data.canny_low, lc.config.data.canny_high)
-        recs["Compgen approach 3 (edges)"] = lc.models["g"](lc.models["h"](z)).clamp(0, 1)
+        recs["Compgen approach 3 (edges)"] = decode_edges(lc.models, z).clamp(0, 1)
     u8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     jpeg = [cv2.imdecode(cv2.imencode(".jpg", im[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])[1], 1)[..., ::-1]
             for im in u8]

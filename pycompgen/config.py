@@ -49,6 +49,7 @@ class ModelConfig:
     elm_channels: int = 64           # ELM conv width
     elm_num_res: int = 2             # ELM residual blocks (with BatchNorm)
     elm_hidden: int = 1024           # FC1 width
+    elm_skips: bool = False          # beyond the paper: gated skip features from h's convs into g (see ELM)
     entropy_bottleneck: bool = False  # step 1 also trains an entropy bottleneck "eb" on y (a real latent bitstream)
 
 

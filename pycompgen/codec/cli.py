@@ -179,7 +179,8 @@ def decompress_bytes(ckpt, data: bytes, name: str = "file", psnr: float | None =
             gen.manual_seed(int(seed))
             z = awgn(z, float(psnr), normalize=True, peak=1.0, generator=gen)
         with torch.no_grad():
-            x_hat = g(ckpt.models["h"](z))
+            from pycompgen.systems.compgen.system import decode_edges
+            x_hat = decode_edges({"h": ckpt.models["h"], "g": g}, z)
     else:
         if psnr is not None:
             raise ValueError("--psnr applies to edge-map payloads only")

@@ -17,6 +17,7 @@ import torch
 
 from . import figures
 from .inference import check_image_size
+from pycompgen.systems.compgen.system import decode_edges
 
 DEFAULT_GEN_PSNR = -5.0
 
@@ -49,7 +50,7 @@ def generate_from_edges(models: dict, z: torch.Tensor, psnr: float = DEFAULT_GEN
     for s in range(0, z.shape[0], batch_size):
         zn = _noisy(z[s:s + batch_size].to(dev).float(), psnr, gen)
         noisy.append(zn.cpu())
-        outs.append(g(h(zn)).cpu())
+        outs.append(decode_edges(models, zn).cpu())
     return torch.cat(noisy), torch.cat(outs)
 
 

@@ -24,7 +24,8 @@ def reconstruct(models: dict, x: torch.Tensor | None = None, z_noisy: torch.Tens
     if mode == "elm":
         if z_noisy is None:
             raise ValueError("reconstruct(mode='elm') needs z_noisy")
-        return models["g"](models["h"](z_noisy))
+        from pycompgen.systems.compgen.system import decode_edges
+        return decode_edges(models, z_noisy)
     raise ValueError(f"reconstruct: mode must be 'ae' or 'elm', got {mode!r}")
 
 

@@ -22,6 +22,7 @@ from . import figures
 from .figures import psnr_key
 from .inference import check_image_size
 from .metrics import METRIC_NAMES, compute_metrics
+from pycompgen.systems.compgen.system import elm_forward
 
 DEFAULT_PSNRS = (50.0, 25.0, 10.0, 0.0, -2.0, -5.0)
 SWEEP_FORMAT = "pycompgen-sweep/1"
@@ -146,8 +147,7 @@ def sweep_models(approaches: dict[str, dict], faces, out_dir: str | os.PathLike,
             if first:
                 grid["noisy"][key] = zn[:k].cpu()
             for lab, mods in approaches.items():
-                yh = mods["h"](zn)
-                xh = mods["g"](yh)
+                yh, xh = elm_forward(mods, zn)
                 accs[lab][key].add(compute_metrics(xh, x, z, **mkw))
                 if first:
                     grid["out"][(lab, key)] = (yh[:k].cpu(), xh[:k].cpu())

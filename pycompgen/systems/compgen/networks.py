@@ -59,21 +59,34 @@ class Decoder(nn.Module):
             deconv5_up(c2, 3), nn.Sigmoid(),
         )
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor, skips: tuple | None = None) -> torch.Tensor:
+        """``skips``: (s16, s32) from an ELM built with ``skips=True``, added after the first and the second
+        upsampling (H/4 and H/2); None for the paper's decoder."""
         if y.dim() != 4 or y.shape[1] != self.latent_channels:
             raise ValueError(f"decoder g expects a latent of shape (N, {self.latent_channels}, h, w), "
                              f"got {tuple(y.shape)}")
-        return self.tail(self.res(self.head(y)))
+        if skips is None:
+            return self.tail(self.res(self.head(y)))
+        s16, s32 = skips
+        t = self.res(self.head(y) + s16)
+        return self.tail[3:](self.tail[:3](t) + s32)
 
 
 class ELM(nn.Module):
     """h: noisy edge map (N,1,H,W) -> y_hat with y's shape (N, latent_channels, H/8, W/8).
 
     Three [k5 s2] convs down to H/8, ``num_res`` residual blocks with BatchNorm, FC1 - ReLU - FC2, reshape.
+
+    ``skips=True`` (beyond the paper, ``model.elm_skips``): h also hands its H/4 and H/2 conv features to g
+    (``forward(z, return_skips=True)`` -> (y_hat, (s16, s32))), projected by 3x3 convs to g's widths
+    (``g_channels``) and scaled per image and channel by a gate sigmoid(W·mean(H/8 features)). Detail can bypass
+    the FC bottleneck when the edges are clean; the gate learns to close when they are noisy, leaving the FC path
+    (a prior over faces). The projections start at zero, so a model initialised from the paper's h, g starts as
+    the paper's model.
     """
 
     def __init__(self, image_size: int = 64, channels: int = 64, num_res: int = 2, hidden: int = 1024,
-                 latent_channels: int = 16):
+                 latent_channels: int = 16, skips: bool = False, g_channels: int = 128):
         super().__init__()
         if image_size % DOWNSAMPLE:
             raise ValueError(f"ELM needs image_size divisible by {DOWNSAMPLE}, got {image_size}")
@@ -90,11 +103,29 @@ class ELM(nn.Module):
         self.fc1 = nn.Linear(channels * s * s, hidden)
         self.fc2 = nn.Linear(hidden, latent_channels * s * s)
         self.act = nn.ReLU(inplace=True)
+        self.skips = skips
+        if skips:
+            gc2 = max(g_channels // 2, 1)
+            self.gate = nn.Linear(channels, channels + c2)
+            self.proj16 = nn.Conv2d(channels, g_channels, 3, padding=1)
+            self.proj32 = nn.Conv2d(c2, gc2, 3, padding=1)
+            for m in (self.proj16, self.proj32):
+                nn.init.zeros_(m.weight)
+                nn.init.zeros_(m.bias)
 
-    def forward(self, z_noisy: torch.Tensor) -> torch.Tensor:
+    def forward(self, z_noisy: torch.Tensor, return_skips: bool = False):
         _check_image(z_noisy, 1, "ELM h", self.image_size)
-        t = self.res(self.convs(z_noisy)).flatten(1)
-        return self.fc2(self.act(self.fc1(t))).view(z_noisy.shape[0], *self.latent)
+        if not (self.skips and return_skips):
+            t = self.res(self.convs(z_noisy)).flatten(1)
+            return self.fc2(self.act(self.fc1(t))).view(z_noisy.shape[0], *self.latent)
+        c = self.convs
+        t32 = c[1](c[0](z_noisy))
+        t16 = c[4](c[3](c[2](t32)))
+        t8 = self.res(c[7](c[6](c[5](t16))))
+        y_hat = self.fc2(self.act(self.fc1(t8.flatten(1)))).view(z_noisy.shape[0], *self.latent)
+        gate = torch.sigmoid(self.gate(t8.mean((2, 3))))
+        g16, g32 = gate[:, :t16.shape[1], None, None], gate[:, t16.shape[1]:, None, None]
+        return y_hat, (self.proj16(t16 * g16), self.proj32(t32 * g32))
 
 
 def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
@@ -102,7 +133,8 @@ def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
     nets = {
         "f": Encoder(m.channels, m.latent_channels, m.num_res, m.num_mult, m.norm, image_size=image_size),
         "g": Decoder(m.channels, m.latent_channels, m.num_res, m.num_mult, m.norm),
-        "h": ELM(image_size, m.elm_channels, m.elm_num_res, m.elm_hidden, m.latent_channels),
+        "h": ELM(image_size, m.elm_channels, m.elm_num_res, m.elm_hidden, m.latent_channels,
+                 skips=getattr(m, "elm_skips", False), g_channels=m.channels),
     }
     if getattr(m, "entropy_bottleneck", False):
         from pycompgen.codec.entropy import EntropyBottleneck

@@ -38,6 +38,26 @@ def prepare_batch(batch, cfg, device, channel, generator, needs_edges: bool = Tr
     return channel(x, device, generator=generator)
 
 
+def _has_skips(h) -> bool:
+    return bool(getattr(getattr(h, "module", h), "skips", False))  # h may be DDP-wrapped
+
+
+def elm_forward(models: dict, z_noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y_hat, x_hat) = (h(z + n), g(h(z + n))): the approaches' latent and reconstruction from a (noisy) edge map;
+    with ``model.elm_skips`` h also hands its gated conv features to g."""
+    h, g = models["h"], models["g"]
+    if _has_skips(h):
+        y_hat, skips = h(z_noisy, return_skips=True)
+        return y_hat, g(y_hat, skips=skips)
+    y_hat = h(z_noisy)
+    return y_hat, g(y_hat)
+
+
+def decode_edges(models: dict, z_noisy: torch.Tensor) -> torch.Tensor:
+    """x_hat = g(h(z + n)) (see ``elm_forward``)."""
+    return elm_forward(models, z_noisy)[1]
+
+
 def _d(cfg, x, x_hat):
     t = cfg.train
     return distortion(x, x_hat, t.w_ssim, t.w_l1, t.w_mse)
@@ -62,21 +82,33 @@ def _step1_loss(nets, b, cfg):
 def _approach1_loss(nets, b, cfg):
     with torch.no_grad():
         y = nets["f"](b["x"])
-    loss = latent_mse(nets["h"](b["z_noisy"]), y)
-    return loss, {"latent_mse": loss.detach()}
+    h = nets["h"]
+    if not _has_skips(h):
+        loss = latent_mse(h(b["z_noisy"]), y)
+        return loss, {"latent_mse": loss.detach()}
+    y_hat, skips = h(b["z_noisy"], return_skips=True)  # the skip path gets zero gradients (DDP needs them used)
+    lat = latent_mse(y_hat, y)
+    return lat + 0.0 * sum(s.float().sum() for s in skips), {"latent_mse": lat.detach()}
 
 
 def _approach2_loss(nets, b, cfg):
     with torch.no_grad():
-        y_hat = nets["h"](b["z_noisy"])
-    x_hat = nets["g"](y_hat)
+        if _has_skips(nets["h"]):
+            y_hat, skips = nets["h"](b["z_noisy"], return_skips=True)
+        else:
+            y_hat, skips = nets["h"](b["z_noisy"]), None
+    x_hat = nets["g"](y_hat) if skips is None else nets["g"](y_hat, skips=skips)
     d = _d(cfg, b["x"], x_hat)
     return d, {"distortion": d.detach(), "x_hat": x_hat}
 
 
 def _approach3_loss(nets, b, cfg):
-    y_hat = nets["h"](b["z_noisy"])
-    x_hat = nets["g"](y_hat)
+    if _has_skips(nets["h"]):
+        y_hat, skips = nets["h"](b["z_noisy"], return_skips=True)
+        x_hat = nets["g"](y_hat, skips=skips)
+    else:
+        y_hat = nets["h"](b["z_noisy"])
+        x_hat = nets["g"](y_hat)
     d = _d(cfg, b["x"], x_hat)
     logs = {"distortion": d.detach(), "x_hat": x_hat}
     loss = d
@@ -95,8 +127,10 @@ def _ae(nets, b):
 
 
 def _elm(nets, b):
-    return nets["g"](nets["h"](b["z_noisy"]))
+    return decode_edges(nets, b["z_noisy"])
 
+
+SKIP_MODULES = ("gate", "proj16", "proj32")  # h's skip path (model.elm_skips)
 
 # stage -> (loss, reconstruction, needs edges)
 _STEPS: dict[str, tuple[Callable, Callable, bool]] = {
@@ -142,6 +176,11 @@ class Compgen(System):
     def filter_init(self, init: dict) -> dict:
         if self.spec.name == "approach3" and self.cfg.train.approach3_init == "fresh":
             init.pop("h", None)
+        if "h" in init and "h" in self.models and self.models["h"].skips:
+            # an h trained without skips (e.g. the paper's approach 1) starts the skip path at its zero init
+            own = self.models["h"].state_dict()
+            fresh = {k: v for k, v in own.items() if k.split(".")[0] in SKIP_MODULES and k not in init["h"]}
+            init["h"] = {**init["h"], **fresh}
         return init
 
     def missing_init_message(self, lacking: list) -> str:
@@ -208,4 +247,4 @@ class Compgen(System):
 
 SYSTEM = Compgen
 
-__all__ = ["Compgen", "make_channel", "prepare_batch"]
+__all__ = ["Compgen", "decode_edges", "elm_forward", "make_channel", "prepare_batch"]
