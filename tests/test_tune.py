@@ -318,3 +318,16 @@ def test_search_of_another_system_on_local_ray(tmp_path):
     cfg = load_config(str(tmp_path / "runs" / "g" / "best_config.yaml"), [])
     assert cfg.model.name == "dcgan" and cfg.train.stage == "train" and cfg.dcgan.channels == 8
     assert 3e-4 <= cfg.dcgan.lr_g <= 3e-3 and cfg.dcgan.recon_weight in (3.0, 10.0, 30.0)
+
+
+def test_each_system_names_what_tune_optimises(tmp_path):
+    """Compgen-like systems maximise val_ssim; the BEGAN refiner minimises its convergence measure M_global."""
+    from pycompgen.tune.cli import new_settings, parse_args
+    from pycompgen.tune.space import build_space
+    got = {}
+    for system in ("compgen", "began"):
+        args = parse_args(["--system", system, "--storage-path", str(tmp_path / "r")])
+        src = str(ROOT / "tune" / "spaces" / f"{system}.yaml")
+        s = new_settings(args, build_space(src, []), src, str(tmp_path / "r"), f"s-{system}")
+        got[system] = (s["metric"], s["mode"])
+    assert got == {"compgen": ("val_ssim", "max"), "began": ("val_m_global", "min")}

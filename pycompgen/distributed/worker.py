@@ -115,7 +115,6 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from torch.utils.data import DataLoader, DistributedSampler
 
     from pycompgen.config import Config
-    from pycompgen.data import load_faces
     from pycompgen.training import EpochShuffleSampler, fit, load_checkpoint, save_checkpoint
 
     torch.set_num_threads(max(1, int(loop_config.get("threads") or 1)))
@@ -128,8 +127,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     # -- data: this worker's shard of the cached faces ---------------------------------------------------------------
     d, t = cfg.data, cfg.train
-    kw = dict(image_size=d.image_size, cache_dir=d.cache_dir, synthetic_count=d.synthetic_count, seed=t.seed)
-    train_set, val_set = load_faces(d.path, "train", **kw), load_faces(d.path, "val", **kw)
+    from pycompgen.systems import get_system
+    system_cls = get_system(cfg.model.name)  # System.datasets: the face data unless the system supplies its own
+    train_set, val_set = system_cls.datasets(cfg, "train"), system_cls.datasets(cfg, "val")
     if world > 1:
         sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=t.seed)
     else:
@@ -193,7 +193,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
                 shutil.copyfile(best_file, os.path.join(tmp, BEST_NAME))
                 if logger is not None:
                     try:
-                        logger.log_epoch(epoch + 1, scalars, state)
+                        logger.log_epoch(epoch + 1, scalars, state, step_logs=metrics.get("step_logs"))
                     except Exception as e:
                         print(f"[pycompgen] warning: MLflow logging failed, continuing without it "
                               f"({type(e).__name__}: {e})", flush=True)

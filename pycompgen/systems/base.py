@@ -113,6 +113,8 @@ class System:
     description: ClassVar[str] = ""
     section: ClassVar[Optional[type]] = None  # dataclass of the system's own hyper-parameters (cfg.<name>)
     psnr_sweep: ClassVar[bool] = False       # whether pycompgen.evaluation's channel-PSNR sweep applies
+    step_log_keys: ClassVar[tuple] = ()      # train_step scalars also logged every step (MLflow), e.g. BEGAN's k_t
+    tune_metric: ClassVar[tuple] = ("val_ssim", "max")  # what Ray Tune optimises for this system (metric, mode)
 
     # -- construction -------------------------------------------------------------------------------------------------
     def __init__(self, cfg, device, init: Optional[dict] = None, *, resume_state: Optional[dict] = None,
@@ -199,6 +201,16 @@ class System:
         earlier stage of the pipeline; each hands its checkpoint to the next."""
         order = cls.pipeline()
         return list(order[:order.index(cls.get_stage(stage).name)])
+
+    @classmethod
+    def datasets(cls, cfg, split: str):
+        """The dataset of ``split`` ("train" | "val") that the harness's loaders read (``make_loaders``, the Ray
+        worker). Default: the face data (``pycompgen.data.load_faces``: uint8 (3, H, W) items). A system with other
+        data (e.g. two unpaired domains) overrides this; items go through ``prepare_batch`` / ``example_batch``."""
+        from pycompgen.data import load_faces
+        d = cfg.data
+        return load_faces(d.path, split, image_size=d.image_size, cache_dir=d.cache_dir,
+                          synthetic_count=d.synthetic_count, seed=cfg.train.seed)
 
     def filter_init(self, init: dict) -> dict:
         return init

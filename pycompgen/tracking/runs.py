@@ -194,15 +194,21 @@ class EpochLogger:
         self.sample_batch = sample_batch
         self.cfg = cfg
 
-    def log_epoch(self, epoch: int, metrics: dict, state: Optional[dict] = None) -> None:
-        """``epoch``: completed epochs (1-based); ``state``: the checkpoint payload (for sample grids)."""
+    def log_epoch(self, epoch: int, metrics: dict, state: Optional[dict] = None,
+                  step_logs: Optional[dict] = None) -> None:
+        """``epoch``: completed epochs (1-based); ``state``: the checkpoint payload (for sample grids);
+        ``step_logs``: {key: [value per training step of this epoch]} (``System.step_log_keys``), logged as
+        ``step_<key>`` at the global step (epoch - 1) * steps per epoch + i."""
         from mlflow.entities import Metric
         ts = int(time.time() * 1000)
         keys = list(EPOCH_METRICS) + sorted(k for k in metrics if k.startswith(("train_", "val_", "lr_", "amp_"))
                                             and k not in EPOCH_METRICS)  # a system's own losses, e.g. train_loss_d
         ms = [Metric(k, float(metrics[k]), ts, epoch) for k in keys if _finite(metrics.get(k))]
-        if ms:
-            self.cl.log_batch(self.run_id, metrics=ms)
+        for k, vals in (step_logs or {}).items():
+            base = (epoch - 1) * len(vals)
+            ms += [Metric(f"step_{k}", float(v), ts, base + i) for i, v in enumerate(vals) if _finite(v)]
+        for i in range(0, len(ms), 1000):  # MLflow's limit per batch
+            self.cl.log_batch(self.run_id, metrics=ms[i:i + 1000])
         last = epoch >= int(metrics.get("epochs", epoch))
         if state is not None and self.sample_batch is not None and (epoch % self.grid_every == 0 or last):
             from .artifacts import sample_grid_png

@@ -95,6 +95,7 @@ def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int =
     system.train_mode()
     total = torch.zeros((), dtype=torch.float64, device=system.device)
     logs_sum: dict = {}  # the system's other scalar logs (e.g. a GAN's loss_d), averaged per image
+    per_step: dict = {k: [] for k in getattr(system, "step_log_keys", ())}  # logged every step (kept on device)
     count, steps = 0, 0
     t0 = time.perf_counter()
     name = system.spec.name
@@ -113,6 +114,9 @@ def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int =
         for k, v in logs.items():
             if k != "loss" and torch.is_tensor(v) and v.dim() == 0:
                 logs_sum[k] = logs_sum.get(k, 0.0) + v.detach().double() * n
+        for k in per_step:
+            if k in logs:
+                per_step[k].append(torch.as_tensor(logs[k], dtype=torch.float64).detach().reshape(()))
         count += n
         steps += 1
         if progress and steps % 10 == 0:
@@ -127,7 +131,8 @@ def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int =
         raise FloatingPointError(f"{name}: non-finite training loss in epoch {epoch + 1} (lower train.lr?)")
     return {"train_loss": loss_sum / max(count_all, 1.0), "train_images": int(count_all), "train_steps": steps,
             "train_time_s": secs, "images_per_s": count / secs if secs > 0 else 0.0,
-            **{f"train_{k}": v / max(count_all, 1.0) for k, v in zip(keys, rest)}}
+            **{f"train_{k}": v / max(count_all, 1.0) for k, v in zip(keys, rest)},
+            **({"step_logs": {k: torch.stack(v).tolist() for k, v in per_step.items() if v}} if per_step else {})}
 
 
 @torch.no_grad()

@@ -27,12 +27,12 @@ def pipeline_stages(cfg) -> tuple:
 
 
 def make_loaders(cfg, *, shuffle_seed: Optional[int] = None):
-    """Train / validation DataLoaders over pycompgen.data.load_faces (uint8 batches; edges made on the device)."""
-    from pycompgen.data import load_faces
+    """Train / validation DataLoaders over the system's ``datasets`` (default: pycompgen.data.load_faces; uint8
+    batches; edges made on the device)."""
     d, t = cfg.data, cfg.train
-    common = dict(image_size=d.image_size, cache_dir=d.cache_dir, synthetic_count=d.synthetic_count, seed=t.seed)
-    train_set = load_faces(d.path, "train", **common)
-    val_set = load_faces(d.path, "val", **common)
+    system = get_system(cfg.model.name)  # System.datasets: the face data unless the system supplies its own
+    train_set = system.datasets(cfg, "train")
+    val_set = system.datasets(cfg, "val")
     if train_set.image_size != d.image_size:
         raise ValueError(f"the data holds {train_set.image_size}x{train_set.image_size} images but "
                          f"data.image_size={d.image_size}")

@@ -147,6 +147,8 @@ def new_settings(args, space, space_src, storage, name):
         "sweep_images": args.sweep_images, "trial_sweep": not args.no_trial_sweep,
         "max_concurrent": args.max_concurrent, "experiment": args.experiment,
     }
+    from pycompgen.systems import get_system
+    settings["metric"], settings["mode"] = get_system(cfg.model.name).tune_metric  # what "best" means
     # Validate the space against the config now (a bad value fails here, not inside a trial).
     sample = {k: (v if not is_searched(v) else _first(v)) for k, v in space.items()
               if "." not in k or is_searched(v)}
@@ -285,7 +287,8 @@ def search_algorithm(settings, n_conc):
         try:
             from ray.tune.search.optuna import OptunaSearch
             import optuna  # noqa: F401
-            return OptunaSearch(metric="val_ssim", mode="max", seed=settings["seed"]), "optuna (TPE)"
+            return (OptunaSearch(metric=settings["metric"], mode=settings["mode"], seed=settings["seed"]),
+                    "optuna (TPE)")
         except ImportError as e:
             print(f"[search] optuna is not importable ({e}); falling back to random search", flush=True)
     from ray.tune.search import BasicVariantGenerator
@@ -370,6 +373,8 @@ def main(argv=None):
             fail(f"--resume: {sfile} does not exist (no search {name!r} under {storage})")
         with open(sfile) as fh:
             settings = json.load(fh)
+        settings.setdefault("metric", "val_ssim")  # searches saved before systems named their metric
+        settings.setdefault("mode", "max")
         print(f"[search] resuming {name} (search settings from {sfile}; search options on the command line "
               f"are ignored)", flush=True)
     else:
@@ -425,11 +430,11 @@ def main(argv=None):
         asha = settings["asha"] and settings["max_epochs"] > 1
         # Rungs at epochs 1, 2, 4, ... below the last epoch: a trial that reaches the last epoch always finishes
         # (and gets its PSNR sweep); stop_last_trials=False keeps ASHA from stopping it at max_t.
-        sched = (ASHAScheduler(time_attr="training_iteration", metric="val_ssim", mode="max",
+        sched = (ASHAScheduler(time_attr="training_iteration", metric=settings["metric"], mode=settings["mode"],
                                max_t=settings["max_epochs"] - 1, grace_period=1, reduction_factor=2,
                                stop_last_trials=False) if asha else FIFOScheduler())
         print(f"[search] {settings['num_samples']} trials, search {alg_name}, "
-              f"{'ASHA on val_ssim' if asha else 'no early stopping'}, up to {n_conc} at a time, "
+              f"{'ASHA on ' + settings['metric'] if asha else 'no early stopping'}, up to {n_conc} at a time, "
               f"{settings['workers_per_trial']} worker(s) per trial", flush=True)
         from .space import to_tune
         tuner = tune.Tuner(
@@ -453,29 +458,32 @@ def main(argv=None):
         ray.shutdown()
         return 130
     print(f"\n[search] all trials ({len(grid)}):\n" + summarize(grid, settings), flush=True)
-    done = [r for r in grid if r.error is None and r.metrics and "val_ssim" in r.metrics]
+    metric, sign = settings["metric"], (1.0 if settings["mode"] == "max" else -1.0)
+    done = [r for r in grid if r.error is None and r.metrics and metric in r.metrics]
     if not done:
         cl.set_terminated(parent_id, status="FAILED")
         errs = [str(r.error).splitlines()[0] for r in grid if r.error is not None]
-        fail(f"no trial produced val_ssim ({len(errs)} failed; first error: {errs[0] if errs else 'none'})", 1)
+        fail(f"no trial produced {metric} ({len(errs)} failed; first error: {errs[0] if errs else 'none'})", 1)
     # The best trial among those that ran all epochs (their final report names the model); ASHA-stopped trials
     # only compete when no trial finished.
-    full = [r for r in done if "checkpoint" in r.metrics and math.isfinite(r.metrics["val_ssim"])] or done
-    best = max(full, key=lambda r: r.metrics["val_ssim"])
+    full = [r for r in done if "checkpoint" in r.metrics and math.isfinite(r.metrics[metric])] or done
+    best = max(full, key=lambda r: sign * r.metrics[metric])
     cfg = best_config(settings, best)
     out = args.best_config or os.path.join(settings["experiment_dir"], "best_config.yaml")
     import yaml
     tmp = out + ".tmp"
     with open(tmp, "w") as fh:
-        fh.write(f"# best trial {best.metrics['trial_id']} of search {name}: val_ssim {best.metrics['val_ssim']:.4f}\n")
+        fh.write(f"# best trial {best.metrics['trial_id']} of search {name}: {metric} {best.metrics[metric]:.4f} "
+                 f"({settings['mode']})\n")
         yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
     os.replace(tmp, out)
 
     keys = [k for k, v in settings["space"].items() if "." not in k or is_searched(v)]
     rows = [[k, flat_params(best.config)[k]] for k in keys] + [[k, best.metrics[k]] for k in
-                                                 ("val_ssim", "val_psnr", "epoch") if k in best.metrics]
+                                                 dict.fromkeys((metric, "val_ssim", "val_psnr", "epoch"))
+                                                 if k in best.metrics]
     print(f"\n[search] best trial {best.metrics['trial_id']}:\n" + table(["", "value"], rows), flush=True)
-    tracking.log_metrics(cl, parent_id, {f"best_{k}": best.metrics[k] for k in ("val_ssim", "val_psnr")
+    tracking.log_metrics(cl, parent_id, {f"best_{k}": best.metrics[k] for k in (metric, "val_ssim", "val_psnr")
                                          if k in best.metrics})
     cl.set_tag(parent_id, "pycompgen.tune.best_trial", best.metrics["trial_id"])
     cl.log_artifact(parent_id, out)
