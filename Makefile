@@ -18,6 +18,7 @@ test: install
 
 demo: install
 	$(PYTHON) tune/search.py
+	$(PYTHON) tools/demo_pretrained.py
 
 bench: install
 	$(PYTHON) bench/ops.py

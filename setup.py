@@ -70,6 +70,7 @@ setup(
     version="0.1.0",
     description="Compression and generation of faces from edge maps (Compgen), with Ray training and MLflow tracking",
     packages=find_packages(include=["pycompgen", "pycompgen.*"]),
+    package_data={"pycompgen.zoo": ["manifest.json", "cards/*.md", "weights/*/*.pt"]},  # the pretrained model zoo
     python_requires=">=3.10",
     ext_modules=extensions(),
     cmdclass={"build_ext": build_ext_class()},

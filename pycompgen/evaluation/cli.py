@@ -42,25 +42,49 @@ def _out_dir(cfg, args, spec, sub: str) -> Path:
     return Path(cfg.out) / sub
 
 
+def _pretrained(cfg, args):
+    """``--pretrained NAME`` -> the loaded zoo entry (pycompgen.zoo.Pretrained), or None without the flag."""
+    name = _get(args, "pretrained")
+    if not name:
+        return None
+    if _checkpoint_spec(args):
+        raise ValueError("--pretrained and --checkpoint are mutually exclusive: give one of them")
+    from pycompgen import zoo
+    from .sweep import resolve_device
+    return zoo.load(name, device=resolve_device(cfg.train.device))
+
+
+def _pretrained_out(args, pre, sub: str) -> Path:
+    return Path(args.out) if _get(args, "out") else Path("runs") / "pretrained" / pre.name / sub
+
+
 def cli_evaluate(cfg, args) -> int:
     """Channel-PSNR sweep of the checkpoints; prints the SSIM table and writes sweep.json/.md, plot, grids."""
     from .inference import resolve_checkpoints
     from .sweep import format_pivot, sweep
 
+    pre = _pretrained(cfg, args)
     spec = _checkpoint_spec(args)
-    ckpts = resolve_checkpoints(spec, default_dir=cfg.out)
+    ckpts = dict(pre.stages) if pre is not None else resolve_checkpoints(spec, default_dir=cfg.out)
     from pycompgen.systems import get_system
     from pycompgen.training.checkpoint import load_checkpoint
     for label, path in ckpts.items():
+        if pre is not None:
+            break
         name = load_checkpoint(path).get("model")
         if not get_system(name).psnr_sweep:
             raise ValueError(f"{path} is a {name!r} checkpoint: evaluate runs Compgen's channel-PSNR sweep; measure "
                              f"{name} with bench/rd.py --model {label}={path} --models-only")
-    out = _out_dir(cfg, args, spec, "eval")
+    out = _out_dir(cfg, args, spec, "eval") if pre is None else _pretrained_out(args, pre, "eval")
     split = _get(args, "split") or cfg.eval.split
     t0 = time.perf_counter()
-    res = sweep(cfg, ckpts, data=cfg.data.path, psnrs=_psnrs(cfg, args), out_dir=out, split=split,
-                progress=bool(getattr(cfg.train, "progress", False)))
+    if pre is not None:
+        from pycompgen.zoo.run import sweep_pretrained
+        res = sweep_pretrained(cfg, pre, data=cfg.data.path, psnrs=_psnrs(cfg, args), out_dir=out, split=split,
+                               progress=bool(getattr(cfg.train, "progress", False)))
+    else:
+        res = sweep(cfg, ckpts, data=cfg.data.path, psnrs=_psnrs(cfg, args), out_dir=out, split=split,
+                    progress=bool(getattr(cfg.train, "progress", False)))
     c, h, w = res["latent_shape"]
     print(f"\nSSIM of x_hat vs x, {res['n_images']} {split} images, latent {c}x{h}x{w}, channel PSNR in dB:")
     print(format_pivot(res, "ssim", markdown=False))
@@ -100,7 +124,11 @@ def cli_generate(cfg, args) -> int:
     if sketches and not Path(sketches).is_dir():
         raise FileNotFoundError(f"sketch folder not found: {sketches}")
     spec = _checkpoint_spec(args)
-    if spec:
+    pre = _pretrained(cfg, args)
+    if pre is not None:
+        stage = pre.elm_stage()
+        ckpts = {stage: pre[stage].path}
+    elif spec:
         ckpts = resolve_checkpoints(spec)
         if len(ckpts) > 1:
             ckpts = {k: v for k, v in ckpts.items() if k != "step1"}
@@ -113,13 +141,14 @@ def cli_generate(cfg, args) -> int:
     psnr = float(_get(args, "psnr")) if _get(args, "psnr") is not None else DEFAULT_GEN_PSNR
     if math.isnan(psnr):
         raise ValueError("--psnr must be a number of dB")
-    out = _out_dir(cfg, args, spec, "generate")
+    out = _out_dir(cfg, args, spec, "generate") if pre is None else _pretrained_out(args, pre, "generate")
     dev = resolve_device(cfg.train.device)
     seed = int(cfg.eval.seed)
     summary = {"psnr": psnr, "seed": seed, "checkpoints": {}, "outputs": {}}
     t0 = time.perf_counter()
     for label, path in ckpts.items():
-        lc = load_for_eval(path, label=label, expect_model=cfg.model.name, device=dev)
+        lc = pre[label] if pre is not None else load_for_eval(path, label=label, expect_model=cfg.model.name,
+                                                              device=dev)
         if not lc.has_elm:
             raise ValueError(f"checkpoint {path} is from stage {lc.stage!r}, which has no trained ELM h: "
                              f"generate needs an approach1/2/3 checkpoint")
@@ -136,6 +165,8 @@ def cli_generate(cfg, args) -> int:
             res["unconditional"] = run_unconditional(lc.models, int(n_unc), sub, lc.image_size, psnr=psnr,
                                                      seed=seed, title=title)
         summary["checkpoints"][label] = lc.info() | {"latent_shape": [int(v) for v in lat.split("x")]}
+        if pre is not None:
+            summary["checkpoints"][label]["pretrained"] = pre.name
         summary["outputs"][label] = res
         files = (res.get("sketches", {}).get("grids", []) + ([res["unconditional"]["grid"]]
                                                               if "unconditional" in res else []))

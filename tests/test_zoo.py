@@ -1,0 +1,210 @@
+"""The pretrained model zoo (pycompgen.zoo, tools/zoo_export.py, --pretrained): a tiny run trained for one step
+per stage is exported into a temporary zoo ($PYCOMPGEN_ZOO_DIR) and used from Python and from the CLI."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "tiny.yaml")
+STAGES = ("step1", "approach1", "approach2", "approach3")
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f"_zoo_tool_{name}", ROOT / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from pycompgen.cli import main
+    out = tmp_path_factory.mktemp("zoo_run") / "run"
+    rc = main(["train", "--stage", "pipeline", "--config", TINY, "--out", str(out), "train.epochs=1",
+               "train.max_steps_per_epoch=1", "train.progress=false"])
+    assert rc == 0
+    for s in STAGES:
+        assert (out / s / "best.pt").is_file()
+    return out
+
+
+@pytest.fixture(scope="module")
+def zoo_root(tiny_run, tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    results = {"machine": "test-cpu", "command": "pytest", "date_utc": "2026-01-01T00:00:00Z",
+               "data": {"path": None, "train_images": 64, "val_images": 16},
+               "stages": {s: {"wall_s": 1.0, "epochs": 1} for s in STAGES},
+               "sweep": {"n_images": 16, "split": "val", "psnrs": [50.0, 0.0],
+                         "ae": {"ssim": 0.5, "ms_ssim": 0.6, "psnr": 15.0, "edge_f1": 0.1},
+                         "approaches": {"approach3": {"50": {"ssim": 0.3, "ms_ssim": 0.4, "psnr": 12.0,
+                                                             "edge_f1": 0.05},
+                                                      "0": {"ssim": 0.2, "ms_ssim": 0.3, "psnr": 11.0,
+                                                            "edge_f1": 0.04}}}}}
+    rpath = root.parent / "results.json"
+    rpath.write_text(json.dumps(results))
+    _tool("zoo_export").export(tiny_run, "tiny", str(rpath), "tiny test model", zoo_dir=root, check_images=8,
+                               psnrs=(50.0, -5.0), log=lambda *a: None)
+    return root
+
+
+@pytest.fixture
+def zoo_env(zoo_root, monkeypatch):
+    monkeypatch.setenv("PYCOMPGEN_ZOO_DIR", str(zoo_root))
+    return zoo_root
+
+
+def test_export_writes_manifest_card_and_hashes(zoo_env):
+    from pycompgen import zoo
+    assert zoo.list() == ["tiny"]
+    e = zoo.info("tiny")
+    assert list(e["stages"]) == list(STAGES)
+    for s, info in e["stages"].items():
+        p = zoo_env / info["file"]
+        assert p == zoo_env / "weights" / "tiny" / f"{s}.pt"
+        assert hashlib.sha256(p.read_bytes()).hexdigest() == info["sha256"]
+        assert info["dtype"] == "float16" and info["ssim_change"] < 0.002
+    assert e["training"]["psnr"] == 50.0
+    card = (zoo_env / e["card"]).read_text()
+    for needle in ("non-commercial", "fixed channel PSNR 50 dB", "SSIM", "MS-SSIM", "edge-F1", "test-cpu",
+                   "4×4×4", "approach3 | 50 |"):
+        assert needle in card, needle
+
+
+def test_files_load_weights_only_as_fp16(zoo_env):
+    from pycompgen import zoo
+    for s, info in zoo.info("tiny")["stages"].items():
+        pl = torch.load(zoo_env / info["file"], weights_only=True)
+        assert pl["format"] == "pycompgen-zoo/1" and pl["stage"] == s
+        floats = [t for sd in pl["models"].values() for t in sd.values() if t.is_floating_point()]
+        assert floats and all(t.dtype == torch.float16 for t in floats)
+        if s != "step1":
+            assert "f" not in pl["models"] and pl["shared"]["f"] == "step1"  # stored once, in step1.pt
+        if s == "approach2":
+            assert pl["shared"]["h"] == "approach1"  # approach 2 trains g only: its h is approach 1's
+
+
+def test_load_gives_float32_networks_close_to_the_checkpoints(zoo_env, tiny_run):
+    from pycompgen import zoo
+    from pycompgen.evaluation.inference import LoadedCheckpoint, load_for_eval
+    from pycompgen.ops import awgn, ssim
+    from pycompgen.systems.compgen.system import decode_edges
+    pre = zoo.load("tiny")
+    assert list(pre) == list(STAGES) and pre.image_size == 32 and "non-commercial" in pre.card
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 32, 32)
+    z = (torch.rand(8, 1, 32, 32) > 0.8).float()
+    zn = awgn(z, 50.0, generator=torch.Generator().manual_seed(0))
+    for s in STAGES:
+        lc = pre[s]
+        assert isinstance(lc, LoadedCheckpoint) and set(lc.parts) >= {"f", "g"}
+        assert all(p.dtype == torch.float32 for m in lc.models.values() for p in m.parameters())
+        ref = load_for_eval(tiny_run / s / "best.pt", label=s)
+        with torch.no_grad():
+            if s == "step1":
+                a, b = ref.models["g"](ref.models["f"](x)), lc.models["g"](lc.models["f"](x))
+            else:
+                assert lc.has_elm
+                a, b = decode_edges(ref.models, zn), decode_edges(lc.models, zn)
+        assert (a - b).abs().max() < 1e-2
+        assert abs(float(ssim(a, x)) - float(ssim(b, x))) < 0.002
+
+
+def test_generate_pretrained_sketches_and_unconditional(zoo_env, tmp_path):
+    from pycompgen.cli import main
+    demo = _tool("demo_pretrained")
+    demo.write_sketches(tmp_path / "sk", n=3)
+    out = tmp_path / "gen"
+    assert main(["generate", "--pretrained", "tiny", "--sketches", str(tmp_path / "sk"), "--unconditional", "4",
+                 "--out", str(out)]) == 0
+    assert (out / "sketches_p000.png").is_file() and (out / "unconditional.png").is_file()
+    summary = json.loads((out / "generate.json").read_text())
+    assert summary["checkpoints"]["approach3"]["pretrained"] == "tiny"
+    assert summary["outputs"]["approach3"]["sketches"]["n"] == 3
+
+
+def test_evaluate_pretrained_writes_sweep_json(zoo_env, tmp_path):
+    from pycompgen.cli import main
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--pretrained", "tiny", "--split", "val", "--psnrs", "50,-5", "--out", str(out),
+                 "eval.max_images=8"]) == 0
+    sw = json.loads((out / "sweep.json").read_text())
+    assert sw["format"] == "pycompgen-sweep/1" and sw["psnrs"] == [50.0, -5.0]
+    assert set(sw["approaches"]) == {"approach1", "approach2", "approach3"} and sw["ae"] is not None
+
+
+def test_checksum_mismatch_is_a_one_line_error(zoo_root, tmp_path, monkeypatch):
+    from pycompgen import zoo
+    bad = tmp_path / "zoo"
+    shutil.copytree(zoo_root, bad)
+    monkeypatch.setenv("PYCOMPGEN_ZOO_DIR", str(bad))
+    f = bad / "weights" / "tiny" / "approach3.pt"
+    data = bytearray(f.read_bytes())
+    data[-100] ^= 0xFF
+    f.write_bytes(bytes(data))
+    expected = zoo.info("tiny")["stages"]["approach3"]["sha256"]
+    with pytest.raises(ValueError) as ei:
+        zoo.load("tiny")
+    msg = str(ei.value)
+    assert "\n" not in msg and str(f) in msg and expected in msg
+    assert hashlib.sha256(bytes(data)).hexdigest() in msg
+
+
+def test_missing_entry_names_the_available_ones(zoo_env, capsys):
+    from pycompgen import zoo
+    from pycompgen.cli import main
+    with pytest.raises(ValueError, match=r"no pretrained model 'nope'.*available: tiny"):
+        zoo.load("nope")
+    assert main(["generate", "--pretrained", "nope", "--unconditional", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "available: tiny" in err and "\n" not in err
+
+
+def test_pretrained_and_checkpoint_are_exclusive(zoo_env, tiny_run, capsys):
+    from pycompgen.cli import main
+    assert main(["evaluate", "--pretrained", "tiny", "--checkpoint", str(tiny_run)]) == 2
+    assert "mutually exclusive" in capsys.readouterr().err
+
+
+def test_zoo_list_cli(zoo_env, capsys):
+    from pycompgen.cli import main
+    assert main(["zoo", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tiny") and "fixed channel PSNR 50 dB" in out
+
+
+def test_fp16_failure_keeps_fp32_or_refuses(tiny_run, tmp_path):
+    exp = _tool("zoo_export")
+    with pytest.raises(ValueError, match="refusing"):
+        exp.export(tiny_run, "t", None, zoo_dir=tmp_path / "z1", check_images=4, tolerance=-1.0, strict=True,
+                   psnrs=(50.0,), log=lambda *a: None)
+    e = exp.export(tiny_run, "t", None, zoo_dir=tmp_path / "z2", check_images=4, tolerance=-1.0,
+                   psnrs=(50.0,), log=lambda *a: None)
+    assert all(info["dtype"] == "float32" for info in e["stages"].values())
+    from pycompgen.zoo import load
+    pre = load("t", root=tmp_path / "z2")
+    assert pre["approach3"].has_elm
+
+
+def test_demo_without_entry_prints_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PYCOMPGEN_ZOO_DIR", str(tmp_path))
+    assert _tool("demo_pretrained").main(["--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out.strip()
+    assert "compgen-64" in out and "not in the zoo" in out and "\n" not in out
+
+
+def test_shipped_entries_load_and_match_their_hashes(monkeypatch):
+    monkeypatch.delenv("PYCOMPGEN_ZOO_DIR", raising=False)
+    from pycompgen import zoo
+    if "compgen-64" not in zoo.list():
+        pytest.skip("compgen-64 is not exported into pycompgen/zoo yet")
+    for name in zoo.list():
+        pre = zoo.load(name)  # checks every file's sha256
+        assert "approach3" in pre and pre["approach3"].has_elm
+        assert "non-commercial" in pre.card
