@@ -5,6 +5,9 @@
 | compgen | Compgen: faces from edge maps (step 1, approaches 1-3) | ``pycompgen/systems/compgen/`` |
 | cvae | CVAE face compressor (face-reconstruction study) | ``pycompgen/systems/cvae.py`` |
 | dcgan | DCGAN face compressor (face-reconstruction study) | ``pycompgen/systems/dcgan.py`` |
+| edgediff | edge-guided diffusion compression (VAE, EEN, ControlNet denoiser) | ``pycompgen/systems/edgediff/`` |
+| sketch2face | Sketch2face (seed 004): unpaired sketch <-> face CycleGAN, VAE generators, WGAN-GP critics | ``pycompgen/systems/sketch2face.py`` |
+| began | BEGAN image refiner (seed 003): downscaled image in, refined face out | ``pycompgen/systems/began.py`` |
 
 Each system holds its networks, losses and ``train_step``; the harness (``pycompgen.training``) trains any of them
 in a plain loop or on Ray Train. System modules are imported on first lookup (no import cost for the others).
@@ -20,6 +23,9 @@ _MODULES = {
     "compgen": "pycompgen.systems.compgen.system",
     "cvae": "pycompgen.systems.cvae",
     "dcgan": "pycompgen.systems.dcgan",
+    "edgediff": "pycompgen.systems.edgediff.system",
+    "sketch2face": "pycompgen.systems.sketch2face",
+    "began": "pycompgen.systems.began",
 }
 SYSTEMS: dict[str, type] = {}
 

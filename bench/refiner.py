@@ -1,0 +1,282 @@
+#!/usr/bin/env python
+"""The BEGAN image refiner (seed 003) on CelebA: trains variants A, B, C within an epoch budget, then the paper's
+Fig. 3 analogue (input / A / B / C side by side) on three kinds of crude faces. Not a test: it trains for real.
+
+    python bench/refiner.py --data ../shared/data/celeba --epochs 5                 # budget: 5 epochs per variant
+    python bench/refiner.py --data ../shared/data/celeba --epochs 5 --compgen-run runs/celeba
+    python bench/refiner.py --data ../shared/data/celeba --epochs 10                # later: continues to 10 epochs
+    python bench/refiner.py --smoke                                                  # seconds: tiny, synthetic faces
+
+Training: one run per variant via ``run_pipeline`` into ``runs/began-<variant>/train/`` (``--run-prefix``), always
+resumable: a finished run is skipped, an interrupted one continues from its last.pt, and re-running with a larger
+``--epochs`` continues training (``--fresh`` starts over). Paper recipe by default (64x64, Adam 1e-3, batch 25,
+channels 64, betas (0.5, 0.999); γ, λ_k, λ_r from the began config section); ``key=value`` arguments override
+any config field (e.g. ``train.max_steps_per_epoch=200 began.channels=32`` for a CPU budget).
+
+Figures (refined by ``pycompgen.systems.began.refine`` with each variant's best.pt):
+  (a) the project's synthetic faces (they play the paper's rendered game characters): input / A / B / C;
+  (b) CelebA validation faces degraded by downscaling (``--degrade 16``: 64 -> 16 -> 64 bilinear):
+      original / degraded input / A / B / C;
+  (c) with ``--compgen-run DIR``: Compgen approach-3 outputs (DIR/approach3/best.pt; edge map + channel at that
+      run's ``train.psnr``, decoded with ``decode_edges`` or g(h(z))): original / edge map / Compgen / A / B / C.
+Only (a) (synthetic pixels) is written to bench/results/refiner-<machine>/; figures holding CelebA pixels ((b), (c))
+go to runs/refiner-figures/<machine>/ (dataset pixels stay out of the repository).
+
+Writes bench/results/refiner-<machine>.json: budget (epochs, steps, batch), wall time (per variant, this invocation
+and accumulated over resumed invocations from metrics.jsonl), machine and load average, per variant the final k_t
+and M_global (last training step, from the checkpoint's extra state, and the last epoch's averages), validation
+metrics, and per input set the faithfulness SSIM between the output downscaled to ``--ssim-size`` and the input
+downscaled likewise (for (b) also SSIM of the output to the clean original).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+VARIANTS = ("A", "B", "C")
+SMOKE = ["began.channels=8", "began.embedding=16", "data.image_size=32", "data.synthetic_count=64",
+         "train.batch_size=16", "train.max_steps_per_epoch=2", "train.max_val_batches=1", "train.device=cpu"]
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="CelebA root (img_align_celeba/ + list_eval_partition.txt); "
+                                                 "required unless --smoke")
+    ap.add_argument("--epochs", type=int, default=5, help="epoch budget per variant (total, across resumes)")
+    ap.add_argument("--variants", default="A,B,C")
+    ap.add_argument("--config", default=None, help="base config file (default: config defaults = paper recipe)")
+    ap.add_argument("--machine", default=f"cpu{os.cpu_count()}")
+    ap.add_argument("--run-prefix", default=str(ROOT / "runs" / "began"), help="runs go to <prefix>-<variant>/")
+    ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--private-figures", default=str(ROOT / "runs" / "refiner-figures"),
+                    help="where figures holding dataset pixels go (<dir>/<machine>/)")
+    ap.add_argument("--compgen-run", default=None, help="a Compgen pipeline folder with approach3/best.pt")
+    ap.add_argument("--degrade", type=int, default=16, help="resolution of the degraded CelebA inputs (b)")
+    ap.add_argument("--ssim-size", type=int, default=None, help="resolution of the faithfulness SSIM "
+                                                               "(default image_size // 2)")
+    ap.add_argument("--n-show", type=int, default=8, help="faces per figure")
+    ap.add_argument("--n-eval", type=int, default=200, help="faces per input set for the SSIM figures")
+    ap.add_argument("--fresh", action="store_true", help="start the runs over instead of resuming")
+    ap.add_argument("--no-train", action="store_true", help="only the figures, from existing runs")
+    ap.add_argument("--smoke", action="store_true", help="tiny widths, 32x32 synthetic faces, 2 steps per epoch; "
+                                                        "outputs under runs/refiner-smoke/ unless given")
+    ap.add_argument("overrides", nargs="*", help="config key=value overrides")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        smoke_root = ROOT / "runs" / "refiner-smoke"
+        if args.run_prefix == ap.get_default("run_prefix"):
+            args.run_prefix = str(smoke_root / "began")
+        if args.results == ap.get_default("results"):
+            args.results = str(smoke_root / "results")
+        if args.private_figures == ap.get_default("private_figures"):
+            args.private_figures = str(smoke_root / "figures")
+        args.overrides = SMOKE + list(args.overrides)
+        args.n_eval = min(args.n_eval, 16)
+    elif args.data is None:
+        ap.error("--data is required (the refiner is trained on real faces); use --smoke for a synthetic check")
+    return args
+
+
+def variant_cfg(args, variant: str):
+    from pycompgen.config import load_config
+    over = ["model.name=began", "train.stage=train", f"began.variant={variant}", f"train.epochs={args.epochs}",
+            "train.batch_size=25", "data.image_size=64",  # the paper's recipe; key=value arguments override
+            *([f"data.path={args.data}"] if args.data else []), *args.overrides]
+    cfg = load_config(args.config, over)
+    cfg.out = f"{args.run_prefix}-{variant}"
+    return cfg
+
+
+def train_variant(args, variant: str) -> dict:
+    from pycompgen.training import run_pipeline
+    cfg = variant_cfg(args, variant)
+    t0 = time.perf_counter()
+    run_pipeline(cfg, resume=not args.fresh, verbose=True)
+    return {"wall_s_this_invocation": time.perf_counter() - t0}
+
+
+def load_variant(args, variant: str, device):
+    from pycompgen.tracking.artifacts import models_from_payload
+    from pycompgen.training import load_checkpoint
+    d = Path(f"{args.run_prefix}-{variant}") / "train"
+    path = d / "best.pt" if (d / "best.pt").is_file() else d / "last.pt"
+    if not path.is_file():
+        raise SystemExit(f"no checkpoint of variant {variant} in {d} (train it first: drop --no-train)")
+    payload = load_checkpoint(path, expect_model="began")
+    cfg, models = models_from_payload(payload, device)
+    last = load_checkpoint(d / "last.pt", expect_model="began") if (d / "last.pt").is_file() else payload
+    hist = []
+    if (d / "metrics.jsonl").is_file():
+        hist = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    m = last.get("metrics", {})
+    info = {"checkpoint": str(path), "epochs_done": int(last.get("epoch", 0)),
+            "inject": list(models["g"].inject),
+            "k_t_final": float(last.get("extra", {}).get("k_t", float("nan"))),
+            "m_global_final": float(last.get("extra", {}).get("m_global", float("nan"))),
+            "k_t_last_epoch_mean": m.get("train_k_t"), "m_global_last_epoch_mean": m.get("train_m_global"),
+            "val": {k: v for k, v in m.items() if k.startswith("val_")},
+            "train_time_s_total": sum(h.get("epoch_time_s", 0.0) for h in hist),
+            "curve": [{k: h.get(k) for k in ("epoch", "train_k_t", "train_m_global", "val_ssim", "val_l_rcn")}
+                      for h in hist]}
+    return cfg, models, info
+
+
+def down(x: torch.Tensor, s: int) -> torch.Tensor:
+    return x if x.shape[-1] == s else F.interpolate(x, size=(s, s), mode="area")
+
+
+def degrade(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Downscale to s x s (area) and back up (bilinear): the crude input of set (b)."""
+    return F.interpolate(down(x, s), size=x.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+def faithfulness(out: torch.Tensor, inp: torch.Tensor, size: int) -> float:
+    from pycompgen.ops import ssim
+    pad = "valid" if size >= 11 else "same"
+    return float(ssim(down(out, size), down(inp, size), padding=pad, window_size=min(11, size - (1 - size % 2))))
+
+
+def compgen_outputs(run: str, x_uint8: torch.Tensor, device):
+    """(edge maps, Compgen approach-3 outputs in [0, 1]) for faces ``x_uint8`` (N,3,H,W) at the run's size."""
+    from pycompgen.systems.compgen import system as cg
+    from pycompgen.tracking.artifacts import models_from_payload
+    from pycompgen.training import load_checkpoint
+    p = Path(run) / "approach3" / "best.pt"
+    if not p.is_file():
+        p = Path(run) / "approach3" / "last.pt"
+    payload = load_checkpoint(p, expect_model="compgen")
+    cfg, models = models_from_payload(payload, device)
+    size = cfg.data.image_size
+    if x_uint8.shape[-1] != size:
+        raise SystemExit(f"--compgen-run {run} was trained on {size}x{size} faces, the refiner on "
+                         f"{x_uint8.shape[-1]}x{x_uint8.shape[-1]}")
+    gen = torch.Generator().manual_seed(1234)
+    b = cg.Compgen.example_batch(cfg, x_uint8, gen)
+    z = b["z_noisy"].to(device)
+    with torch.no_grad():
+        dec = getattr(cg, "decode_edges", None)
+        out = dec(models, z) if dec is not None else models["g"](models["h"](z))
+    return b.get("z", z).float().cpu(), out.float().clamp(0, 1).cpu(), {"checkpoint": str(p),
+                                                                        "psnr_db": cfg.train.psnr}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from _timing import load_average, machine_info
+    from pycompgen.data import load_faces, synthetic_faces
+    from pycompgen.evaluation.figures import compose_grid, write_png
+    from pycompgen.systems.began import refine
+    from pycompgen.training import resolve_device
+
+    variants = [v.strip().upper() for v in args.variants.split(",") if v.strip()]
+    bad = [v for v in variants if v not in VARIANTS]
+    if bad:
+        raise SystemExit(f"--variants: unknown {bad} (A, B, C)")
+    cfg0 = variant_cfg(args, variants[0])
+    device = resolve_device(cfg0.train.device)
+    info = machine_info(str(device))
+    t_start = time.perf_counter()
+    report: dict = {"machine": args.machine, **info,
+                    "budget": {"epochs_per_variant": args.epochs, "batch_size": cfg0.train.batch_size,
+                               "max_steps_per_epoch": cfg0.train.max_steps_per_epoch,
+                               "image_size": cfg0.data.image_size, "channels": cfg0.began.channels,
+                               "gamma": cfg0.began.gamma, "lambda_k": cfg0.began.lambda_k,
+                               "lambda_r": cfg0.began.lambda_r, "lr_g": cfg0.began.lr_g, "lr_d": cfg0.began.lr_d,
+                               "data": args.data or "synthetic", "overrides": args.overrides},
+                    "variants": {}, "sets": {}}
+    wall: dict = {}
+    if not args.no_train:
+        for v in variants:
+            wall[v] = train_variant(args, v)
+    loaded = {}
+    for v in variants:
+        _, models, vinfo = load_variant(args, v, device)
+        loaded[v] = models
+        report["variants"][v] = {**vinfo, **wall.get(v, {})}
+
+    size = cfg0.data.image_size
+    ssim_size = args.ssim_size or size // 2
+    name = f"refiner-{args.machine}"
+    public = Path(args.results) / name
+    private = Path(args.private_figures) / args.machine
+    figures = {}
+
+    def refine_all(inp: torch.Tensor) -> dict:
+        return {v: refine(loaded[v], inp).cpu() for v in variants}
+
+    # (a) synthetic faces -> bench/results (no dataset pixels)
+    syn = torch.from_numpy(synthetic_faces(max(args.n_eval, args.n_show), size, seed=2026)).permute(0, 3, 1, 2)
+    x = syn.float() / 255
+    outs = refine_all(x)
+    report["sets"]["synthetic"] = {"n": x.shape[0], "ssim_size": ssim_size,
+                                   "ssim_down_output_vs_input": {v: faithfulness(o, x, ssim_size)
+                                                                 for v, o in outs.items()}}
+    k = args.n_show
+    figures["synthetic"] = write_png(public / "synthetic.png", compose_grid(
+        [("synthetic input", x[:k])] + [(f"model {v}", o[:k]) for v, o in outs.items()],
+        title=f"BEGAN refiner on synthetic faces ({args.epochs} epochs/variant)"))
+
+    # (b) CelebA val faces degraded by downscaling -> runs/ (dataset pixels)
+    val = load_faces(args.data, "val", size, cache_dir=cfg0.data.cache_dir, synthetic_count=cfg0.data.synthetic_count)
+    n = min(len(val), max(args.n_eval, args.n_show))
+    orig_u8 = torch.from_numpy(val.images[:n]).permute(0, 3, 1, 2).contiguous()
+    orig = orig_u8.float() / 255
+    crude = degrade(orig, args.degrade)
+    outs = refine_all(crude)
+    from pycompgen.ops import ssim
+    report["sets"]["downscaled"] = {
+        "n": n, "degrade": args.degrade, "ssim_size": ssim_size,
+        "ssim_down_output_vs_input": {v: faithfulness(o, crude, ssim_size) for v, o in outs.items()},
+        "ssim_output_vs_original": {v: float(ssim(o, orig)) for v, o in outs.items()},
+        "ssim_input_vs_original": float(ssim(crude, orig))}
+    figures["downscaled"] = write_png(private / "downscaled.png", compose_grid(
+        [("original", orig[:k]), (f"input ({args.degrade}px)", crude[:k])] +
+        [(f"model {v}", o[:k]) for v, o in outs.items()],
+        title=f"BEGAN refiner on {args.degrade}x{args.degrade} -> {size}x{size} faces"))
+
+    # (c) Compgen approach-3 outputs -> runs/ (dataset pixels)
+    if args.compgen_run:
+        z, xc, cinfo = compgen_outputs(args.compgen_run, orig_u8, device)
+        outs = refine_all(xc)
+        report["sets"]["compgen"] = {
+            "n": n, **cinfo, "ssim_size": ssim_size,
+            "ssim_down_output_vs_input": {v: faithfulness(o, xc, ssim_size) for v, o in outs.items()},
+            "ssim_output_vs_original": {v: float(ssim(o, orig)) for v, o in outs.items()},
+            "ssim_compgen_vs_original": float(ssim(xc, orig))}
+        figures["compgen"] = write_png(private / "compgen.png", compose_grid(
+            [("original", orig[:k]), ("edge map", z[:k].clamp(0, 1)), ("Compgen", xc[:k])] +
+            [(f"model {v}", o[:k]) for v, o in outs.items()],
+            title="BEGAN refiner after Compgen approach 3"))
+
+    report["figures"] = figures
+    report["wall_s_this_invocation"] = time.perf_counter() - t_start
+    report["load_average_at_end"] = load_average()
+    Path(args.results).mkdir(parents=True, exist_ok=True)
+    path = Path(args.results) / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    for kind, f in figures.items():
+        print(f"  {kind}: {f}")
+    for v, r in report["variants"].items():
+        print(f"  model {v} (inject {r['inject']}): {r['epochs_done']} epochs, k_t {r['k_t_final']:.4f}, "
+              f"M_global {r['m_global_final']:.4f}, SSIM(down(out), input) synthetic "
+              f"{report['sets']['synthetic']['ssim_down_output_vs_input'][v]:.3f}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""Sketch2face benchmark (seed 004): per-domain VAE-GAN pretraining and the paper's three CycleGAN variants
+("cycle": from scratch, "stitched": pretrained and trained whole, "latent": pretrained, frozen, only the latent
+linear layers trained) within an epoch budget, then the paper's Table 1 analogue and cycle grids.
+
+    python bench/sketch2face.py --data ../shared/data/celeba --sketches ../shared/data/cufsf --epochs 10
+    python bench/sketch2face.py --tiny --results /tmp/s2f-results --run-dir /tmp/s2f-run     # smoke test
+
+Training goes through ``run_pipeline`` into runs/sketch2face-<machine>/<stage>/ (``--resume`` skips finished
+stages and continues an interrupted one from its last epoch). Evaluation on the validation split (at most
+``--eval-images`` of each domain), with the latent means: mean L1 (on [0, 1] images) and SSIM between inputs and
+their cycle reconstructions, sketch -> face -> sketch and face -> sketch -> face (the paper's Table 1 used FID
+between inputs and reconstructions; no Inception weights here), and the spread of sketch -> face outputs over VAE
+samples of one input vs over different inputs.
+
+Writes bench/results/sketch2face-<machine>.json / .md (budget, wall time, machine, load average, every number).
+Cycle grids show dataset pixels when the data are real: then they go under runs/sketch2face-<machine>/figures/;
+with synthetic data (no dataset pixels) under bench/results/sketch2face-<machine>/.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+VARIANTS = ("cycle", "stitched", "latent")
+LABELS = {"pretrain": "per-domain VAE-GANs (pretraining)", "cycle": "trained from scratch",
+          "stitched": "whole model (pretrained)", "latent": "only latent layers (pretrained, frozen)"}
+
+
+def machine_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "gpu-" + re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
+    return f"cpu{os.cpu_count()}"
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def val_domains(cfg, n: int):
+    """The first ``n`` validation sketches and faces, in [-1, 1] (no flips)."""
+    from pycompgen.systems import get_system
+    system = get_system("sketch2face")
+    ds = system.datasets(cfg, "val")
+    n = min(n, len(ds))
+    b = system.split_batch(cfg, torch.stack([ds[i] for i in range(n)]), "cpu")
+    return b["sketch"][:min(n, ds.n_sketches)], b["face"][:min(n, ds.n_faces)]
+
+
+@torch.no_grad()
+def cycle_grid(models, sketches, faces, title: str, path: Path, rows: int = 8) -> str:
+    from pycompgen.evaluation.figures import compose_grid, write_png
+    from pycompgen.systems.sketch2face import Sketch2Face as S
+    s, f = sketches[:rows], faces[:rows]
+    n = min(len(s), len(f))
+    s, f = s[:n], f[:n]
+    fake_f = S.translate(models, "s", s, False)[0]
+    rec_s = S.translate(models, "f", fake_f, False)[0]
+    fake_s = S.translate(models, "f", f, False)[0]
+    rec_f = S.translate(models, "s", fake_s, False)[0]
+    v = lambda t: ((t.float().clamp(-1, 1) + 1) / 2).expand(-1, 3, -1, -1)  # noqa: E731
+    cols = [("sketch", v(s)), ("-> face", v(fake_f)), ("-> sketch", v(rec_s)),
+            ("face", v(f)), ("-> sketch", v(fake_s)), ("-> face", v(rec_f))]
+    return write_png(path, compose_grid(cols, title=title))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=None, help="face data (CelebA root); default: synthetic faces")
+    ap.add_argument("--sketches", default=None, help="CUFSF root or sketch folder (sketch_source=cufsf)")
+    ap.add_argument("--sketch-source", default="cufsf", choices=("cufsf", "canny"))
+    ap.add_argument("--image-size", type=int, default=64, choices=(32, 64))
+    ap.add_argument("--epochs", type=int, default=10, help="epoch budget per stage (pretrain and each variant)")
+    ap.add_argument("--tiny", action="store_true", help="configs/sketch2face-tiny.yaml (smoke test, synthetic)")
+    ap.add_argument("--eval-images", type=int, default=256)
+    ap.add_argument("--spread-samples", type=int, default=8)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--machine", default=None, help="machine label in file names (default cpu<N> / gpu-<name>)")
+    ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--run-dir", default=None, help="checkpoints (default runs/sketch2face-<machine>)")
+    ap.add_argument("--resume", action="store_true", help="skip finished stages, continue an interrupted one")
+    ap.add_argument("overrides", nargs="*", help="extra config overrides key=value")
+    args = ap.parse_args(argv)
+
+    from pycompgen.config import load_config
+    from pycompgen.systems.sketch2face import cycle_distances, sample_spread
+    from pycompgen.tracking.artifacts import models_from_payload
+    from pycompgen.training import load_checkpoint, run_pipeline
+    from pycompgen.training.loop import resolve_device
+
+    load_start = os.getloadavg()
+    t_start = time.perf_counter()
+    device = resolve_device(args.device)
+    machine = args.machine or machine_name(device)
+    if args.tiny:
+        cfg = load_config(str(ROOT / "configs" / "sketch2face-tiny.yaml"), [f"train.device={device.type}",
+                                                                           *args.overrides])
+    else:
+        ovs = ["model.name=sketch2face", f"data.image_size={args.image_size}", f"train.epochs={args.epochs}",
+               f"train.device={device.type}", f"sketch2face.sketch_source={args.sketch_source}"]
+        if args.data:
+            ovs.append(f"data.path={args.data}")
+        if args.sketches:
+            ovs.append(f"sketch2face.sketch_path={args.sketches}")
+        cfg = load_config(None, ovs + list(args.overrides))
+    run_dir = Path(args.run_dir or ROOT / "runs" / f"sketch2face-{machine}")
+    cfg.out = str(run_dir)
+    synthetic = cfg.data.path in (None, "synthetic") and (cfg.sketch2face.sketch_path is None
+                                                          or cfg.sketch2face.sketch_source == "canny")
+    results = Path(args.results)
+    fig_dir = results / f"sketch2face-{machine}" if synthetic else run_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    print(f"sketch2face on {machine}: faces {cfg.data.path or 'synthetic'}, sketches "
+          f"{cfg.sketch2face.sketch_source}:{cfg.sketch2face.sketch_path or 'synthetic'}, "
+          f"{cfg.data.image_size}x{cfg.data.image_size}, run dir {run_dir}, figures {fig_dir}", flush=True)
+
+    t0 = time.perf_counter()
+    train = run_pipeline(cfg, resume=args.resume)
+    train_s = time.perf_counter() - t0
+
+    sketches, faces = val_domains(cfg, args.eval_images)
+    rows, figures = {}, {}
+    for stage in ("pretrain",) + VARIANTS:
+        stage_dir = run_dir / stage
+        ck = stage_dir / "best.pt" if (stage_dir / "best.pt").is_file() else stage_dir / "last.pt"
+        payload = load_checkpoint(ck, expect_model="sketch2face")
+        _, models = models_from_payload(payload)
+        row = {"label": LABELS[stage], "checkpoint": str(ck), "epochs": int(payload["epoch"]),
+               "train_metrics": {k: v for k, v in (train.get(stage) or {}).items()
+                                 if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+        if stage != "pretrain":
+            row.update(cycle_distances(models, sketches, faces))
+            row.update(sample_spread(models, sketches[:64], samples=args.spread_samples))
+            figures[stage] = cycle_grid(models, sketches, faces,
+                                        f"sketch2face {stage} ({LABELS[stage]}), {row['epochs']} epochs, {machine}",
+                                        fig_dir / f"cycle-{stage}.png")
+        rows[stage] = row
+        print(f"{stage}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                       if isinstance(v, float)), flush=True)
+
+    wall = time.perf_counter() - t_start
+    c = cfg.sketch2face
+    report = {
+        "benchmark": "sketch2face", "machine": machine, "machine_info": machine_info(device),
+        "command": " ".join([sys.executable, *sys.argv]),
+        "budget": {"epochs_per_stage": cfg.train.epochs, "stages": ["pretrain", *VARIANTS],
+                   "max_steps_per_epoch": cfg.train.max_steps_per_epoch, "batch_size": cfg.train.batch_size},
+        "data": {"faces": cfg.data.path or "synthetic", "sketch_source": c.sketch_source,
+                 "sketches": c.sketch_path or ("canny" if c.sketch_source == "canny" else "synthetic"),
+                 "image_size": cfg.data.image_size, "eval_sketches": int(len(sketches)),
+                 "eval_faces": int(len(faces))},
+        "config": cfg.to_dict()["sketch2face"] if "sketch2face" in cfg.to_dict() else {},
+        "wall_time_s": {"train": round(train_s, 1), "total": round(wall, 1)},
+        "load_average": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
+        "table1": rows, "figures": figures,
+        "notes": "Table 1 analogue: cycle L1 (lower is better) and SSIM (higher is better) with latent means; "
+                 "the paper reports FID between inputs and reconstructions (no Inception weights here). "
+                 "spread_ratio = output std over VAE samples of one sketch / std over different sketches.",
+    }
+    results.mkdir(parents=True, exist_ok=True)
+    out_json = results / f"sketch2face-{machine}.json"
+    out_json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    lines = [f"# Sketch2face on {machine}", "",
+             f"Budget: {cfg.train.epochs} epochs per stage (pretrain + 3 variants), batch {cfg.train.batch_size}"
+             + (f", at most {cfg.train.max_steps_per_epoch} steps per epoch" if cfg.train.max_steps_per_epoch else "")
+             + f"; {cfg.data.image_size}x{cfg.data.image_size}; faces {report['data']['faces']}, sketches "
+             f"{report['data']['sketches']}. Wall time {wall / 60:.1f} min (training {train_s / 60:.1f} min); load "
+             f"average {report['load_average']['start'][0]} -> {report['load_average']['end'][0]}.", "",
+             "Table 1 analogue (validation, latent means; the paper used FID):", "",
+             "| variant | sketch cycle L1 | sketch cycle SSIM | face cycle L1 | face cycle SSIM | "
+             "spread within / across inputs |", "|---|---|---|---|---|---|"]
+    for stage in VARIANTS:
+        r = rows[stage]
+        lines.append(f"| {stage}: {r['label']} | {r['sketch_cycle_l1']:.4f} | {r['sketch_cycle_ssim']:.4f} | "
+                     f"{r['face_cycle_l1']:.4f} | {r['face_cycle_ssim']:.4f} | "
+                     f"{r['spread_within_input']:.4f} / {r['spread_across_inputs']:.4f} "
+                     f"(ratio {r['spread_ratio']:.3f}) |")
+    lines += ["", f"{len(sketches)} sketches and {len(faces)} faces; spread over {args.spread_samples} VAE samples "
+              f"of each of {min(64, len(sketches))} sketches.", "",
+              "Cycle grids (sketch -> face -> sketch, face -> sketch -> face): "
+              + ", ".join(f"`{Path(p).relative_to(ROOT) if Path(p).is_relative_to(ROOT) else p}`"
+                          for p in figures.values())]
+    out_md = results / f"sketch2face-{machine}.md"
+    out_md.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out_json} and {out_md} ({wall:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""Generator adapters for ``pycompgen.evaluation.judge``: every generator of the project as a row of one table.
+
+An adapter is a function ``(models, batch) -> images`` (N×3×H×W in [0, 1]). ``batch`` is built from real faces:
+
+    {"x": faces (N,3,H,W) [0,1], "z": clean Canny edge map (N,1,H,W) {0,1} (the checkpoint's channel thresholds),
+     "z_noisy": awgn(z) at the row's PSNR, "sketch": the edge map / sketch the generator is fed (N,1,H,W) [0,1]}
+
+A ``GeneratorSpec`` names the row, holds the models, the adapter, which batch entries serve as faithfulness
+references (``source``: "x" -> SSIM/MS-SSIM, or a refiner's low-res SSIM; ``sketch``: "z"/"sketch" -> edge-F1),
+and the channel PSNR. ``discover(run_dir, zoo=...)`` lists what exists and prints a note for what is absent.
+
+Systems being written elsewhere plug in through ``ADAPTERS`` (name -> adapter) and ``register_adapter``:
+``began`` (the refiner: ``BEGAN.refine(models, x)``; faithfulness = SSIM of the output and the input, both
+downscaled to 16×16), ``sketch2face`` (``SYSTEM.sketch_to_face(models, s)`` with the edge map drawn as dark lines on white in [-1, 1],
+its tanh output mapped to [0, 1]; edge-F1 of Canny(output) against the edge map).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+Adapter = Callable[[dict, dict], torch.Tensor]
+PSNRS = (50.0, -5.0)
+
+
+@dataclass
+class GeneratorSpec:
+    name: str
+    system: str
+    models: dict
+    adapter: Adapter
+    psnr: Optional[float] = None          # channel PSNR of z_noisy (None: no channel)
+    source: Optional[str] = None          # batch key compared with SSIM / MS-SSIM (or low-res SSIM)
+    source_kind: str = "image"
+    lowres_size: Optional[int] = None
+    sketch: Optional[str] = None          # batch key compared by edge-F1
+    pure_noise: bool = False              # z = 0 before the channel (unconditional generation)
+    channel: object = None                # pycompgen.data.EdgeChannel of the checkpoint (Canny thresholds)
+    info: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------------- adapters
+def compgen_elm(models: dict, batch: dict) -> torch.Tensor:
+    """x̂ = decode_edges(models, z_noisy) (Compgen's own decoder path), else g(h(z_noisy))."""
+    try:
+        from pycompgen.systems.compgen.system import decode_edges
+    except ImportError:
+        decode_edges = None
+    if decode_edges is not None:
+        return decode_edges(models, batch["z_noisy"])
+    return models["g"](models["h"](batch["z_noisy"]))
+
+
+def compgen_ae(models: dict, batch: dict) -> torch.Tensor:
+    return models["g"](models["f"](batch["x"]))
+
+
+def system_reconstruct(system: str, stage: str = "train") -> Adapter:
+    def fn(models, batch):
+        from pycompgen.systems import get_system
+        return get_system(system).reconstruct(stage, models, batch)
+    fn.__name__ = f"{system}_reconstruct"
+    return fn
+
+
+def began_refine(models: dict, batch: dict) -> torch.Tensor:
+    from pycompgen.systems import get_system
+    cls = get_system("began")
+    if hasattr(cls, "refine"):
+        return cls.refine(models, batch["x"])
+    return cls.reconstruct("train", models, batch)
+
+
+def sketch2face(models: dict, batch: dict) -> torch.Tensor:
+    """Edge map z (1 = edge) drawn as dark lines on white in [-1, 1] (the sketch domain) -> face, mapped to [0, 1]."""
+    from pycompgen.systems import get_system
+    cls = get_system("sketch2face")
+    if hasattr(cls, "sketch_to_face"):
+        s = (1.0 - batch["sketch"].float()) * 2 - 1
+        y = cls.sketch_to_face(models, s)
+        return ((y.float() + 1) / 2).clamp(0, 1)   # the paper's tanh outputs in [-1, 1]
+    return cls.reconstruct("cycle", models, batch).float()
+
+
+ADAPTERS: dict = {"compgen-elm": compgen_elm, "compgen-ae": compgen_ae, "cvae": system_reconstruct("cvae"),
+                  "dcgan": system_reconstruct("dcgan"), "began": began_refine, "sketch2face": sketch2face}
+
+
+def register_adapter(name: str, fn: Adapter) -> None:
+    ADAPTERS[name] = fn
+
+
+# ----------------------------------------------------------------------------------------------- batches
+def make_batch(x: torch.Tensor, spec: GeneratorSpec, seed: int = 0, device="cpu") -> dict:
+    """Faces x (N,3,H,W) [0,1] -> the batch an adapter reads (see module docstring)."""
+    from pycompgen.data import EdgeChannel
+    ch = spec.channel or EdgeChannel(canny_low=0.30, canny_high=0.60, blur_sigma=None, psnr=50.0)
+    x = x.to(device).float()
+    z = ch.edges(x.clamp(0, 1).contiguous())
+    b = {"x": x, "z": z, "sketch": z}
+    if spec.psnr is not None:
+        g = torch.Generator(device=device).manual_seed(int(seed))
+        zin = torch.zeros_like(z) if spec.pure_noise else z
+        b["z_noisy"] = ch.noisy(zin, psnr=float(spec.psnr), generator=g)
+    return b
+
+
+@torch.no_grad()
+def generate(spec: GeneratorSpec, x: torch.Tensor, batch_size: int = 100, seed: int = 0, device="cpu"):
+    """Run the adapter over faces x in batches -> (outputs, sources or None, sketches or None), all on CPU."""
+    outs, srcs, sks = [], [], []
+    for i, s in enumerate(range(0, x.shape[0], batch_size)):
+        b = make_batch(x[s:s + batch_size], spec, seed + i, device)
+        y = spec.adapter(spec.models, b)
+        outs.append(y.float().cpu())
+        if spec.source:
+            srcs.append(b[spec.source].float().cpu())
+        if spec.sketch:
+            sks.append(b[spec.sketch].float().cpu())
+    cat = (lambda v: torch.cat(v) if v else None)
+    return cat(outs), cat(srcs), cat(sks)
+
+
+# ----------------------------------------------------------------------------------------------- discovery
+def _ckpt(d: Path) -> Optional[Path]:
+    for n in ("best.pt", "last.pt"):
+        if (d / n).is_file():
+            return d / n
+    return None
+
+
+def _channel(cfg):
+    from pycompgen.data import EdgeChannel
+    return EdgeChannel(canny_low=cfg.data.canny_low, canny_high=cfg.data.canny_high,
+                       blur_sigma=cfg.data.blur_sigma, psnr=50.0)
+
+
+def compgen_specs(models_of: Callable[[str], Optional[dict]], cfg, prefix: str, info: dict,
+                  psnrs=PSNRS, noise_psnr: float = -5.0) -> list:
+    """Rows of one Compgen run: step 1 (g(f(x))), each approach at each PSNR and from pure noise."""
+    ch = _channel(cfg) if cfg is not None else None
+    out = []
+    s1 = models_of("step1")
+    if s1 is not None and {"f", "g"} <= set(s1):
+        out.append(GeneratorSpec(f"{prefix}step1 g(f(x))", "compgen", s1, ADAPTERS["compgen-ae"], None, "x",
+                                 channel=ch, info=info))
+    for stage in ("approach1", "approach2", "approach3"):
+        m = models_of(stage)
+        if m is None or not {"g", "h"} <= set(m):
+            continue
+        for p in psnrs:
+            out.append(GeneratorSpec(f"{prefix}{stage} @{p:g} dB", "compgen", m, ADAPTERS["compgen-elm"], p, "x",
+                                     sketch="z", channel=ch, info=info))
+        out.append(GeneratorSpec(f"{prefix}{stage} pure noise @{noise_psnr:g} dB", "compgen", m,
+                                 ADAPTERS["compgen-elm"], noise_psnr, pure_noise=True, channel=ch, info=info))
+    return out
+
+
+def _load(path, expect=None, device="cpu"):
+    from .inference import load_for_eval
+    return load_for_eval(path, expect_model=expect, device=device)
+
+
+def discover(run_dir: Optional[str] = None, zoo: Optional[str] = None, extra: Optional[dict] = None,
+             device="cpu", note=print) -> list:
+    """GeneratorSpecs for what exists: Compgen runs (``run_dir/compgen/<stage>/``) and the zoo entry ``zoo``,
+    ``run_dir/cvae``, ``run_dir/dcgan``, ``run_dir/began``, ``run_dir/sketch2face``; ``extra``: {label: checkpoint}
+    for any other (its system picks the adapter). Absent ones are skipped with a printed note."""
+    specs = []
+    rd = Path(run_dir) if run_dir else None
+    if zoo:
+        try:
+            from pycompgen import zoo as Z
+            from .judge import zoo_models
+            pre = Z.load(zoo, device=device)
+            cfg = getattr(pre, "config", None)
+            specs += compgen_specs(lambda s: zoo_models(pre, s), cfg, f"zoo:{zoo} ", {"source": f"zoo:{zoo}"})
+        except Exception as e:  # noqa: BLE001 -- a missing/unbuilt zoo entry is a note, not a failure
+            note(f"judge: skipping zoo entry {zoo!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+    if rd is not None:
+        cg = rd / "compgen"
+        if cg.is_dir():
+            loaded = {}
+            for st in ("step1", "approach1", "approach2", "approach3"):
+                p = _ckpt(cg / st)
+                if p is not None:
+                    loaded[st] = _load(p, "compgen", device)
+            if loaded:
+                cfg = next(iter(loaded.values())).config
+                specs += compgen_specs(lambda s: loaded[s].models if s in loaded else None, cfg, "compgen ",
+                                       {"source": str(cg), "checkpoints": {k: v.path for k, v in loaded.items()}})
+        else:
+            note(f"judge: no Compgen run in {cg}: skipped")
+        for name in ("cvae", "dcgan"):
+            p = _ckpt(rd / name)
+            if p is None:
+                note(f"judge: no {name} checkpoint in {rd / name}: skipped")
+                continue
+            ck = _load(p, name, device)
+            specs.append(GeneratorSpec(name, name, ck.models, ADAPTERS[name], None, "x", info={"checkpoint": str(p)}))
+        for name in ("began", "sketch2face"):
+            p = _ckpt(rd / name)
+            if p is None:
+                note(f"judge: no {name} checkpoint in {rd / name}: skipped")
+                continue
+            specs += _plugin_specs(name, p, device, note)
+    for label, path in (extra or {}).items():
+        ck = _load(path, None, device)
+        name = ck.model_name
+        if name == "compgen":
+            specs += compgen_specs(lambda s, ck=ck: ck.models if s == ck.stage else None, ck.config, f"{label} ",
+                                   {"checkpoint": str(path)})
+        elif name in ("began", "sketch2face"):
+            specs += _plugin_specs(name, path, device, note, label)
+        elif name in ADAPTERS:
+            specs.append(GeneratorSpec(label, name, ck.models, ADAPTERS[name], None, "x",
+                                       info={"checkpoint": str(path)}))
+        else:
+            note(f"judge: no adapter for system {name!r} ({path}): skipped (register_adapter)")
+    return specs
+
+
+def _plugin_specs(name, path, device, note, label=None) -> list:
+    try:
+        ck = _load(path, name, device)
+    except Exception as e:  # noqa: BLE001 -- a system still being written: note and go on
+        note(f"judge: cannot load {name} checkpoint {path} ({type(e).__name__}: {e}): skipped")
+        return []
+    info = {"checkpoint": str(path)}
+    if name == "began":
+        # the refiner sees downscaled inputs: compare at 16×16 (SSIM of the downscaled output and input)
+        return [GeneratorSpec(label or "began refiner (CelebA input)", name, ck.models, ADAPTERS[name], None, "x",
+                              source_kind="lowres", lowres_size=16, info=info)]
+    return [GeneratorSpec(label or "sketch2face (edge-map sketches)", name, ck.models, ADAPTERS[name], None,
+                          sketch="sketch", info=info)]
+
+
+__all__ = ["GeneratorSpec", "ADAPTERS", "register_adapter", "make_batch", "generate", "discover", "compgen_specs",
+           "compgen_elm", "compgen_ae", "began_refine", "sketch2face", "PSNRS"]
+
+
+# ----------------------------------------------------------------------------------------------- table
+def judge_all(specs: list, real: torch.Tensor, features, *, n_boot: int = 200, seed: int = 0, batch_size: int = 100,
+              device="cpu", note=print) -> list:
+    """Judge every spec on the faces ``real`` (N,3,H,W) [0,1]: the outputs from those faces (or, for pure-noise
+    rows, from noise) against the same real faces. A row that fails is reported with its error, not raised."""
+    from .judge import judge
+    rf = features.extract(real)
+    rows = []
+    for spec in specs:
+        try:
+            y, src, sk = generate(spec, real, batch_size, seed, device)
+            res = judge(y, real, src, sk, features=features, real_features=rf, source_kind=spec.source_kind,
+                        lowres_size=spec.lowres_size, n_boot=n_boot, seed=seed)
+            rows.append({"generator": spec.name, "system": spec.system, "psnr_db": spec.psnr,
+                         "pure_noise": spec.pure_noise, "info": spec.info, **res})
+        except Exception as e:  # noqa: BLE001 -- one broken generator must not lose the table
+            note(f"judge: {spec.name}: {type(e).__name__}: {e}")
+            rows.append({"generator": spec.name, "system": spec.system, "error": f"{type(e).__name__}: {e}"})
+    return rows
+
+
+def _f(v, nd=3):
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:.{nd}g}" if abs(v) >= 1e3 or abs(v) < 1e-2 else f"{v:.{nd}f}"
+
+
+def _ci(d, key="ci", nd=3):
+    lo, hi = d.get(key, [None, None])
+    return f"[{_f(lo, nd)}, {_f(hi, nd)}]" if lo is not None else ""
+
+
+def format_table(rows: list) -> str:
+    """Markdown table: realism (FD, KD with CIs), faithfulness, diversity, counts per generator."""
+    ok = [r for r in rows if "error" not in r]
+    label = ok[0]["realism"]["label"] if ok else "no rows"
+    fdn = ok[0]["realism"]["fd_name"] if ok else "FD"
+    kdn = ok[0]["realism"]["kd_name"] if ok else "KD"
+    lines = [f"Realism: **{label}**; 95 % bootstrap intervals in brackets.", "",
+             f"| generator | n gen / real | {fdn} | {kdn} ×10³ | SSIM | MS-SSIM | SSIM low-res | edge-F1 (1 px) "
+             f"| diversity / real | near-dup share | collapse |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['generator']} | error: {r['error'][:80]} |" + " |" * 9)
+            continue
+        re_, fa, di = r["realism"], r["faithfulness"], r["diversity"]
+        kd = {"kd_ci": [None if v is None else v * 1e3 for v in re_["kd_ci"]]}
+
+        def fm(k):
+            return f"{_f(fa[k]['mean'])} {_ci(fa[k])}" if k in fa else "–"
+        ef = f"{_f(fa['edge_f1']['mean'])} ({_f(fa['edge_f1_1px']['mean'])})" if "edge_f1" in fa else "–"
+        lines.append(f"| {r['generator']} | {re_['n_generated']} / {re_['n_real']} | {_f(re_['fd'])} "
+                     f"{_ci(re_, 'fd_ci')} | {_f(re_['kd'] * 1e3)} {_ci(kd, 'kd_ci')} | {fm('ssim')} | "
+                     f"{fm('ms_ssim')} | {fm('ssim_lowres')} | {ef} | {_f(di['ratio_to_real'])} | "
+                     f"{_f(di['near_duplicate_share'])} | {'**yes**' if di['collapse'] else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ += ["judge_all", "format_table"]
+
+
+# ----------------------------------------------------------------------------------------------- command line
+def real_faces(data: Optional[str], n: int, image_size: int = 64, split: str = "test", seed: int = 0) -> torch.Tensor:
+    """n faces of ``split`` (synthetic when ``data`` is None) as float (n,3,H,W) in [0,1] (evenly spaced)."""
+    import numpy as np
+    from pycompgen.data import load_faces
+    fa = load_faces(data, split=split, image_size=image_size, synthetic_count=max(8 * n, 64), seed=seed)
+    total = len(fa)
+    if total < 2:
+        raise ValueError(f"judge: only {total} faces in {data or 'synthetic'} ({split})")
+    idx = np.linspace(0, total - 1, min(n, total)).round().astype(np.int64)
+    arr = np.ascontiguousarray(fa.images[idx].transpose(0, 3, 1, 2))
+    return torch.from_numpy(arr).float().div_(255.0)
+
+
+def add_parser(sub) -> None:
+    j = sub.add_parser("judge", help="realism / faithfulness / diversity of every generator (FD/KD, SSIM, edge-F1)",
+                       description="Judge the project's generators on real faces: FD/KD with bootstrap intervals "
+                                   "(standard FID/KID only with --inception-weights), SSIM/MS-SSIM to the source, "
+                                   "edge-F1 to the input edge map, diversity and a mode-collapse flag.")
+    j.add_argument("--run-dir", metavar="DIR", help="folder with compgen/<stage>/, cvae/, dcgan/, began/, "
+                   "sketch2face/ checkpoints (e.g. runs/rd)")
+    j.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH",
+                   help="another generator checkpoint (repeatable)")
+    j.add_argument("--zoo", metavar="ENTRY", help="also judge the zoo entry's Compgen approaches (e.g. compgen-64)")
+    j.add_argument("--data", metavar="PATH", help="real faces (CelebA root or folder; default synthetic)")
+    j.add_argument("--split", default="test", help="data split of the real faces (default test)")
+    j.add_argument("--n", type=int, default=1000, help="number of real faces / outputs per generator (default 1000)")
+    j.add_argument("--image-size", type=int, default=64)
+    j.add_argument("--features", metavar="CKPT|zoo:ENTRY", default=None,
+                   help="feature space for FD/KD (non-standard): a Compgen checkpoint's encoder f, or zoo:ENTRY "
+                        "(default zoo:compgen-64)")
+    j.add_argument("--pool", type=int, default=None, metavar="K", help="average-pool the latent to K×K first")
+    j.add_argument("--inception-weights", metavar="PATH",
+                   help="TorchScript Inception (e.g. inception-2015-12-05.pt): standard FID/KID via torchmetrics")
+    j.add_argument("--bootstraps", type=int, default=200)
+    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--device", default="cpu")
+    j.add_argument("--out", metavar="DIR", help="write judge.json and judge.md there (default: print the table)")
+    j.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+
+
+def run(args, note=print) -> dict:
+    """Run ``pycompgen judge`` (also used by bench/judge.py); returns {"features", "rows", "markdown", ...}."""
+    from .judge import resolve_features
+    feats = resolve_features(args.features, args.inception_weights, args.pool, args.device)
+    real = real_faces(args.data, args.n, args.image_size, args.split, args.seed)
+    extra = {}
+    for item in args.checkpoint:
+        if "=" not in item:
+            raise ValueError(f"--checkpoint {item!r}: use LABEL=PATH")
+        k, v = item.split("=", 1)
+        extra[k] = v
+    specs = discover(args.run_dir, args.zoo, extra, args.device, note)
+    if not specs:
+        raise ValueError("judge: no generators found (give --run-dir, --zoo or --checkpoint LABEL=PATH)")
+    rows = judge_all(specs, real, feats, n_boot=args.bootstraps, seed=args.seed, device=args.device, note=note)
+    return {"feature_space": feats.name, "label": feats.label, "standard": feats.standard,
+            "real": {"data": args.data or "synthetic", "split": args.split, "n": int(real.shape[0]),
+                     "image_size": args.image_size},
+            "rows": rows, "markdown": format_table(rows)}
+
+
+def cli_judge(args) -> int:
+    import json
+    res = run(args)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "judge.json").write_text(json.dumps({k: v for k, v in res.items() if k != "markdown"}, indent=1,
+                                                   default=str))
+        (out / "judge.md").write_text(res["markdown"])
+        print(f"wrote {out / 'judge.json'} and {out / 'judge.md'}")
+    print(res["markdown"])
+    return 0
+
+
+__all__ += ["add_parser", "run", "cli_judge", "real_faces"]

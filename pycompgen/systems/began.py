@@ -1,0 +1,338 @@
+"""BEGAN image refiner (seed 003): a Boundary Equilibrium GAN whose generator is fed downscaled versions of the
+training image instead of noise, and refines crude faces (synthetic faces, downscaled photos, Compgen outputs) into
+photo-realistic ones.
+
+Networks (images in the project's range [0, 1]):
+- D: the BEGAN discriminator, an autoencoder. Encoder: a 3x3 input conv, then blocks of two 3x3 convs with ELU and
+  nearest-neighbour downsampling (x1/2) at the end of each block but the last, filters growing block by block
+  (n, 2n, 3n, ...) down to 8x8; a fully connected bottleneck (``began.embedding`` values); decoder: FC to n x 8 x 8,
+  blocks of two 3x3 convs with ELU (constant n filters) and nearest-neighbour upsampling, a 3x3 output conv.
+- G: the refiner, the decoder design with constant n filters, fed the training image downscaled to 8x8 (input conv
+  from 3 channels); after each upsampling (16, 32, ..., image_size) the image downscaled to that resolution is
+  concatenated to the features when the resolution is in ``began.inject``. Output 0.5·(tanh + 1), in [0, 1].
+  Variants as the paper's Fig. 2, from the most expressive (A: fewest injected scales) to the most restrictive
+  (C: every scale); ``began.variant`` picks them, ``began.inject`` (a list of resolutions) overrides it:
+
+  | variant | injected after upsampling (64x64) | in general |
+  |---|---|---|
+  | A | 16 | the first upsampling only |
+  | B | 16, 32 | every upsampling but the last (the full resolution) |
+  | C | 16, 32, 64 | every upsampling |
+
+Losses exactly as the paper's eq. (4), with L(v) = mean |v − D(v)| and v_LR the downscaled inputs of x:
+  L_D = L(x) − k_t·L(G(v_LR));  L_G = (1 − λ_r)·L(G(v_LR)) + λ_r·mean |x − G(v_LR)|;
+  k_{t+1} = clip(k_t + λ_k·(γ·L(x) − L(G(v_LR))), 0, 1).
+k_t is extra state (checkpointed with the networks, restored on resume); under DDP the two losses of its update
+are averaged over the workers first (one small all-reduce per step), so every worker holds the same k_t.
+One ``train_step`` = a D step, a G step (back-propagating through D into G only: ``backward(inputs=...)``), then
+the k_t update; it logs k_t (after the update) and the convergence measure M_global = L(x) + |γ·L(x) − L(G)|.
+Both go to MLflow every step (``step_log_keys``: ``step_k_t``, ``step_m_global``) and as epoch averages
+(``train_k_t``, ``train_m_global``, also in metrics.jsonl); the latest values are kept in the extra state (``k_t``,
+``m_global``) and so in every checkpoint. Ray Tune minimises ``val_m_global`` for this system (``tune_metric``).
+
+Defaults from the paper (Adam lr 1e-3, 64x64, lowest input 8x8, n = 64) and the BEGAN paper (γ = 0.5,
+λ_k = 0.001, k_0 = 0); the paper's batch of 25 is ``train.batch_size=25`` (a harness key; bench/refiner.py sets it).
+Adam betas (0.5, 0.999) as the BEGAN reference code (the refiner paper names none). The refiner paper gives no
+value for λ_r: 0.5 here (configurable, in the Tune space). At 32x32 there are only two upsamplings (16, 32), so
+variants A and B coincide there (both inject 16).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from pycompgen.systems import register_system
+from pycompgen.systems.base import StageSpec, System, images01
+
+LOWEST = 8  # the generator's lowest input resolution (the paper's 8x8)
+VARIANTS = ("A", "B", "C")
+
+
+def upsample_scales(image_size: int) -> list:
+    """Resolutions reached after each upsampling of the generator: 16, 32, ..., image_size."""
+    return [LOWEST * 2 ** i for i in range(1, int(round(math.log2(image_size // LOWEST))) + 1)]
+
+
+def variant_scales(variant: str, image_size: int) -> list:
+    """The injected resolutions of variant A, B or C (see the module docstring)."""
+    ups = upsample_scales(image_size)
+    if variant == "A":
+        return ups[:1]
+    if variant == "B":
+        return ups[:-1] if len(ups) > 1 else ups
+    if variant == "C":
+        return ups
+    raise ValueError(f"began.variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+
+
+@dataclass
+class BEGANConfig:
+    channels: int = 64           # n: D's encoder filters n, 2n, 3n, ...; D's decoder and G constant n (paper: 64)
+    embedding: int = 64          # D's fully connected bottleneck
+    variant: str = "C"           # A (most expressive) | B | C (most restrictive); sets the injected scales
+    inject: Optional[list[int]] = None  # resolutions injected after upsampling (overrides variant), e.g. [16, 32]
+    gamma: float = 0.5           # γ, the diversity ratio (BEGAN)
+    lambda_k: float = 0.001      # λ_k, k_t's learning rate (BEGAN)
+    lambda_r: float = 0.5        # λ_r, weight of the reconstruction loss |v_HR − G(v_LR)| (not given by the paper)
+    k0: float = 0.0              # initial k_t
+    lr_g: float = 1e-3
+    lr_d: float = 1e-3
+    betas_g: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    betas_d: list[float] = field(default_factory=lambda: [0.5, 0.999])
+
+    def scales(self, image_size: int) -> list:
+        """The injected resolutions for ``image_size`` images (sorted)."""
+        if self.inject is not None:
+            return sorted(int(s) for s in self.inject)
+        return variant_scales(self.variant, image_size)
+
+    def validate(self, cfg) -> None:
+        size = cfg.data.image_size
+        ups = upsample_scales(size) if size >= 2 * LOWEST and size & (size - 1) == 0 else None
+        if ups is None:
+            raise ValueError(f"the BEGAN refiner needs a power-of-two data.image_size >= {2 * LOWEST} (its lowest "
+                             f"input is {LOWEST}x{LOWEST}), got {size}")
+        for k in ("channels", "embedding"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"began.{k} must be >= 1, got {getattr(self, k)}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"began.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.inject is not None:
+            bad = [s for s in self.inject if not isinstance(s, int) or s not in ups]
+            if bad or len(set(self.inject)) != len(self.inject):
+                raise ValueError(f"began.inject must list distinct resolutions among {ups} (after each upsampling "
+                                 f"of the {LOWEST}x{LOWEST} input for data.image_size={size}), got {self.inject}")
+        for k in ("gamma", "lambda_k"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"began.{k} must be >= 0, got {getattr(self, k)}")
+        for k in ("lambda_r", "k0"):
+            if not 0 <= getattr(self, k) <= 1:
+                raise ValueError(f"began.{k} must be in [0, 1], got {getattr(self, k)}")
+        for k in ("lr_g", "lr_d"):
+            if getattr(self, k) <= 0:
+                raise ValueError(f"began.{k} must be > 0, got {getattr(self, k)}")
+        for k in ("betas_g", "betas_d"):
+            b = getattr(self, k)
+            if len(b) != 2 or not all(0 <= v < 1 for v in b):
+                raise ValueError(f"began.{k} must be two numbers in [0, 1), got {b}")
+
+
+# -- networks ---------------------------------------------------------------------------------------------------------
+def _convs(cin: int, cout: int) -> nn.Sequential:
+    """A BEGAN block body: two 3x3 convs, each followed by ELU."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ELU(),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.ELU())
+
+
+def _check_input(x: torch.Tensor, size: int, who: str) -> None:
+    if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"{who}: expected (N, 3, {size}, {size}) images, got {getattr(x, 'shape', type(x).__name__)}")
+    if tuple(x.shape[-2:]) != (size, size):
+        raise ValueError(f"{who}: expected {size}x{size} images (the size it was built for), got "
+                         f"{x.shape[-2]}x{x.shape[-1]}; resize the input or build with data.image_size="
+                         f"{x.shape[-1]}")
+
+
+class BEGANDecoder(nn.Module):
+    """n x 8 x 8 features -> image: blocks of two convs (constant n) + nearest upsampling, a 3x3 output conv."""
+
+    def __init__(self, n: int, image_size: int, inject: tuple = ()):
+        super().__init__()
+        self.scales = upsample_scales(image_size)
+        self.inject = tuple(int(s) for s in inject)
+        blocks = [_convs(n, n)]
+        for s in self.scales:
+            blocks.append(_convs(n + (3 if s in self.inject else 0), n))
+        self.blocks = nn.ModuleList(blocks)
+        self.out = nn.Conv2d(n, 3, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, pyramid: Optional[dict] = None) -> torch.Tensor:
+        h = self.blocks[0](h)
+        for s, block in zip(self.scales, self.blocks[1:]):
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            if s in self.inject:
+                h = torch.cat([h, pyramid[s].to(h.dtype)], 1)
+            h = block(h)
+        return self.out(h)
+
+
+class BEGANDiscriminator(nn.Module):
+    """The BEGAN discriminator: an autoencoder image -> image (linear output, the same range as its input)."""
+
+    def __init__(self, n: int, embedding: int, image_size: int):
+        super().__init__()
+        self.image_size, self.n = image_size, n
+        depth = len(upsample_scales(image_size))  # number of downsamplings to 8x8
+        self.inp = nn.Sequential(nn.Conv2d(3, n, 3, padding=1), nn.ELU())
+        widths = [n * (i + 1) for i in range(depth + 1)]
+        self.enc = nn.ModuleList(_convs(cin, cout) for cin, cout in zip([n] + widths[:-1], widths))
+        self.fc_enc = nn.Linear(widths[-1] * LOWEST * LOWEST, embedding)
+        self.fc_dec = nn.Linear(embedding, n * LOWEST * LOWEST)
+        self.dec = BEGANDecoder(n, image_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.image_size, "BEGAN discriminator")
+        h = self.inp(x)
+        for i, block in enumerate(self.enc):
+            h = block(h)
+            if i + 1 < len(self.enc):
+                h = F.interpolate(h, scale_factor=0.5, mode="nearest")
+        e = self.fc_enc(h.flatten(1))
+        h = self.fc_dec(e).view(-1, self.n, LOWEST, LOWEST)
+        return self.dec(h)
+
+
+def image_pyramid(x: torch.Tensor, scales) -> dict:
+    """{resolution: x downscaled to it (area averaging; x itself at its own size)} for 8 and ``scales``."""
+    out = {}
+    for s in sorted({LOWEST, *scales}):
+        out[s] = x if s == x.shape[-1] else F.interpolate(x, size=(s, s), mode="area")
+    return out
+
+
+class BEGANRefiner(nn.Module):
+    """The refiner G: image (N,3,S,S) in [0, 1] -> refined image in [0, 1]. It sees only the image's 8x8 version
+    and its versions at the injected resolutions (``inject``)."""
+
+    def __init__(self, n: int, image_size: int, inject: tuple):
+        super().__init__()
+        self.image_size, self.inject = image_size, tuple(sorted(int(s) for s in inject))
+        self.inp = nn.Sequential(nn.Conv2d(3, n, 3, padding=1), nn.ELU())
+        self.dec = BEGANDecoder(n, image_size, self.inject)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_input(x, self.image_size, "BEGAN refiner")
+        pyr = image_pyramid(x, self.inject)
+        out = self.dec(self.inp(pyr[LOWEST]), pyr)
+        return 0.5 * (torch.tanh(out) + 1.0)
+
+
+def ae_loss(D: nn.Module, v: torch.Tensor) -> torch.Tensor:
+    """L(v) = mean |v − D(v)| (float32)."""
+    return (v.float() - D(v).float()).abs().mean()
+
+
+# -- the system -------------------------------------------------------------------------------------------------------
+@register_system
+class BEGAN(System):
+    name = "began"
+    description = "BEGAN image refiner (seed 003): downscaled image in, refined face out"
+    section = BEGANConfig
+    step_log_keys = ("k_t", "m_global")  # every training step to MLflow (step_k_t, step_m_global)
+    tune_metric = ("val_m_global", "min")  # BEGAN's convergence measure (val_ssim would favour lambda_r -> 1)
+    stages = {"train": StageSpec("train", ("g", "D"), ("g", "D"), (), 30,
+                                 "refiner g and autoencoder discriminator D, BEGAN losses with reconstruction (eq. 4)")}
+
+    @classmethod
+    def build_networks(cls, cfg) -> dict:
+        c, size = cfg.began, cfg.data.image_size
+        return {"g": BEGANRefiner(c.channels, size, tuple(c.scales(size))),
+                "D": BEGANDiscriminator(c.channels, c.embedding, size)}
+
+    def initial_extra(self) -> dict:
+        return {"k_t": float(self.cfg.began.k0), "m_global": float("nan")}
+
+    def configure_optimizers(self) -> dict:
+        c = self.cfg.began
+        return {"g": torch.optim.Adam(self.models["g"].parameters(), lr=c.lr_g, betas=tuple(c.betas_g)),
+                "D": torch.optim.Adam(self.models["D"].parameters(), lr=c.lr_d, betas=tuple(c.betas_d))}
+
+    def train_step(self, batch: dict) -> dict:
+        c, x = self.cfg.began, batch["x"]
+        k = float(self.extra["k_t"])
+        with self.autocast():
+            x_ref = self.nets["g"](x)
+            # discriminator step: reconstruct real faces, fail on refined ones (weighted by k_t)
+            n = x.shape[0]
+            rec = self.nets["D"](torch.cat([x, x_ref.detach().to(x.dtype)]))
+        err = (torch.cat([x, x_ref.detach().to(x.dtype)]).float() - rec.float()).abs()
+        l_real, l_fake_d = err[:n].mean(), err[n:].mean()
+        loss_d = l_real - k * l_fake_d
+        self.step(loss_d, "D")
+        # generator step through the (updated) D into g only
+        with self.autocast():
+            l_fake = ae_loss(self.models["D"], x_ref)
+        l_rcn = (x.float() - x_ref.float()).abs().mean()
+        loss_g = (1.0 - c.lambda_r) * l_fake + c.lambda_r * l_rcn
+        self.step(loss_g, "g", inputs=list(self.models["g"].parameters()))
+        # equilibrium: k_{t+1} = clip(k_t + λ_k (γ L(x) − L(G)), 0, 1), M_global = L(x) + |γ L(x) − L(G)|
+        # (both losses from the D of this step, as BEGAN's simultaneous update)
+        lr_, lf_ = l_real.detach(), l_fake_d.detach()
+        if dist.is_available() and dist.is_initialized():  # one k_t for every worker: average the losses
+            both = torch.stack([lr_, lf_])
+            dist.all_reduce(both)
+            lr_, lf_ = both / dist.get_world_size()
+        l_x, l_g = torch.stack([lr_, lf_]).tolist()  # one host sync per step (k_t is a float)
+        balance = c.gamma * l_x - l_g
+        k_new = min(max(k + c.lambda_k * balance, 0.0), 1.0)
+        m_global = l_x + abs(balance)
+        self.extra["k_t"] = k_new
+        self.extra["m_global"] = m_global
+        scalar = lambda v: torch.tensor(v, dtype=torch.float32, device=x.device)  # noqa: E731
+        return {"loss": scalar(m_global), "loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "l_real": lr_,
+                "l_fake": lf_, "l_fake_g": l_fake.detach(), "l_rcn": l_rcn.detach(), "k_t": scalar(k_new),
+                "m_global": scalar(m_global)}
+
+    def validation_step(self, batch: dict) -> dict:
+        c, x = self.cfg.began, batch["x"]
+        with self.autocast():
+            x_hat = self.models["g"](x)
+        x_hat = x_hat.float()
+        l_real = ae_loss(self.models["D"], x)
+        l_fake = ae_loss(self.models["D"], x_hat)
+        l_rcn = (x - x_hat).abs().mean()
+        m_global = l_real + (c.gamma * l_real - l_fake).abs()
+        return {"loss": m_global, "x_hat": x_hat, "l_real": l_real, "l_fake": l_fake, "l_rcn": l_rcn,
+                "m_global": m_global, "loss_g": (1.0 - c.lambda_r) * l_fake + c.lambda_r * l_rcn}
+
+    # -- inference ----------------------------------------------------------------------------------------------------
+    @classmethod
+    def reconstruct(cls, stage: str, models: dict, batch: dict) -> torch.Tensor:
+        return models["g"](batch["x"])
+
+    @classmethod
+    def latent(cls, models: dict, x: torch.Tensor) -> torch.Tensor:
+        raise ValueError("the BEGAN refiner has no latent to code (it is a refiner, not a compressor)")
+
+    @classmethod
+    @torch.no_grad()
+    def refine(cls, models: dict, images) -> torch.Tensor:
+        """Refine arbitrary images with a trained refiner ``models["g"]`` (eval mode is set here).
+
+        ``images``: (N,3,H,W) uint8 or float in [0, 1] (or a numpy (N,H,W,3) uint8 array); images of another size
+        than the refiner's are resized to it (area when shrinking, bilinear when enlarging) -- the refiner only
+        looks at the downscaled versions anyway. Returns float images in [0, 1] at the refiner's size."""
+        g = models["g"]
+        g.eval()
+        if not torch.is_tensor(images):
+            import numpy as np
+            arr = np.asarray(images)
+            if arr.ndim != 4 or arr.shape[-1] != 3:
+                raise ValueError(f"refine: expected (N,H,W,3) arrays or (N,3,H,W) tensors, got {arr.shape}")
+            images = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2)
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"refine: expected (N, 3, H, W) images, got {tuple(images.shape)}")
+        dev = next(g.parameters()).device
+        x = images.to(dev)
+        x = x.float().div(255.0) if x.dtype == torch.uint8 else x.float()
+        size = g.image_size
+        if x.shape[-1] != size or x.shape[-2] != size:
+            mode = "area" if x.shape[-1] > size else "bilinear"
+            x = F.interpolate(x, size=(size, size), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+        return g(x.clamp(0, 1)).float()
+
+
+def refine(models: dict, images) -> torch.Tensor:
+    """``BEGAN.refine`` (module-level alias)."""
+    return BEGAN.refine(models, images)
+
+
+SYSTEM = BEGAN
+__all__ = ["BEGAN", "BEGANConfig", "BEGANRefiner", "BEGANDiscriminator", "refine", "variant_scales",
+           "upsample_scales", "image_pyramid"]

@@ -1,0 +1,257 @@
+"""Edge-guided diffusion compression (paper 002) as a system of the harness: three stages.
+
+- ``vae``: KL-regularised conv VAE (diffusers ``AutoencoderKL``, latent C x H/4 x W/4) + one entropy bottleneck
+  per bit depth. Quantisation: uniform with step Δ = 2R / 2^bits on the clipped latent [-R, R]; in training
+  additive uniform noise U(-Δ/2, Δ/2) (through the entropy bottleneck's training mode at a random configured bit
+  depth), rounding at inference. Loss: recon_weight·L1 + kl_weight·KL (+ rate_weight·bpp) + the bottlenecks'
+  quantile losses.
+- ``een``: Edge Estimation Network (pix2pix U-Net) from the dequantised latent (bilinearly resized to the image)
+  to the Canny map (``pycompgen.ops.canny`` with ``data.canny_low/high``), against a PatchGAN:
+  L_G = L_adv + λ·L1, L_D = L_adv (paper eqs 1-3). VAE frozen.
+- ``denoiser``: ``UNet2DConditionModel`` + ``ControlNetModel`` (edge map as control image, learned null
+  embedding as the cross-attention context), ε-prediction MSE (eq 4) on the clean VAE latents with diffusers'
+  ``DDPMScheduler``; conditioned on the true Canny edges (dropped to zeros with probability ``edge_dropout`` so
+  the zero-edge input is the unconditional "SDC" model). VAE and EEN frozen.
+Receiver, channel, completion and bitstream: ``pycompgen.systems.edgediff.receiver``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from pycompgen.systems import register_system
+from pycompgen.systems.base import StageSpec, System, latent_rate
+
+
+@dataclass
+class EdgeDiffConfig:
+    vae_channels: list[int] = field(default_factory=lambda: [32, 64, 64])   # 3 levels: latent at H/4
+    latent_channels: int = 4
+    norm_groups: int = 8
+    latent_range: float = 3.0      # R: the latent is clipped to [-R, R] before quantisation
+    bits: list[int] = field(default_factory=lambda: [3, 4, 5])   # quantisation bit depths (one entropy model each)
+    eval_bits: int = 4             # bit depth of validation / reconstruct
+    kl_weight: float = 1e-4
+    recon_weight: float = 1.0
+    rate_weight: float = 0.0
+    lr_vae: float = 1e-3
+    een_channels: int = 32
+    een_depth: int = 4
+    disc_channels: int = 32
+    een_l1_weight: float = 100.0   # λ of eq 2 (pix2pix)
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4
+    betas_gan: list[float] = field(default_factory=lambda: [0.5, 0.999])
+    unet_channels: list[int] = field(default_factory=lambda: [32, 64])
+    cross_dim: int = 32
+    head_dim: int = 8
+    train_timesteps: int = 1000
+    beta_schedule: str = "linear"
+    edge_dropout: float = 0.15
+    lr_denoiser: float = 2e-4
+    steps: int = 10                # DDIM steps from the matched timestep (receiver)
+    complete_steps: int = 25       # DDIM steps of the completion (from pure noise, RePaint-style)
+    val_steps: int = 4             # DDIM steps used in validation
+    loss_max_frac: float = 0.125   # lost region: up to this fraction of each latent side
+    loss_regions: int = 3
+
+    def validate(self, cfg) -> None:
+        if len(self.vae_channels) < 2 or any(c < 1 for c in self.vae_channels):
+            raise ValueError(f"edgediff.vae_channels must be >= 2 positive widths, got {self.vae_channels}")
+        if not self.bits or any(not 1 <= b <= 16 for b in self.bits):
+            raise ValueError(f"edgediff.bits must be bit depths in 1..16, got {self.bits}")
+        if self.eval_bits not in self.bits:
+            raise ValueError(f"edgediff.eval_bits={self.eval_bits} must be one of edgediff.bits={self.bits}")
+        if self.latent_range <= 0:
+            raise ValueError("edgediff.latent_range must be > 0")
+        for k in ("kl_weight", "recon_weight", "rate_weight", "een_l1_weight"):
+            if getattr(self, k) < 0:
+                raise ValueError(f"edgediff.{k} must be >= 0, got {getattr(self, k)}")
+        for k in ("lr_vae", "lr_g", "lr_d", "lr_denoiser"):
+            if getattr(self, k) <= 0:
+                raise ValueError(f"edgediff.{k} must be > 0, got {getattr(self, k)}")
+        if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
+            raise ValueError(f"edgediff.beta_schedule must be linear, scaled_linear or squaredcos_cap_v2, "
+                             f"got {self.beta_schedule!r}")
+        if not 0 <= self.edge_dropout < 1:
+            raise ValueError("edgediff.edge_dropout must be in [0, 1)")
+        if not 0 < self.loss_max_frac <= 1 or self.loss_regions < 0:
+            raise ValueError("edgediff.loss_max_frac must be in (0, 1] and loss_regions >= 0")
+        for k in ("steps", "complete_steps", "val_steps"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"edgediff.{k} must be >= 1")
+        for c in self.vae_channels + self.unet_channels:
+            if c % self.norm_groups:
+                raise ValueError(f"edgediff: widths must be multiples of norm_groups={self.norm_groups}, got {c}")
+        down = 2 ** (len(self.vae_channels) - 1)
+        if cfg.data.image_size % (down * 2 ** (len(self.unet_channels) - 1)):
+            raise ValueError(f"edgediff: data.image_size={cfg.data.image_size} must be divisible by the VAE's x{down} "
+                             f"downsampling times the UNet's")
+
+
+def canny_target(x, cfg):
+    from pycompgen.ops import canny
+    d = cfg.data
+    return canny(x.float().contiguous(), d.canny_low, d.canny_high, blur_sigma=d.blur_sigma)
+
+
+@register_system
+class EdgeDiff(System):
+    name = "edgediff"
+    description = "edge-guided diffusion compression (paper 002)"
+    section = EdgeDiffConfig
+    stages = {
+        "vae": StageSpec("vae", ("vae", "eb"), ("vae", "eb"), (), 20,
+                         "KL VAE + uniform quantisation (noise in training) + entropy models per bit depth"),
+        "een": StageSpec("een", ("vae", "eb", "een", "D"), ("een", "D"), ("vae", "eb"), 10,
+                         "Edge Estimation Network (pix2pix U-Net) vs PatchGAN; VAE frozen"),
+        "denoiser": StageSpec("denoiser", ("vae", "eb", "een", "unet", "control", "null"),
+                              ("unet", "control", "null"), ("vae", "eb", "een"), 20,
+                              "ControlNet-conditioned latent denoiser, ε-prediction with DDPM; VAE, EEN frozen"),
+    }
+
+    def __init__(self, cfg, device, init=None, *, resume_state=None, wrap_module=lambda m: m):
+        # No DDP wrappers: the VAE is called through encode()/decode() (not forward) and only one entropy model of
+        # the bank is used per step, which DDP (without find_unused_parameters) cannot handle. Gradients are
+        # averaged across ranks in ``step`` instead (every parameter of the optimiser, missing ones as zeros).
+        super().__init__(cfg, device, init, resume_state=resume_state, wrap_module=lambda m: m)
+
+    def step(self, loss, optimizer: str = "main", inputs=None) -> None:
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        loss.backward(inputs=inputs)
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+            ps = [p for g in opt.param_groups for p in g["params"]]
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in ps]
+            flat = _flatten_dense_tensors(grads)
+            dist.all_reduce(flat)
+            flat /= dist.get_world_size()
+            for p, g in zip(ps, _unflatten_dense_tensors(flat, grads)):
+                p.grad = g
+        opt.step()
+
+    @classmethod
+    def build_networks(cls, cfg) -> dict:
+        from .networks import build_all
+        return build_all(cfg.edgediff, cfg.data.image_size)
+
+    def configure_optimizers(self) -> dict:
+        c, s = self.cfg.edgediff, self.spec.name
+        ps = lambda *ks: [p for k in ks for p in self.models[k].parameters()]
+        if s == "vae":
+            return {"main": torch.optim.Adam(ps("vae", "eb"), lr=c.lr_vae)}
+        if s == "een":
+            return {"G": torch.optim.Adam(ps("een"), lr=c.lr_g, betas=tuple(c.betas_gan)),
+                    "D": torch.optim.Adam(ps("D"), lr=c.lr_d, betas=tuple(c.betas_gan))}
+        return {"main": torch.optim.AdamW(ps("unet", "control", "null"), lr=c.lr_denoiser, weight_decay=0.0)}
+
+    # -- stages -------------------------------------------------------------------------------------------------
+    def train_step(self, batch: dict) -> dict:
+        return getattr(self, f"_step_{self.spec.name}")(batch)
+
+    def _step_vae(self, batch):
+        from . import receiver as R
+        c, x = self.cfg.edgediff, batch["x"]
+        bits = c.bits[int(torch.randint(len(c.bits), (1,)))]
+        delta = R.step_size(c, bits)
+        with self.autocast():
+            post = self.nets["vae"].encode(2 * x - 1).latent_dist
+            z = post.sample().float()
+        y_hat, bpp, rate = latent_rate(self.models["eb"].get(bits), z / delta, c.rate_weight, x.shape[-1] * x.shape[-2])
+        with self.autocast():
+            x_hat = (self.nets["vae"].decode(y_hat * delta).sample.float() + 1) / 2
+        rec = (x_hat - x).abs().mean()
+        kl = post.kl().float().mean() / x[0].numel()
+        loss = c.recon_weight * rec + c.kl_weight * kl + rate / x.shape[0] + self.models["eb"].loss()
+        self.step(loss)
+        return {"loss": rec.detach(), "kl": kl.detach(), "bpp": (bpp / x.shape[0]).detach()}
+
+    def _step_een(self, batch):
+        from . import receiver as R
+        c, x = self.cfg.edgediff, batch["x"]
+        n = x.shape[0]
+        with torch.no_grad():
+            bits = c.bits[int(torch.randint(len(c.bits), (1,)))]
+            y_hat = R.quantise(self.models, c, R.encode(self.models, c, x), bits)[0]
+            cond = R.latent_to_image(y_hat, x.shape[-1])
+            target = canny_target(x, self.cfg)
+        with self.autocast():
+            fake = torch.sigmoid(self.nets["een"](cond).float())
+            d_in = torch.cat([torch.cat([cond, target], 1), torch.cat([cond, fake.detach()], 1)])
+            logits = self.nets["D"](d_in).float()
+        lab = torch.cat([torch.ones_like(logits[:n]), torch.zeros_like(logits[n:])])
+        loss_d = F.binary_cross_entropy_with_logits(logits, lab)           # eq 3
+        self.step(loss_d, "D")
+        with self.autocast():
+            fl = self.models["D"](torch.cat([cond, fake], 1)).float()
+        adv = F.binary_cross_entropy_with_logits(fl, torch.ones_like(fl))  # eq 1
+        l1 = (fake - target).abs().mean()
+        loss_g = adv + c.een_l1_weight * l1                                # eq 2
+        self.step(loss_g, "G", inputs=list(self.models["een"].parameters()))
+        return {"loss": l1.detach(), "loss_g": loss_g.detach(), "loss_d": loss_d.detach(), "adv": adv.detach()}
+
+    def _step_denoiser(self, batch, generator=None):
+        from . import receiver as R
+        c, x = self.cfg.edgediff, batch["x"]
+        n = x.shape[0]
+        with torch.no_grad():
+            y0 = R.encode(self.models, c, x)
+            edges = canny_target(x, self.cfg)
+            keep = (torch.rand(n, 1, 1, 1, device=x.device, generator=generator) >= c.edge_dropout).float()
+            edges = edges * keep
+        sched = R.ddpm(c)
+        t = torch.randint(0, sched.config.num_train_timesteps, (n,), device=x.device, generator=generator)
+        noise = torch.randn(y0.shape, device=x.device, generator=generator)
+        xt = sched.add_noise(y0, noise, t)
+        with self.autocast():
+            eps = R.predict_eps(self.nets, xt, t, edges).float()
+        loss = F.mse_loss(eps, noise)                                      # eq 4
+        if generator is None:
+            self.step(loss)
+        return {"loss": loss.detach()}
+
+    @torch.no_grad()
+    def validation_step(self, batch: dict) -> dict:
+        from . import receiver as R
+        c, x, s = self.cfg.edgediff, batch["x"], self.spec.name
+        y = R.encode(self.models, c, x)
+        y_hat, bpp = R.quantise(self.models, c, y, c.eval_bits)
+        out = {"bpp": bpp.mean()}
+        if s == "vae":
+            x_hat = R.decode(self.models, y_hat)
+            out["loss"] = (x_hat - x).abs().mean()
+        elif s == "een":
+            e = R.een_edges(self.models, y_hat, x.shape[-1])
+            target = canny_target(x, self.cfg)
+            out["loss"] = (e - target).abs().mean()
+            out["edge_f1"] = R.edge_f1(e, target).mean()
+            x_hat = R.decode(self.models, y_hat)
+        else:
+            g = torch.Generator(x.device).manual_seed(0)
+            out["loss"] = self._step_denoiser(batch, generator=g)["loss"]
+            x_hat = R.receive(self.models, c, y_hat, c.eval_bits, mode="full", steps=c.val_steps, seed=0)
+        out["x_hat"] = x_hat
+        return out
+
+    @classmethod
+    def reconstruct(cls, stage: str, models: dict, batch: dict) -> torch.Tensor:
+        """W/O decoding for stages vae / een, the full receiver (EEN edges, DDIM) for the denoiser."""
+        from . import receiver as R
+        c = R._m(models, "eb").receiver_config()
+        y_hat, _ = R.quantise(models, c, R.encode(models, c, batch["x"]), c.eval_bits)
+        if stage == "denoiser":
+            return R.receive(models, c, y_hat, c.eval_bits, mode="full", steps=c.steps, seed=0)
+        return R.decode(models, y_hat)
+
+    @classmethod
+    def latent(cls, models: dict, x: torch.Tensor) -> torch.Tensor:
+        from . import receiver as R
+        return R.encode(models, R._m(models, "eb").receiver_config(), x)
+
+
+SYSTEM = EdgeDiff
+__all__ = ["EdgeDiff", "EdgeDiffConfig"]

@@ -1,0 +1,221 @@
+"""The BEGAN image refiner (seed 003) on the harness: losses, k_t, injected scales, resume, inference, bad input,
+and a 2-worker Ray Train run through the CLI. Tiny widths, 32x32 (one test at 64x64) synthetic faces."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pycompgen.config import load_config
+from pycompgen.data import load_faces
+from pycompgen.systems import build_networks, build_system, get_system
+from pycompgen.training import load_checkpoint, train_local
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "configs" / "began-tiny.yaml")
+
+
+def cfg_for(*over, out=None):
+    cfg = load_config(TINY, list(over))
+    if out is not None:
+        cfg.out = str(out)
+    return cfg
+
+
+def face_batch(n=16, size=32):
+    faces = load_faces(None, "train", size, synthetic_count=n)
+    return torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
+
+
+def test_losses_decrease_on_a_fixed_batch():
+    sys_ = build_system(cfg_for(), "cpu")
+    b = sys_.prepare_batch(face_batch(16), torch.Generator())
+    logs = [sys_.train_step(b) for _ in range(15)]
+    first, last = logs[0], logs[-1]
+    # the autoencoder learns real faces and the refiner learns to reproduce them through D
+    assert last["l_real"] < first["l_real"]
+    assert last["loss_g"] < first["loss_g"]
+    assert last["l_rcn"] < first["l_rcn"]
+    assert last["m_global"] < first["m_global"]
+    for lg in logs:
+        assert all(torch.isfinite(v) for v in lg.values())
+
+
+def test_loss_is_the_papers_equation_4():
+    """L_D = L(x) − k·L(G), L_G = (1−λr)·L(G) + λr·|x − G|, k' = clip(k + λk(γL(x) − L(G)), 0, 1)."""
+    cfg = cfg_for("began.lambda_k=0.3", "began.gamma=0.9", "began.k0=0.25", "began.lambda_r=0.3", "train.amp=off")
+    s = build_system(cfg, "cpu")
+    x = s.prepare_batch(face_batch(8), torch.Generator())["x"]
+    g, D = s.models["g"], s.models["D"]
+    with torch.no_grad():
+        G = g(x)
+        l_real = (x - D(x)).abs().mean()
+        l_fake = (G - D(G)).abs().mean()
+    logs = s.train_step({"x": x})
+    torch.testing.assert_close(logs["l_real"], l_real, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logs["l_fake"], l_fake, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logs["loss_d"], l_real - 0.25 * l_fake, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(logs["l_rcn"], (x - G).abs().mean(), rtol=1e-5, atol=1e-6)
+    k = min(max(0.25 + 0.3 * float(0.9 * l_real - l_fake), 0.0), 1.0)
+    assert s.extra["k_t"] == pytest.approx(k, abs=1e-6) and float(logs["k_t"]) == pytest.approx(k, abs=1e-6)
+    assert float(logs["m_global"]) == pytest.approx(float(l_real + (0.9 * l_real - l_fake).abs()), abs=1e-6)
+    # L_G uses L(G) through the updated D, into g only: D's gradients stay those of its own step
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in D.parameters())
+
+
+@pytest.mark.parametrize("gamma", [0.0, 5.0])
+def test_k_t_stays_in_unit_interval(gamma):
+    s = build_system(cfg_for(f"began.gamma={gamma}", "began.lambda_k=10.0", "began.k0=0.5"), "cpu")
+    b = s.prepare_batch(face_batch(8), torch.Generator())
+    ks = [float(s.train_step(b)["k_t"]) for _ in range(4)]
+    assert all(0.0 <= k <= 1.0 for k in ks)
+    assert ks[-1] == (0.0 if gamma == 0.0 else 1.0)  # pushed hard to a bound, clipped there
+
+
+def test_k_t_is_checkpointed_and_restored_on_resume(tmp_path):
+    over = ["began.lambda_k=0.2", "began.gamma=1.5", "train.epochs=2"]
+    full = train_local(cfg_for(*over, out=tmp_path / "full"), verbose=False)
+    train_local(cfg_for(*over[:-1], "train.epochs=1", out=tmp_path / "part"), verbose=False)
+    ck1 = load_checkpoint(tmp_path / "part" / "last.pt", expect_model="began")
+    k1 = ck1["extra"]["k_t"]
+    assert 0.0 < k1 <= 1.0 and set(ck1["optimizers"]) == {"g", "D"} and set(ck1["models"]) == {"g", "D"}
+    # a system built from the checkpoint starts from its k_t, not from began.k0
+    s = build_system(cfg_for(*over), "cpu", resume_state=ck1)
+    assert s.extra["k_t"] == k1
+    resumed = train_local(cfg_for(*over, out=tmp_path / "part"), resume=True, verbose=False)
+    ck_full = load_checkpoint(tmp_path / "full" / "last.pt", expect_model="began")
+    ck_res = load_checkpoint(tmp_path / "part" / "last.pt", expect_model="began")
+    assert ck_res["epoch"] == 2 and ck_res["extra"]["k_t"] == pytest.approx(ck_full["extra"]["k_t"], abs=1e-6)
+    assert resumed["train_k_t"] == pytest.approx(full["train_k_t"], abs=1e-6)
+    assert resumed["train_m_global"] == pytest.approx(full["train_m_global"], rel=1e-5)
+    for k, v in ck_full["models"]["g"].items():
+        torch.testing.assert_close(ck_res["models"]["g"][k], v)
+
+
+def test_injected_scales_change_the_generators_inputs():
+    from pycompgen.systems.began import upsample_scales, variant_scales
+    assert upsample_scales(64) == [16, 32, 64]
+    assert [variant_scales(v, 64) for v in "ABC"] == [[16], [16, 32], [16, 32, 64]]
+    x = face_batch(4, 64).float() / 255
+    outs = {}
+    for v in "ABC":
+        cfg = load_config(TINY, ["data.image_size=64", f"began.variant={v}"])
+        g = build_networks(cfg)["g"]
+        assert g.inject == tuple(variant_scales(v, 64))
+        # the first conv after each upsampling takes n (+3 where the downscaled image is injected) channels
+        widths = [blk[0].in_channels for blk in g.dec.blocks[1:]]
+        assert widths == [8 + (3 if s in g.inject else 0) for s in (16, 32, 64)]
+        outs[v] = g(x)
+        assert outs[v].shape == x.shape and outs[v].min() >= 0 and outs[v].max() <= 1
+    # an explicit list overrides the variant; only the injected scales reach the generator
+    cfg = load_config(TINY, ["began.inject=[32]", "began.variant=A"])
+    g = build_networks(cfg)["g"]
+    assert g.inject == (32,)
+    x32 = face_batch(2).float() / 255
+    y = g(x32)
+    x32.requires_grad_(True)
+    g(x32).sum().backward()
+    assert x32.grad.abs().sum() > 0 and y.shape == (2, 3, 32, 32)
+    # without injection at 32, the refiner sees the image only through its 8x8 and 16x16 versions
+    g16 = build_networks(load_config(TINY, ["began.inject=[16]"]))["g"]
+    a = face_batch(1).float() / 255
+    b = a.clone()
+    b[..., 0::2, 0::2], b[..., 1::2, 1::2] = a[..., 1::2, 1::2], a[..., 0::2, 0::2]  # same 2x2 means
+    torch.testing.assert_close(g16(a), g16(b), atol=1e-5, rtol=0)
+    assert (g(a) - g(b)).abs().max() > 1e-4  # injected at 32: the refiner sees the difference
+
+
+def test_validation_reconstruct_and_refine():
+    cfg = cfg_for()
+    s = build_system(cfg, "cpu")
+    b = s.prepare_batch(face_batch(4), torch.Generator())
+    s.eval_mode()
+    with torch.no_grad():
+        out = s.validation_step(b)
+    assert {"loss", "x_hat", "m_global", "l_rcn"} <= set(out) and out["x_hat"].shape == b["x"].shape
+    cls = get_system("began")
+    assert cls.input_key("train") == "x"
+    eb = cls.example_batch(cfg, face_batch(2), torch.Generator())
+    with torch.no_grad():
+        rec = cls.reconstruct("train", s.models, eb)
+    assert rec.shape == (2, 3, 32, 32)
+    from pycompgen.systems.began import refine
+    # arbitrary inputs: uint8 tensors, numpy arrays, other sizes (a 16x16 face is enlarged to 32x32)
+    r1 = refine(s.models, face_batch(3))
+    r2 = refine(s.models, load_faces(None, "train", 32, synthetic_count=3).images)
+    torch.testing.assert_close(r1, r2)
+    r3 = refine(s.models, face_batch(2, 16))
+    assert r3.shape == (2, 3, 32, 32) and 0 <= r3.min() and r3.max() <= 1
+
+
+def test_bad_input_gives_clear_errors():
+    s = build_system(cfg_for(), "cpu")
+    with pytest.raises(ValueError, match="data.image_size=32"):
+        s.prepare_batch(face_batch(2, 64), torch.Generator())
+    with pytest.raises(ValueError, match="expected 32x32 images"):
+        s.models["g"](torch.rand(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="expected 32x32 images"):
+        s.models["D"](torch.rand(2, 3, 16, 16))
+    with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\)"):
+        s.models["g"](torch.rand(2, 1, 32, 32))
+    with pytest.raises(ValueError, match="power-of-two data.image_size"):
+        cfg_for("data.image_size=48")
+    with pytest.raises(ValueError, match="began.variant must be one of A, B, C"):
+        cfg_for("began.variant=D")
+    with pytest.raises(ValueError, match="began.inject must list distinct resolutions among"):
+        cfg_for("began.inject=[8]")
+    with pytest.raises(ValueError, match="began.lambda_r must be in"):
+        cfg_for("began.lambda_r=1.5")
+    from pycompgen.systems.began import refine
+    with pytest.raises(ValueError, match="refine: expected"):
+        refine(s.models, torch.rand(2, 32, 32))
+
+
+@pytest.mark.distributed
+@pytest.mark.timeout(420)
+def test_cli_trains_began_on_two_ray_workers(tmp_path):
+    """``pycompgen train --system began --workers 2`` on Ray Train with the tiny config, tracked in MLflow."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "pycompgen", "train", "--system", "began", "--workers", "2", "--config", TINY,
+           "--out", str(out), "data.synthetic_count=64", "train.epochs=2", "eval.max_images=16",
+           "began.lambda_k=0.2", "began.gamma=1.5"]
+    from conftest import RAY_TEST_ENV
+    env = dict(os.environ, **RAY_TEST_ENV, PYTHONPATH=str(ROOT))
+    env.pop("MLFLOW_TRACKING_URI", None)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ck = load_checkpoint(out / "last.pt", expect_model="began")
+    assert ck["stage"] == "train" and ck["epoch"] == 2 and set(ck["models"]) == {"g", "D"}
+    assert set(ck["optimizers"]) == {"g", "D"} and ck["optimizers"]["D"]["state"]
+    assert 0.0 <= ck["extra"]["k_t"] <= 1.0
+    assert "train_k_t" in ck["metrics"] and "train_m_global" in ck["metrics"]
+
+
+def test_k_t_and_m_global_are_logged_every_step():
+    """System.step_log_keys: the epoch's metrics carry one value per training step (MLflow: step_k_t, ...)."""
+    from pycompgen.training import make_loaders
+    from pycompgen.training.loop import train_one_epoch
+    cfg = cfg_for("train.max_steps_per_epoch=3", "began.lambda_k=0.5")
+    s = build_system(cfg, "cpu")
+    loader, _ = make_loaders(cfg)
+    m = train_one_epoch(s, loader, 0)
+    assert set(m["step_logs"]) == {"k_t", "m_global"}
+    assert len(m["step_logs"]["k_t"]) == m["train_steps"] == 3
+    assert all(0.0 <= k <= 1.0 for k in m["step_logs"]["k_t"])
+    assert m["step_logs"]["k_t"][-1] == pytest.approx(s.extra["k_t"])
+
+
+def test_step_logs_reach_mlflow(tmp_path):
+    from mlflow.tracking import MlflowClient
+    from pycompgen.tracking import EpochLogger
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cl = MlflowClient(uri)
+    rid = cl.create_run(cl.create_experiment("t")).info.run_id
+    log = EpochLogger(uri, rid)
+    log.log_epoch(2, {"train_loss": 0.5, "epochs": 3}, None, step_logs={"k_t": [0.1, 0.2, 0.3]})
+    hist = cl.get_metric_history(rid, "step_k_t")
+    assert [(m.step, round(m.value, 6)) for m in hist] == [(3, 0.1), (4, 0.2), (5, 0.3)]

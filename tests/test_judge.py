@@ -1,0 +1,194 @@
+"""pycompgen.evaluation.judge: FD/KD, bootstrap intervals, collapse flag, bad input, torchmetrics agreement."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from pycompgen.evaluation import judge as J
+
+
+class _Pool(J.FeatureExtractor):
+    """A deterministic small feature space for tests: 4×4 average pooling of RGB -> 48 features."""
+    name = "pool4"
+
+    def forward(self, x):
+        return nn.functional.adaptive_avg_pool2d(x.float(), 4).flatten(1)
+
+
+def _faces(n, seed=0, size=32):
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 3, 4, 4, generator=g)
+    x = nn.functional.interpolate(base, size=(size, size), mode="bilinear", align_corners=False)
+    return (x + 0.02 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1)
+
+
+def test_fd_zero_on_itself_and_grows_with_shift():
+    torch.manual_seed(0)
+    f = torch.randn(400, 16, dtype=torch.float64)
+    assert abs(J.frechet_distance(f, f)) < 1e-8
+    d = [J.frechet_distance(f + s, f) for s in (0.0, 0.2, 0.5, 1.0)]
+    assert d[0] < 1e-8 < d[1] < d[2] < d[3]
+    assert d[3] == pytest.approx(16.0, rel=1e-6)   # a mean shift of 1 in 16 dims: ‖Δμ‖² = 16
+
+
+def test_fd_matches_closed_form_and_low_rank_case():
+    torch.manual_seed(1)
+    a, b = torch.randn(30, 64, dtype=torch.float64), torch.randn(40, 64, dtype=torch.float64) * 2
+    # reference: eigenvalues of Σ1Σ2 (as torchmetrics / pytorch-fid)
+    ca, cb = torch.cov(a.T), torch.cov(b.T)
+    ref = (a.mean(0) - b.mean(0)).pow(2).sum() + ca.trace() + cb.trace() - \
+        2 * torch.linalg.eigvals(ca @ cb).sqrt().real.sum()
+    assert J.frechet_distance(a, b) == pytest.approx(float(ref), rel=1e-6, abs=1e-6)
+
+
+def test_kd_unbiased_near_zero_for_same_distribution():
+    g = torch.Generator().manual_seed(2)
+    kds = [J.kernel_distance(torch.randn(300, 8, generator=g, dtype=torch.float64),
+                             torch.randn(300, 8, generator=g, dtype=torch.float64)) for _ in range(10)]
+    mean = sum(kds) / len(kds)
+    shifted = J.kernel_distance(torch.randn(300, 8, generator=g, dtype=torch.float64) + 0.5,
+                                torch.randn(300, 8, generator=g, dtype=torch.float64))
+    assert abs(mean) < 0.01 < shifted
+    assert min(kds) < 0 < max(kds) or abs(mean) < 2e-3    # unbiased: scatters around zero
+
+
+def test_bootstrap_ci_contains_point_estimate():
+    torch.manual_seed(3)
+    f, r = torch.randn(200, 8, dtype=torch.float64) + 0.3, torch.randn(250, 8, dtype=torch.float64)
+    b = J.bootstrap_realism(f, r, n_boot=100, seed=0)
+    fd, kd = J.frechet_distance(f, r), J.kernel_distance(f, r)
+    assert b["fd_ci"][0] <= fd <= b["fd_ci"][1] and b["kd_ci"][0] <= kd <= b["kd_ci"][1]
+    m = J.bootstrap_mean(torch.rand(100), n_boot=100)
+    assert m["ci"][0] <= m["mean"] <= m["ci"][1] and m["n"] == 100
+
+
+def test_collapse_flag():
+    real = _faces(64, 0)
+    distinct = _faces(64, 1)
+    dup = _faces(4, 2).repeat(16, 1, 1, 1)
+    feats = _Pool()
+    r_ok = J.judge(distinct, real, features=feats, n_boot=10)
+    r_dup = J.judge(dup, real, features=feats, n_boot=10)
+    assert r_ok["diversity"]["collapse"] is False and r_ok["diversity"]["near_duplicate_share"] <= 0.1
+    assert r_dup["diversity"]["collapse"] is True and r_dup["diversity"]["near_duplicate_share"] == 1.0
+    assert r_dup["diversity"]["ratio_to_real"] < r_ok["diversity"]["ratio_to_real"]
+
+
+def test_judge_dict_labels_counts_and_faithfulness():
+    real = _faces(32, 0)
+    gen = (real + 0.03 * torch.randn_like(real)).clamp(0, 1)
+    from pycompgen.evaluation.metrics import edges
+    sk = edges(real, J.CANNY_LOW, J.CANNY_HIGH)
+    r = J.judge(gen, real, sources=real, sketches=sk, features=_Pool(), n_boot=20)
+    re_ = r["realism"]
+    assert re_["label"] == "FD/KD in pool4 features (non-standard)" and "FID" not in re_["fd_name"]
+    assert re_["n_generated"] == 32 and re_["n_real"] == 32 and re_["bootstraps"] == 20
+    assert r["faithfulness"]["ssim"]["mean"] > 0.5 and r["faithfulness"]["ms_ssim"]["n"] == 32
+    assert 0 <= r["faithfulness"]["edge_f1"]["mean"] <= r["faithfulness"]["edge_f1_1px"]["mean"] <= 1
+    # refiner: a low-res source -> SSIM of the downscaled output and the input
+    low = nn.functional.interpolate(real, size=(16, 16), mode="area")
+    r2 = J.judge(gen, real, sources=low, features=_Pool(), n_boot=5)
+    assert r2["faithfulness"]["ssim_lowres"]["size"] == 16 and r2["faithfulness"]["ssim_lowres"]["mean"] > 0.8
+
+
+@pytest.mark.parametrize("case, msg", [
+    ("size", "32×32 px but the generated images are 24×24"),
+    ("channels", "wrong domain"),
+    ("range_pm1", "looks like [-1, 1]"),
+    ("range_255", "divide by 255"),
+    ("uint8", "uint8"),
+    ("sketch_rgb", "wrong domain"),
+    ("count", "3 sources for 8 generated"),
+    ("sources_size", "not the same size"),
+])
+def test_bad_input_is_one_line_value_error(case, msg):
+    real, gen = _faces(8, 0), _faces(8, 1)
+    kw = {}
+    if case == "size":
+        gen = _faces(8, 1, size=24)
+    elif case == "channels":
+        gen = gen[:, :1]
+    elif case == "range_pm1":
+        gen = gen * 2 - 1
+    elif case == "range_255":
+        gen = gen * 255
+    elif case == "uint8":
+        gen = (gen * 255).to(torch.uint8)
+    elif case == "sketch_rgb":
+        kw["sketches"] = gen
+    elif case == "count":
+        kw["sources"] = real[:3]
+    elif case == "sources_size":
+        kw["sources"] = _faces(8, 0, size=24)
+    with pytest.raises(ValueError) as e:
+        J.judge(gen, real, features=_Pool(), n_boot=2, **kw)
+    assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_fd_equals_torchmetrics_fid_with_same_feature_module():
+    pytest.importorskip("torchmetrics")
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+    real, gen = _faces(60, 0), (_faces(50, 1) * 0.8 + 0.1)
+    feats = _Pool()
+    fid = FrechetInceptionDistance(feature=feats, reset_real_features=True)
+    fid.update(real, real=True)
+    fid.update(gen, real=False)
+    ours = J.frechet_distance(feats.extract(gen), feats.extract(real))
+    assert ours == pytest.approx(float(fid.compute()), rel=1e-4, abs=1e-6)
+    r = J.judge(gen, real, features=feats, n_boot=5)
+    assert r["realism"]["fd_impl"] == "torchmetrics"
+    assert r["realism"]["fd"] == pytest.approx(r["realism"]["fd_pycompgen"], rel=1e-4, abs=1e-6)
+    kid = KernelInceptionDistance(feature=feats, subsets=1, subset_size=50)   # one subset = all 50 generated
+    kid.update(real[:50], real=True)
+    kid.update(gen, real=False)
+    ref_kd = float(kid.compute()[0])
+    assert J.kernel_distance(feats.extract(gen), feats.extract(real[:50])) == pytest.approx(ref_kd, rel=1e-4,
+                                                                                           abs=1e-7)
+
+
+def test_encoder_features_and_generators_on_tiny_compgen(tmp_path):
+    """EncoderFeatures from Compgen's f, the Compgen adapters at 50 / -5 dB and pure noise, one table."""
+    from pycompgen.config import load_config
+    from pycompgen.systems import build_networks
+    from pycompgen.evaluation import judge_generators as G
+    cfg = load_config("configs/tiny.yaml", []).validate()
+    torch.manual_seed(0)
+    nets = build_networks(cfg)
+    feats = J.EncoderFeatures.from_models(nets, "tiny-f", image_size=cfg.data.image_size)
+    assert feats.label == "FD/KD in tiny-f features (non-standard)"
+    specs = G.compgen_specs(lambda s: nets, cfg, "tiny ", {}, psnrs=(50.0, -5.0))
+    names = [s.name for s in specs]
+    assert "tiny step1 g(f(x))" in names and "tiny approach3 @-5 dB" in names and \
+        "tiny approach3 pure noise @-5 dB" in names
+    real = G.real_faces(None, 24, image_size=cfg.data.image_size)
+    rows = G.judge_all(specs[:2] + specs[-1:], real, feats, n_boot=5)
+    assert all("error" not in r for r in rows), rows
+    assert "edge_f1" in rows[1]["faithfulness"] and "ssim" not in rows[2]["faithfulness"]
+    md = G.format_table(rows)
+    assert "non-standard" in md and "FID" not in md
+    with pytest.raises(ValueError, match="takes 32×32"):
+        feats.extract(torch.rand(2, 3, 16, 16))
+
+
+class _FakeInception(nn.Module):
+    """Stands in for StyleGAN's TorchScript inception-2015-12-05.pt: [0, 255] input, return_features=True."""
+
+    def forward(self, x: torch.Tensor, return_features: bool = False) -> torch.Tensor:
+        f = nn.functional.adaptive_avg_pool2d(x / 255.0, 4).flatten(1)
+        return f if return_features else f[:, :10]
+
+
+def test_inception_path_is_labelled_standard(tmp_path):
+    p = tmp_path / "inception.pt"
+    torch.jit.script(_FakeInception()).save(str(p))
+    feats = J.resolve_features(None, inception_weights=str(p))
+    assert feats.standard and feats.label.startswith("FID/KID")
+    real, gen = _faces(40, 0), _faces(40, 1)
+    r = J.judge(gen, real, features=feats, n_boot=5)
+    assert r["realism"]["fd_name"] == "FID" and r["realism"]["feature_dims"] == 48
+    assert "kid_torchmetrics" in r["realism"] or pytest.importorskip("torchmetrics") is None
+    (tmp_path / "bad.pt").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a TorchScript Inception"):
+        J.InceptionFeatures(tmp_path / "bad.pt")
