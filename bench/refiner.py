@@ -18,7 +18,7 @@ Figures (refined by ``pycompgen.systems.began.refine`` with each variant's best.
   (b) CelebA validation faces degraded by downscaling (``--degrade 16``: 64 -> 16 -> 64 bilinear):
       original / degraded input / A / B / C;
   (c) with ``--compgen-run DIR``: Compgen approach-3 outputs (DIR/approach3/best.pt; edge map + channel at that
-      run's ``train.psnr``, decoded with ``decode_edges`` or g(h(z))): original / edge map / Compgen / A / B / C.
+      run's ``train.psnr``, decoded with ``decode_edges``): original / edge map / Compgen / A / B / C.
 Only (a) (synthetic pixels) is written to bench/results/refiner-<machine>/; figures holding CelebA pixels ((b), (c))
 go to runs/refiner-figures/<machine>/ (dataset pixels stay out of the repository).
 
@@ -166,8 +166,7 @@ def compgen_outputs(run: str, x_uint8: torch.Tensor, device):
     b = cg.Compgen.example_batch(cfg, x_uint8, gen)
     z = b["z_noisy"].to(device)
     with torch.no_grad():
-        dec = getattr(cg, "decode_edges", None)
-        out = dec(models, z) if dec is not None else models["g"](models["h"](z))
+        out = cg.decode_edges(models, z)
     return b.get("z", z).float().cpu(), out.float().clamp(0, 1).cpu(), {"checkpoint": str(p),
                                                                         "psnr_db": cfg.train.psnr}
 

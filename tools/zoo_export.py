@@ -25,14 +25,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def decode_edges(models, z_noisy):
-    try:
-        from pycompgen.systems.compgen.system import decode_edges as dec
-    except ImportError:
-        return models["g"](models["h"](z_noisy))
-    return dec(models, z_noisy)
-
-
 def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and a[k].shape == b[k].shape
                                         and torch.equal(a[k], b[k]) for k in a)
@@ -44,6 +36,7 @@ def ssim_change(lc, stored: dict, x: torch.Tensor, psnrs, seed: int = 0) -> floa
     import copy
     from pycompgen.data import EdgeChannel
     from pycompgen.ops import ssim
+    from pycompgen.systems.compgen.system import decode_edges
     from pycompgen.zoo.core import to_float32
 
     m32 = lc.models

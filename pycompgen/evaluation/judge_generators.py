@@ -45,14 +45,9 @@ class GeneratorSpec:
 
 # ----------------------------------------------------------------------------------------------- adapters
 def compgen_elm(models: dict, batch: dict) -> torch.Tensor:
-    """x̂ = decode_edges(models, z_noisy) (Compgen's own decoder path), else g(h(z_noisy))."""
-    try:
-        from pycompgen.systems.compgen.system import decode_edges
-    except ImportError:
-        decode_edges = None
-    if decode_edges is not None:
-        return decode_edges(models, batch["z_noisy"])
-    return models["g"](models["h"](batch["z_noisy"]))
+    """x̂ = decode_edges(models, z_noisy): Compgen's reconstruction from the noisy edge map."""
+    from pycompgen.systems.compgen.system import decode_edges
+    return decode_edges(models, batch["z_noisy"])
 
 
 def compgen_ae(models: dict, batch: dict) -> torch.Tensor:

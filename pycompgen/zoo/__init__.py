@@ -3,7 +3,7 @@
     import pycompgen.zoo as zoo
     zoo.list()                      # ['compgen-64', ...]
     pre = zoo.load("compgen-64")    # Pretrained: pre["approach3"] is a LoadedCheckpoint, pre.models("step1") ...
-    x_hat = pre.models("approach3")["g"](pre.models("approach3")["h"](z_noisy))
+    x_hat = decode_edges(pre.models("approach3"), z_noisy)   # pycompgen.systems.compgen.system.decode_edges
 
 Entries are described by ``manifest.json``; weights are fp16 state dicts checked by sha256 at load (see
 ``pycompgen.zoo.core``). ``PYCOMPGEN_ZOO_DIR`` points the zoo at another folder (tests, private models).

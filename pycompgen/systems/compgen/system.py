@@ -103,12 +103,7 @@ def _approach2_loss(nets, b, cfg):
 
 
 def _approach3_loss(nets, b, cfg):
-    if _has_skips(nets["h"]):
-        y_hat, skips = nets["h"](b["z_noisy"], return_skips=True)
-        x_hat = nets["g"](y_hat, skips=skips)
-    else:
-        y_hat = nets["h"](b["z_noisy"])
-        x_hat = nets["g"](y_hat)
+    y_hat, x_hat = elm_forward(nets, b["z_noisy"])
     d = _d(cfg, b["x"], x_hat)
     logs = {"distortion": d.detach(), "x_hat": x_hat}
     loss = d
