@@ -314,6 +314,23 @@ def sweep(cfg, checkpoints: dict[str, str], data=None, psnrs: Sequence[float] | 
     """
     from .inference import load_for_eval
 
+    dev = resolve_device(device or cfg.train.device)
+    if not checkpoints:
+        raise ValueError("sweep: no checkpoints given")
+    loaded = {lab: load_for_eval(p, label=lab, expect_model=cfg.model.name, device=dev)
+              for lab, p in checkpoints.items()}
+    return sweep_loaded(cfg, loaded, data, psnrs, out_dir, split=split, device=dev, max_images=max_images,
+                        batch_size=batch_size, seed=seed, edge_tolerance=edge_tolerance, n_grid=n_grid,
+                        progress=progress)
+
+
+def sweep_loaded(cfg, loaded: dict, data=None, psnrs: Sequence[float] | None = None,
+                 out_dir: str | os.PathLike = "eval", *, split: str | None = None, device=None,
+                 max_images: int | None = None, batch_size: int | None = None, seed: int | None = None,
+                 edge_tolerance: int = 0, n_grid: int = 6, progress: bool = False,
+                 trained: str = "the checkpoints were", meta: dict | None = None) -> dict:
+    """``sweep`` of already-loaded checkpoints {label: LoadedCheckpoint} (e.g. a zoo entry's stages). ``trained``
+    names them in the image-size error; ``meta`` adds to (or overrides) the sweep's metadata."""
     ev = cfg.eval
     psnrs = list(ev.psnrs if psnrs is None else psnrs)
     split = split or ev.split
@@ -321,10 +338,6 @@ def sweep(cfg, checkpoints: dict[str, str], data=None, psnrs: Sequence[float] | 
     batch_size = batch_size or ev.batch_size
     max_images = max_images if max_images is not None else ev.max_images
     dev = resolve_device(device or cfg.train.device)
-    if not checkpoints:
-        raise ValueError("sweep: no checkpoints given")
-    loaded = {lab: load_for_eval(p, label=lab, expect_model=cfg.model.name, device=dev)
-              for lab, p in checkpoints.items()}
     sizes = {lab: lc.image_size for lab, lc in loaded.items()}
     if len(set(sizes.values())) != 1:
         raise ValueError(f"checkpoints were trained on different image sizes: {sizes}")
@@ -340,7 +353,7 @@ def sweep(cfg, checkpoints: dict[str, str], data=None, psnrs: Sequence[float] | 
         ae_src = next((lc for lc in loaded.values() if lc.stage == "approach1" and {"f", "g"} <= set(lc.parts)),
                       None)
     if not any(lc.has_elm for lc in loaded.values()) and ae_src is None:
-        raise ValueError(f"nothing to evaluate in {sorted(checkpoints)}: no step-1 auto-encoder and no approach "
+        raise ValueError(f"nothing to evaluate in {sorted(loaded)}: no step-1 auto-encoder and no approach "
                          f"checkpoint with a trained ELM h")
     if any("f" not in lc.parts for lc in loaded.values() if lc.has_elm) and ae_src is None:
         raise ValueError("the approach checkpoints hold no trained encoder f (needed to show y = f(x)); add the "
@@ -362,12 +375,12 @@ def sweep(cfg, checkpoints: dict[str, str], data=None, psnrs: Sequence[float] | 
     if fsize is None:
         fsize = int(face_batch(faces, 0, 1).shape[-1])
     if int(fsize) != image_size:
-        raise ValueError(f"faces are {fsize}×{fsize} but the checkpoints were trained on {image_size}×{image_size} "
+        raise ValueError(f"faces are {fsize}×{fsize} but {trained} trained on {image_size}×{image_size} "
                          f"images (set data.image_size={image_size})")
     meta = {"split": split, "data": str(source), "device": str(dev),
             "ae_source": ae_src.label if ae_src is not None else None,
             "checkpoints": {lab: lc.info() for lab, lc in loaded.items()},
-            "model_config": next(iter(loaded.values())).config.to_dict()["model"]}
+            "model_config": next(iter(loaded.values())).config.to_dict()["model"], **(meta or {})}
     return sweep_models(approaches, faces, out_dir, ae=ae, psnrs=psnrs, canny_low=canny_low,
                         canny_high=canny_high, blur_sigma=blur_sigma, device=dev, batch_size=batch_size,
                         max_images=max_images, seed=seed, edge_tolerance=edge_tolerance, n_grid=n_grid,
