@@ -21,34 +21,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
+
+from quality import machine_info, machine_name  # noqa: E402  (the same machine labels as the quality bench)
 
 VARIANTS = ("cycle", "stitched", "latent")
 LABELS = {"pretrain": "per-domain VAE-GANs (pretraining)", "cycle": "trained from scratch",
           "stitched": "whole model (pretrained)", "latent": "only latent layers (pretrained, frozen)"}
-
-
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return "gpu-" + re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name(device).lower()).strip("-")
-    return f"cpu{os.cpu_count()}"
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def val_domains(cfg, n: int):
