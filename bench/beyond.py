@@ -112,15 +112,8 @@ def main(argv=None) -> int:
                max_images=args.val_images, n_grid=0)
     eval_s = time.perf_counter() - t
 
-    import json
-    curves = {}
-    for v in variants:
-        path = run_dir / v / "approach3" / "metrics.jsonl"
-        rows = {}
-        for line in path.read_text().splitlines():
-            r = json.loads(line)
-            rows[int(r["epoch"])] = r.get("val_ssim")
-        curves[v] = [rows[e] for e in sorted(rows)]
+    from quality import read_curves  # last record per epoch of each stage's metrics.jsonl
+    curves = {v: [r["val_ssim"] for r in read_curves(run_dir / v, ["approach3"])["approach3"]] for v in variants}
     rel = lambda p: os.path.relpath(p, ROOT)  # noqa: E731
     report = {
         "benchmark": "beyond", "machine": args.machine, "cpu": cpu_model(), "torch": torch.__version__,
