@@ -202,6 +202,28 @@ def plot(res, out_dir: Path):
     return figs + [p]
 
 
+def rd_overlay(res, n_val: int, machine: str, out_dir: Path, note=print) -> list:
+    """The system's points on the project's rate-distortion plot: bench/rd.py's points of the same machine
+    (rd-<machine>.json) plus W/O and full at each bit depth, when both were measured on the same first ``n_val``
+    validation faces; otherwise nothing (a note says why)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from rd import plot as rd_plot
+    src = ROOT / "bench" / "results" / f"rd-{machine}.json"
+    if not src.is_file():
+        note(f"no {src}: edgediff not overlaid on the rate-distortion plot")
+        return []
+    rd = json.loads(src.read_text())
+    if int(rd.get("val_images", -1)) != n_val:
+        note(f"{src} measured {rd.get('val_images')} faces, this run {n_val}: not overlaid (use --n-val "
+             f"{rd.get('val_images')})")
+        return []
+    points = dict(rd["points"])
+    for mode, label in (("W/O", "edge-guided diffusion: VAE + quantisation (W/O)"),
+                        ("full", "edge-guided diffusion: full (EEN edges + ControlNet denoising)")):
+        points[label] = [{**a, "codec": label} for a in res["ablation"] if a["mode"] == mode]
+    return rd_plot(points, out_dir / "rd")
+
+
 def save_grids(grids, x, run_dir: Path):
     import matplotlib
     matplotlib.use("Agg")
@@ -268,6 +290,7 @@ def main(argv=None) -> int:
     name = f"edgediff-{args.machine}"
     out = Path(args.out_dir)
     figs = plot(res, out / name)
+    figs += [Path(f) for f in rd_overlay(res, int(x.shape[0]), args.machine, out / name, note=log)]
     doc = {"command": shlex.join(sys.argv), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
            "machine": {"name": args.machine, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                        "torch": torch.__version__},

@@ -265,6 +265,7 @@ def plot(points_by_codec: dict, out_dir: Path) -> list:
     files = []
     for metric, label in (("ssim", "SSIM"), ("ms_ssim", "MS-SSIM"), ("psnr", "PSNR (dB)")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.set_prop_cycle(color=plt.cm.tab20.colors[::2] + plt.cm.tab20.colors[1::2])  # > 10 series, no repeats
         for name, pts in points_by_codec.items():
             pts = sorted(pts, key=lambda p: p["bpp"])
             style = "o-" if len(pts) > 1 else "*"

@@ -121,14 +121,17 @@ def load_variant(args, variant: str, device):
     if (d / "metrics.jsonl").is_file():
         hist = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
     m = last.get("metrics", {})
-    info = {"checkpoint": str(path), "epochs_done": int(last.get("epoch", 0)),
+    info = {"checkpoint": str(path), "checkpoint_epoch": int(payload.get("epoch", 0)),
+            "checkpoint_val_ssim": float(payload.get("metrics", {}).get("val_ssim", float("nan"))),
+            "epochs_done": int(last.get("epoch", 0)),
             "inject": list(models["g"].inject),
             "k_t_final": float(last.get("extra", {}).get("k_t", float("nan"))),
             "m_global_final": float(last.get("extra", {}).get("m_global", float("nan"))),
             "k_t_last_epoch_mean": m.get("train_k_t"), "m_global_last_epoch_mean": m.get("train_m_global"),
             "val": {k: v for k, v in m.items() if k.startswith("val_")},
             "train_time_s_total": sum(h.get("epoch_time_s", 0.0) for h in hist),
-            "curve": [{k: h.get(k) for k in ("epoch", "train_k_t", "train_m_global", "val_ssim", "val_l_rcn")}
+            "curve": [{k: h.get(k) for k in ("epoch", "train_k_t", "train_m_global", "train_l_rcn", "val_ssim",
+                                              "val_l_rcn", "val_m_global")}
                       for h in hist]}
     return cfg, models, info
 
@@ -187,7 +190,8 @@ def main(argv=None) -> dict:
     device = resolve_device(cfg0.train.device)
     info = machine_info(str(device))
     t_start = time.perf_counter()
-    report: dict = {"machine": args.machine, **info,
+    report: dict = {"machine": args.machine, **info, "command": " ".join([sys.executable, *sys.argv]),
+                    "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_at_start": load_average(),
                     "budget": {"epochs_per_variant": args.epochs, "batch_size": cfg0.train.batch_size,
                                "max_steps_per_epoch": cfg0.train.max_steps_per_epoch,
                                "image_size": cfg0.data.image_size, "channels": cfg0.began.channels,
@@ -271,7 +275,7 @@ def main(argv=None) -> dict:
     for kind, f in figures.items():
         print(f"  {kind}: {f}")
     for v, r in report["variants"].items():
-        print(f"  model {v} (inject {r['inject']}): {r['epochs_done']} epochs, k_t {r['k_t_final']:.4f}, "
+        print(f"  model {v} (inject {r['inject']}): {r['epochs_done']} epochs (figures: epoch {r['checkpoint_epoch']}), k_t {r['k_t_final']:.4f}, "
               f"M_global {r['m_global_final']:.4f}, SSIM(down(out), input) synthetic "
               f"{report['sets']['synthetic']['ssim_down_output_vs_input'][v]:.3f}")
     return report

@@ -219,3 +219,17 @@ def test_step_logs_reach_mlflow(tmp_path):
     log.log_epoch(2, {"train_loss": 0.5, "epochs": 3}, None, step_logs={"k_t": [0.1, 0.2, 0.3]})
     hist = cl.get_metric_history(rid, "step_k_t")
     assert [(m.step, round(m.value, 6)) for m in hist] == [(3, 0.1), (4, 0.2), (5, 0.3)]
+
+
+def test_refiner_output_is_linear_in_training_and_clamped_in_eval():
+    """A tanh output saturated at 0 on CelebA and lost its gradient: the output is linear while training (gradient
+    alive far outside [0, 1]) and clamped to [0, 1] in eval mode."""
+    g = build_networks(load_config(TINY, []))["g"]
+    with torch.no_grad():
+        g.dec.out.bias.fill_(5.0)   # pushes every output to ~3, where a tanh would be flat
+    x = face_batch(2).float() / 255
+    y = g.train()(x)
+    assert float(y.min()) > 1.0
+    y.mean().backward()
+    assert float(g.dec.out.bias.grad.abs().min()) > 0.1   # d mean / d bias = 0.5 per channel: not saturated
+    assert float(g.eval()(x).max()) <= 1.0

@@ -203,3 +203,35 @@ def test_inception_path_is_labelled_standard(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a TorchScript Inception"):
         J.InceptionFeatures(tmp_path / "bad.pt")
+
+
+def test_sketch2face_rows_from_canny_and_cufsf_sketches(tmp_path):
+    """A Sketch2face checkpoint trained on a sketch folder gives two rows: Canny edge maps of the real faces, and
+    the folder's validation sketches (one output per sketch, no source or sketch reference)."""
+    import cv2
+    import numpy as np
+    from pycompgen.config import load_config
+    from pycompgen.evaluation import judge_generators as G
+    from pycompgen.systems import build_system
+    from pycompgen.training import save_checkpoint
+    sk_dir = tmp_path / "sketches"
+    sk_dir.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):  # every 10th file is a validation sketch: 2 of 20
+        cv2.imwrite(str(sk_dir / f"{i:05d}.png"), (255 - 255 * (rng.random((40, 40)) < 0.1)).astype(np.uint8))
+    cfg = load_config("configs/sketch2face-tiny.yaml", ["train.amp=off", f"sketch2face.sketch_path={sk_dir}",
+                                                         "train.stage=cycle"])
+    st = build_system(cfg, "cpu")
+    ck = tmp_path / "s2f.pt"
+    save_checkpoint(ck, st.payload(1, {}, 0.0))
+    notes = []
+    specs = G.discover(None, None, {"s2f": str(ck)}, note=notes.append)
+    assert [s.name for s in specs] == ["s2f (Canny edge-map sketches)", "s2f (CUFSF val sketches)"], (specs, notes)
+    assert specs[1].inputs.shape == (2, 1, 32, 32) and 0 <= float(specs[1].inputs.min()) <= 1
+    y, src, sk = G.generate(specs[1], G.real_faces(None, 8, image_size=32))
+    assert y.shape == (2, 3, 32, 32) and src is None and sk is None and 0 <= float(y.min()) <= float(y.max()) <= 1
+    rows = G.judge_all(specs, G.real_faces(None, 16, image_size=32), J.EncoderFeatures.from_models(
+        build_system(load_config("configs/tiny.yaml", []).validate(), "cpu").models, "tiny-f", image_size=32),
+        n_boot=3)
+    assert all("error" not in r for r in rows), rows
+    assert rows[1]["realism"]["n_generated"] == 2 and "edge_f1" in rows[0]["faithfulness"]

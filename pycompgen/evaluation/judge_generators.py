@@ -40,6 +40,7 @@ class GeneratorSpec:
     sketch: Optional[str] = None          # batch key compared by edge-F1
     pure_noise: bool = False              # z = 0 before the channel (unconditional generation)
     channel: object = None                # pycompgen.data.EdgeChannel of the checkpoint (Canny thresholds)
+    inputs: Optional[torch.Tensor] = None  # own inputs instead of the real faces' (e.g. CUFSF sketches N×1×H×W [0, 1])
     info: dict = field(default_factory=dict)
 
 
@@ -75,7 +76,10 @@ def sketch2face(models: dict, batch: dict) -> torch.Tensor:
     from pycompgen.systems import get_system
     cls = get_system("sketch2face")
     if hasattr(cls, "sketch_to_face"):
-        s = (1.0 - batch["sketch"].float()) * 2 - 1
+        if "sketch_image" in batch:  # a sketch image (luminance in [0, 1], dark lines on white)
+            s = batch["sketch_image"].float() * 2 - 1
+        else:
+            s = (1.0 - batch["sketch"].float()) * 2 - 1
         y = cls.sketch_to_face(models, s)
         return ((y.float() + 1) / 2).clamp(0, 1)   # the paper's tanh outputs in [-1, 1]
     return cls.reconstruct("cycle", models, batch).float()
@@ -106,8 +110,14 @@ def make_batch(x: torch.Tensor, spec: GeneratorSpec, seed: int = 0, device="cpu"
 
 @torch.no_grad()
 def generate(spec: GeneratorSpec, x: torch.Tensor, batch_size: int = 100, seed: int = 0, device="cpu"):
-    """Run the adapter over faces x in batches -> (outputs, sources or None, sketches or None), all on CPU."""
+    """Run the adapter over faces x in batches -> (outputs, sources or None, sketches or None), all on CPU.
+    A spec with its own ``inputs`` runs over those instead (one output each; no source, no sketch reference)."""
     outs, srcs, sks = [], [], []
+    if spec.inputs is not None:
+        for s in range(0, spec.inputs.shape[0], batch_size):
+            y = spec.adapter(spec.models, {"sketch_image": spec.inputs[s:s + batch_size].to(device)})
+            outs.append(y.float().cpu())
+        return torch.cat(outs), None, None
     for i, s in enumerate(range(0, x.shape[0], batch_size)):
         b = make_batch(x[s:s + batch_size], spec, seed + i, device)
         y = spec.adapter(spec.models, b)
@@ -230,8 +240,17 @@ def _plugin_specs(name, path, device, note, label=None) -> list:
         # the refiner sees downscaled inputs: compare at 16×16 (SSIM of the downscaled output and input)
         return [GeneratorSpec(label or "began refiner (CelebA input)", name, ck.models, ADAPTERS[name], None, "x",
                               source_kind="lowres", lowres_size=16, info=info)]
-    return [GeneratorSpec(label or "sketch2face (edge-map sketches)", name, ck.models, ADAPTERS[name], None,
-                          sketch="sketch", info=info)]
+    label = label or "sketch2face"
+    specs = [GeneratorSpec(f"{label} (Canny edge-map sketches)", name, ck.models, ADAPTERS[name], None,
+                           sketch="sketch", info=info)]
+    c = getattr(ck.config, "sketch2face", None)
+    if c is not None and c.sketch_source == "cufsf" and c.sketch_path and Path(c.sketch_path).expanduser().is_dir():
+        from pycompgen.data.unpaired import load_sketch_images
+        sk = load_sketch_images(c.sketch_path, "val", ck.config.data.image_size)
+        specs.append(GeneratorSpec(f"{label} (CUFSF val sketches)", name, ck.models, ADAPTERS[name], None,
+                                   inputs=torch.from_numpy(sk)[:, None].float() / 255,
+                                   info={**info, "inputs": f"{len(sk)} CUFSF validation sketches"}))
+    return specs
 
 
 __all__ = ["GeneratorSpec", "ADAPTERS", "register_adapter", "make_batch", "generate", "discover", "compgen_specs",

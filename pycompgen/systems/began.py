@@ -9,7 +9,9 @@ Networks (images in the project's range [0, 1]):
   blocks of two 3x3 convs with ELU (constant n filters) and nearest-neighbour upsampling, a 3x3 output conv.
 - G: the refiner, the decoder design with constant n filters, fed the training image downscaled to 8x8 (input conv
   from 3 channels); after each upsampling (16, 32, ..., image_size) the image downscaled to that resolution is
-  concatenated to the features when the resolution is in ``began.inject``. Output 0.5·(tanh + 1), in [0, 1].
+  concatenated to the features when the resolution is in ``began.inject``. Output 0.5·(out + 1), linear like
+  BEGAN's generator (a tanh output saturated at 0 within one epoch at lr 1e-3 on CelebA, and its gradient died
+  there), clamped to [0, 1] in eval mode.
   Variants as the paper's Fig. 2, from the most expressive (A: fewest injected scales) to the most restrictive
   (C: every scale); ``began.variant`` picks them, ``began.inject`` (a list of resolutions) overrides it:
 
@@ -209,8 +211,8 @@ class BEGANRefiner(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.image_size, "BEGAN refiner")
         pyr = image_pyramid(x, self.inject)
-        out = self.dec(self.inp(pyr[LOWEST]), pyr)
-        return 0.5 * (torch.tanh(out) + 1.0)
+        out = 0.5 * (self.dec(self.inp(pyr[LOWEST]), pyr) + 1.0)
+        return out if self.training else out.clamp(0.0, 1.0)
 
 
 def ae_loss(D: nn.Module, v: torch.Tensor) -> torch.Tensor:
