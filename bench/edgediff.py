@@ -34,6 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -206,7 +207,6 @@ def rd_overlay(res, n_val: int, machine: str, out_dir: Path, note=print) -> list
     """The system's points on the project's rate-distortion plot: bench/rd.py's points of the same machine
     (rd-<machine>.json) plus W/O and full at each bit depth, when both were measured on the same first ``n_val``
     validation faces; otherwise nothing (a note says why)."""
-    sys.path.insert(0, str(ROOT / "bench"))
     from rd import plot as rd_plot
     src = ROOT / "bench" / "results" / f"rd-{machine}.json"
     if not src.is_file():

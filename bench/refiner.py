@@ -190,8 +190,7 @@ def main(argv=None) -> dict:
     device = resolve_device(cfg0.train.device)
     info = machine_info(str(device))
     t_start = time.perf_counter()
-    report: dict = {"machine": args.machine, **info, "command": " ".join([sys.executable, *sys.argv]),
-                    "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "load_average_at_start": load_average(),
+    report: dict = {"machine": args.machine, **info,  # info: date, command, load_average_at_start
                     "budget": {"epochs_per_variant": args.epochs, "batch_size": cfg0.train.batch_size,
                                "max_steps_per_epoch": cfg0.train.max_steps_per_epoch,
                                "image_size": cfg0.data.image_size, "channels": cfg0.began.channels,

@@ -215,3 +215,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# ==== synthetic faces as a uint8 batch (system tests) ==============================================================
+def synthetic_face_batch(n: int = 16, size: int = 32):
+    """``n`` synthetic training faces as uint8 (n, 3, size, size), the batch a system's ``prepare_batch`` takes."""
+    import torch
+    from pycompgen.data import load_faces
+    faces = load_faces(None, "train", size, synthetic_count=n)
+    return torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()

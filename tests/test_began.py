@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import synthetic_face_batch as face_batch
 from pycompgen.config import load_config
 from pycompgen.data import load_faces
 from pycompgen.systems import build_networks, build_system, get_system
@@ -24,11 +25,6 @@ def cfg_for(*over, out=None):
     if out is not None:
         cfg.out = str(out)
     return cfg
-
-
-def face_batch(n=16, size=32):
-    faces = load_faces(None, "train", size, synthetic_count=n)
-    return torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
 
 
 def test_losses_decrease_on_a_fixed_batch():

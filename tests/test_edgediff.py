@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import synthetic_face_batch as face_batch
 from pycompgen.config import load_config
-from pycompgen.data import load_faces
 from pycompgen.systems import build_system
 from pycompgen.systems.edgediff import receiver as R
 
@@ -19,11 +19,6 @@ def cfg_for(stage, *over, out=None):
     if out is not None:
         cfg.out = str(out)
     return cfg
-
-
-def face_batch(n=16):
-    faces = load_faces(None, "train", 32, synthetic_count=n)
-    return torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
 
 
 @pytest.fixture(scope="module")

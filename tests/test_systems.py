@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from pycompgen import cli
+from conftest import synthetic_face_batch as face_batch
 from pycompgen.config import load_config
-from pycompgen.data import load_faces
 from pycompgen.systems import SYSTEMS, build_system, register_system
 from pycompgen.systems.base import StageSpec, System
 from pycompgen.training import fit, load_checkpoint, make_loaders, save_checkpoint, train_local
@@ -25,11 +25,6 @@ def cfg_for(system, *over, out=None):
     if out is not None:
         cfg.out = str(out)
     return cfg
-
-
-def face_batch(n=16):
-    faces = load_faces(None, "train", 32, synthetic_count=n)
-    return torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
 
 
 def clone(sd):

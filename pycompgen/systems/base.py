@@ -88,6 +88,21 @@ def resolve_precision(train_cfg, device: torch.device) -> tuple[str, bool]:
     return amp, (cl == "on" or (cl == "auto" and amp == "bf16"))
 
 
+FIELD_RULES: dict = {">= 1": lambda v: v >= 1, ">= 0": lambda v: v >= 0, "> 0": lambda v: v > 0,
+                     "in [0, 1]": lambda v: 0 <= v <= 1,
+                     "two numbers in [0, 1)": lambda b: len(b) == 2 and all(0 <= x < 1 for x in b)}
+
+
+def check_fields(section: str, obj, rule: str, *keys: str) -> None:
+    """Raise ``ValueError("<section>.<key> must be <rule>, got <value>")`` for the first of ``keys`` of the config
+    section ``obj`` that breaks ``rule`` (a key of ``FIELD_RULES``)."""
+    ok = FIELD_RULES[rule]
+    for k in keys:
+        v = getattr(obj, k)
+        if not ok(v):
+            raise ValueError(f"{section}.{k} must be {rule}, got {v}")
+
+
 def latent_rate(eb, y: torch.Tensor, rate_weight: float, pixels: int):
     """The entropy bottleneck on a latent y (Ballé et al., factorised prior; ``pycompgen.codec.entropy``).
 
@@ -320,4 +335,5 @@ class System:
         }
 
 
-__all__ = ["System", "StageSpec", "load_net", "image_batch", "images01", "native_bf16", "resolve_precision", "latent_rate"]
+__all__ = ["System", "StageSpec", "load_net", "image_batch", "images01", "native_bf16", "resolve_precision", "latent_rate",
+           "check_fields", "FIELD_RULES"]

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System, images01
+from pycompgen.systems.base import StageSpec, System, check_fields, images01
 
 LOWEST = 8  # the generator's lowest input resolution (the paper's 8x8)
 VARIANTS = ("A", "B", "C")
@@ -100,9 +100,7 @@ class BEGANConfig:
         if ups is None:
             raise ValueError(f"the BEGAN refiner needs a power-of-two data.image_size >= {2 * LOWEST} (its lowest "
                              f"input is {LOWEST}x{LOWEST}), got {size}")
-        for k in ("channels", "embedding"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"began.{k} must be >= 1, got {getattr(self, k)}")
+        check_fields("began", self, ">= 1", "channels", "embedding")
         if self.variant not in VARIANTS:
             raise ValueError(f"began.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.inject is not None:
@@ -110,19 +108,10 @@ class BEGANConfig:
             if bad or len(set(self.inject)) != len(self.inject):
                 raise ValueError(f"began.inject must list distinct resolutions among {ups} (after each upsampling "
                                  f"of the {LOWEST}x{LOWEST} input for data.image_size={size}), got {self.inject}")
-        for k in ("gamma", "lambda_k"):
-            if getattr(self, k) < 0:
-                raise ValueError(f"began.{k} must be >= 0, got {getattr(self, k)}")
-        for k in ("lambda_r", "k0"):
-            if not 0 <= getattr(self, k) <= 1:
-                raise ValueError(f"began.{k} must be in [0, 1], got {getattr(self, k)}")
-        for k in ("lr_g", "lr_d"):
-            if getattr(self, k) <= 0:
-                raise ValueError(f"began.{k} must be > 0, got {getattr(self, k)}")
-        for k in ("betas_g", "betas_d"):
-            b = getattr(self, k)
-            if len(b) != 2 or not all(0 <= v < 1 for v in b):
-                raise ValueError(f"began.{k} must be two numbers in [0, 1), got {b}")
+        check_fields("began", self, ">= 0", "gamma", "lambda_k")
+        check_fields("began", self, "in [0, 1]", "lambda_r", "k0")
+        check_fields("began", self, "> 0", "lr_g", "lr_d")
+        check_fields("began", self, "two numbers in [0, 1)", "betas_g", "betas_d")
 
 
 # -- networks ---------------------------------------------------------------------------------------------------------

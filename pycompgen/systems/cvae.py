@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from pycompgen.networks import ConvDecoder, ConvEncoder, kl_divergence, reparameterize
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System, latent_rate
+from pycompgen.systems.base import StageSpec, System, check_fields, latent_rate
 
 
 @dataclass
@@ -30,9 +30,7 @@ class CVAEConfig:
     def validate(self, cfg) -> None:
         if self.channels < 1 or self.latent_channels < 1:
             raise ValueError("cvae.channels and cvae.latent_channels must be >= 1")
-        for k in ("kl_weight", "rate_weight"):
-            if getattr(self, k) < 0:
-                raise ValueError(f"cvae.{k} must be >= 0, got {getattr(self, k)}")
+        check_fields("cvae", self, ">= 0", "kl_weight", "rate_weight")
 
 
 def vae_reconstruction(models: dict, x: torch.Tensor, sample: bool, rate_weight: float = 0.0):

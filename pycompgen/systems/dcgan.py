@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from pycompgen.networks import ConvDecoder, ConvEncoder, PatchDiscriminator
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System
+from pycompgen.systems.base import StageSpec, System, check_fields
 from pycompgen.systems.cvae import CVAE, vae_loss, vae_reconstruction
 
 
@@ -35,19 +35,10 @@ class DCGANConfig:
     betas_d: list[float] = field(default_factory=lambda: [0.5, 0.999])
 
     def validate(self, cfg) -> None:
-        for k in ("channels", "latent_channels", "disc_channels"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"dcgan.{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("recon_weight", "kl_weight", "rate_weight"):
-            if getattr(self, k) < 0:
-                raise ValueError(f"dcgan.{k} must be >= 0, got {getattr(self, k)}")
-        for k in ("lr_g", "lr_d"):
-            if getattr(self, k) <= 0:
-                raise ValueError(f"dcgan.{k} must be > 0, got {getattr(self, k)}")
-        for k in ("betas_g", "betas_d"):
-            b = getattr(self, k)
-            if len(b) != 2 or not all(0 <= v < 1 for v in b):
-                raise ValueError(f"dcgan.{k} must be two numbers in [0, 1), got {b}")
+        check_fields("dcgan", self, ">= 1", "channels", "latent_channels", "disc_channels")
+        check_fields("dcgan", self, ">= 0", "recon_weight", "kl_weight", "rate_weight")
+        check_fields("dcgan", self, "> 0", "lr_g", "lr_d")
+        check_fields("dcgan", self, "two numbers in [0, 1)", "betas_g", "betas_d")
 
 
 @register_system

@@ -44,7 +44,7 @@ from torch import nn
 
 from pycompgen.networks import ConvDecoder, ConvEncoder, PatchDiscriminator, kl_divergence, reparameterize
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System
+from pycompgen.systems.base import StageSpec, System, check_fields
 
 DOMAINS = {"s": 1, "f": 3}  # channels of the sketch and face domains
 VAES = ("E_s", "G_s", "E_f", "G_f")
@@ -75,17 +75,11 @@ class Sketch2FaceConfig:
     def validate(self, cfg) -> None:
         if self.sketch_source not in ("cufsf", "canny"):
             raise ValueError(f"sketch2face.sketch_source must be 'cufsf' or 'canny', got {self.sketch_source!r}")
-        for k in ("channels", "latent_channels", "disc_channels", "n_critic"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"sketch2face.{k} must be >= 1, got {getattr(self, k)}")
-        for k in ("lambda_rec", "lambda_adv", "lambda_kld", "lambda_gp", "lambda_real", "lambda_fake"):
-            if getattr(self, k) < 0:
-                raise ValueError(f"sketch2face.{k} must be >= 0, got {getattr(self, k)}")
-        for k in ("lr_g", "lr_d", "lr_latent"):
-            if getattr(self, k) <= 0:
-                raise ValueError(f"sketch2face.{k} must be > 0, got {getattr(self, k)}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"sketch2face.betas must be two numbers in [0, 1), got {self.betas}")
+        check_fields("sketch2face", self, ">= 1", "channels", "latent_channels", "disc_channels", "n_critic")
+        check_fields("sketch2face", self, ">= 0", "lambda_rec", "lambda_adv", "lambda_kld", "lambda_gp", "lambda_real",
+                     "lambda_fake")
+        check_fields("sketch2face", self, "> 0", "lr_g", "lr_d", "lr_latent")
+        check_fields("sketch2face", self, "two numbers in [0, 1)", "betas")
         if cfg.data.image_size not in (32, 64):
             raise ValueError(f"sketch2face supports data.image_size 32 or 64, got {cfg.data.image_size}")
 

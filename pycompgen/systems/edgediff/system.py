@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System, latent_rate
+from pycompgen.systems.base import StageSpec, System, check_fields, latent_rate
 
 
 @dataclass
@@ -66,12 +66,8 @@ class EdgeDiffConfig:
             raise ValueError(f"edgediff.eval_bits={self.eval_bits} must be one of edgediff.bits={self.bits}")
         if self.latent_range <= 0:
             raise ValueError("edgediff.latent_range must be > 0")
-        for k in ("kl_weight", "recon_weight", "rate_weight", "een_l1_weight"):
-            if getattr(self, k) < 0:
-                raise ValueError(f"edgediff.{k} must be >= 0, got {getattr(self, k)}")
-        for k in ("lr_vae", "lr_g", "lr_d", "lr_denoiser"):
-            if getattr(self, k) <= 0:
-                raise ValueError(f"edgediff.{k} must be > 0, got {getattr(self, k)}")
+        check_fields("edgediff", self, ">= 0", "kl_weight", "recon_weight", "rate_weight", "een_l1_weight")
+        check_fields("edgediff", self, "> 0", "lr_vae", "lr_g", "lr_d", "lr_denoiser")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
             raise ValueError(f"edgediff.beta_schedule must be linear, scaled_linear or squaredcos_cap_v2, "
                              f"got {self.beta_schedule!r}")
@@ -79,9 +75,7 @@ class EdgeDiffConfig:
             raise ValueError("edgediff.edge_dropout must be in [0, 1)")
         if not 0 < self.loss_max_frac <= 1 or self.loss_regions < 0:
             raise ValueError("edgediff.loss_max_frac must be in (0, 1] and loss_regions >= 0")
-        for k in ("steps", "complete_steps", "val_steps"):
-            if getattr(self, k) < 1:
-                raise ValueError(f"edgediff.{k} must be >= 1")
+        check_fields("edgediff", self, ">= 1", "steps", "complete_steps", "val_steps")
         for c in self.vae_channels + self.unet_channels:
             if c % self.norm_groups:
                 raise ValueError(f"edgediff: widths must be multiples of norm_groups={self.norm_groups}, got {c}")
