@@ -84,17 +84,32 @@ def train(cfg, args):
     return budget
 
 
-def load_models(cfg, run_dir: Path):
+def load_models(cfg, run_dir: Path, een: str | None = None):
+    """Every network from the stage that trains it: VAE, entropy models and denoiser from RUN_DIR/denoiser, the EEN
+    from ``een`` (default RUN_DIR/een/best.pt). The denoiser's checkpoint carries a frozen copy of the EEN it was
+    handed, which its training never uses (it is conditioned on true Canny edges), so an EEN trained again later is
+    taken from its own stage. Returns (networks, {role: {"path", "epoch"}})."""
     from pycompgen.systems import build_networks
     from pycompgen.training import load_checkpoint
-    d = run_dir / "denoiser"
-    ck = load_checkpoint(d / "best.pt" if (d / "best.pt").is_file() else d / "last.pt", expect_model="edgediff")
+
+    def pick(d):
+        return d / "best.pt" if (d / "best.pt").is_file() else d / "last.pt"
+    paths = {"denoiser": pick(run_dir / "denoiser")}
+    e = Path(een) if een else pick(run_dir / "een")
+    if e.is_file():
+        paths["een"] = e
     nets = build_networks(cfg)
-    for k, sd in ck["models"].items():
-        nets[k].load_state_dict(sd)
+    used = {}
+    for role, path in paths.items():
+        ck = load_checkpoint(path, expect_model="edgediff")
+        for k, sd in ck["models"].items():
+            if (role == "een") == (k == "een"):
+                nets[k].load_state_dict(sd)
+        used[role] = {"path": str(path), "epoch": int(ck["epoch"]),
+                      **({ck["best_metric"]: ck["best_value"]} if "best_metric" in ck else {})}
     for m in nets.values():
         m.eval()
-    return nets, ck
+    return nets, used
 
 
 def metrics(x, x_hat, mask):
@@ -264,6 +279,8 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--tiny", action="store_true", help="tiny config on synthetic faces (smoke test)")
     ap.add_argument("--eval-only", action="store_true")
+    ap.add_argument("--train-only", action="store_true", help="train what is missing, then stop")
+    ap.add_argument("--een", default=None, help="EEN checkpoint to measure with (default RUN_DIR/een/best.pt)")
     ap.add_argument("--epochs-vae", type=int, default=10)
     ap.add_argument("--epochs-een", type=int, default=5)
     ap.add_argument("--epochs-denoiser", type=int, default=10)
@@ -279,7 +296,10 @@ def main(argv=None) -> int:
     cfg = make_cfg(args)
     run_dir = Path(args.run_dir)
     budget = None if args.eval_only else train(cfg, args)
-    models, ck = load_models(cfg, run_dir)
+    if args.train_only:
+        return 0
+    models, used = load_models(cfg, run_dir, args.een)
+    log("networks from " + ", ".join(f"{k} {v['path']} (epoch {v['epoch']})" for k, v in used.items()))
     from pycompgen.data import load_faces
     val = load_faces(str(Path(args.data).resolve()) if args.data else None, "val", cfg.data.image_size,
                      **({} if args.data else {"synthetic_count": max(args.n_val, 8)}))
@@ -294,7 +314,7 @@ def main(argv=None) -> int:
     doc = {"command": shlex.join(sys.argv), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
            "machine": {"name": args.machine, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                        "torch": torch.__version__},
-           "budget": budget or {"eval_only": True}, "n_val": int(x.shape[0]), "data": args.data or "synthetic",
+           "budget": budget or {"eval_only": True}, "checkpoints": used, "n_val": int(x.shape[0]), "data": args.data or "synthetic",
            "config": cfg.to_dict(), "figures": [str(p.relative_to(out)) for p in figs], "results": res}
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1))
     (out / f"{name}.md").write_text(markdown(doc))

@@ -47,6 +47,23 @@ def test_stage_loss_decreases(trained, stage):
     assert min(ls[-3:]) < 0.95 * ls[0], ls
 
 
+def test_een_class_balanced_term_trains_and_picks_best_by_edge_f1(trained):
+    """edgediff.een_bce_weight adds the class-balanced BCE to eq 2 (logged as ``bce``, decreasing); the EEN stage's
+    best.pt is chosen by validation edge-F1, the denoiser's by validation loss."""
+    from pycompgen.systems.edgediff.system import EdgeDiff
+    xb = face_batch(8)
+    init = {k: v for k, v in trained["models"].items()}
+    init = {k: m.state_dict() for k, m in init.items() if k in ("vae", "eb")}
+    torch.manual_seed(0)
+    st = build_system(cfg_for("een", "edgediff.lr_g=0.002", "edgediff.een_bce_weight=1"), "cpu", init)
+    b = st.prepare_batch(xb, torch.Generator().manual_seed(0))
+    bce = [float(st.train_step(b)["bce"]) for _ in range(8)]
+    assert min(bce[-3:]) < 0.95 * bce[0], bce
+    assert "bce" not in build_system(cfg_for("een"), "cpu", init).train_step(b)  # the paper's loss by default
+    assert EdgeDiff.stages["een"].select == ("val_edge_f1", "max")
+    assert EdgeDiff.stages["denoiser"].select == ("val_loss", "min")
+
+
 def test_frozen_networks_untouched():
     xb = face_batch()
     st = build_system(cfg_for("vae"), "cpu")

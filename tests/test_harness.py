@@ -20,9 +20,13 @@ def _cfg(tmp_path, *extra):
                               "train.amp=off", f"out={tmp_path}", *extra])
 
 
-def test_compgen_matches_pre_harness_code(tmp_path, one_thread):
+def test_compgen_matches_pre_harness_code(tmp_path, one_thread, monkeypatch):
     """Losses and validation metrics of step 1 and approaches 1-3 equal those recorded from the code before the
     harness (commit f7b16f1, tests/data/record_compgen_equivalence.py) up to float rounding."""
+    from pycompgen.systems import base
+    # the recorded code's optimiser: Adam's per-tensor (foreach) step; the fused kernel rounds differently (~1e-6)
+    monkeypatch.setattr(base, "adam", lambda params, lr, betas=(0.9, 0.999): torch.optim.Adam(params, lr=lr,
+                                                                                                betas=tuple(betas)))
     rec = json.loads(RECORDED.read_text())
     cfg = _cfg(tmp_path)
     res = run_pipeline(cfg, verbose=False)

@@ -195,6 +195,26 @@ def test_harness_contract_on_a_toy_system(toy, tmp_path):
         build_system(c, "cpu")
 
 
+@pytest.mark.parametrize("select", [("val_loss", "min"), ("val_ssim", "max")])
+def test_best_checkpoint_follows_the_stage_selection_metric(toy, tmp_path, monkeypatch, select):
+    """best.pt is the epoch with the best value of the stage's ``select`` metric (e.g. the EEN's edge-F1, a denoiser's
+    validation loss), not always val SSIM; its payload names the metric."""
+    import json
+    from dataclasses import replace
+    from pycompgen.training import run_pipeline
+    monkeypatch.setitem(Toy.stages, "pre", replace(Toy.stages["pre"], epochs=4, select=select))
+    cfg = load_config(TINY, ["model.name=toy-test", "train.stage=pre", "train.epochs=4", f"out={tmp_path}"])
+    run_pipeline(cfg, stages=["pre"], verbose=False)
+    rows = [json.loads(line) for line in (tmp_path / "pre" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if select[0] in r]
+    assert len(rows) == 4
+    pick = (min if select[1] == "min" else max)(rows, key=lambda r: r[select[0]])
+    best = load_checkpoint(tmp_path / "pre" / "best.pt")
+    assert best["epoch"] == pick["epoch"] and best["best_metric"] == select[0]
+    assert best["best_value"] == pytest.approx(pick[select[0]])
+    assert sum(r["is_best"] for r in rows) >= 1 and rows[-1]["best_value"] == pytest.approx(pick[select[0]])
+
+
 def test_precision_auto_follows_the_hardware(capsys):
     from pycompgen.systems.base import native_bf16, resolve_precision
     cfg = load_config(TINY, ["train.progress=true"])

@@ -25,6 +25,15 @@ from torch import nn
 
 
 
+
+def adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
+    """Adam with torch's fused kernel where every parameter allows it (CPU or CUDA floating point): one pass over
+    all parameters instead of a chain of per-tensor ops (the foreach step took ~7 % of a Compgen training step on 2
+    CPU cores; fused ~1 %). Same update rule."""
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=fused or None)
+
 @dataclass(frozen=True)
 class StageSpec:
     name: str
@@ -33,6 +42,7 @@ class StageSpec:
     requires: tuple = ()  # networks that must come from a previous stage (``init``)
     epochs: int = 10      # default epoch count (``train.epochs`` overrides)
     description: str = ""
+    select: tuple = ("val_ssim", "max")  # validation metric (and direction) that picks the stage's best.pt
 
 
 def load_net(name: str, module: nn.Module, sd: dict, source: str) -> None:
@@ -240,7 +250,7 @@ class System:
     def configure_optimizers(self) -> dict:
         """Default: one Adam over every trainable network at ``train.lr``."""
         params = [p for k in self.spec.trainable for p in self.models[k].parameters()]
-        return {"main": torch.optim.Adam(params, lr=self.cfg.train.lr)}
+        return {"main": adam(params, lr=self.cfg.train.lr)}
 
     def prepare_batch(self, batch, generator: torch.Generator) -> dict:
         return {"x": images01(batch, self.cfg.data.image_size, self.device)}
@@ -322,7 +332,7 @@ class System:
         for k, v in (state.get("extra") or {}).items():
             self.extra[k] = v.to(self.device) if torch.is_tensor(v) else v
 
-    def payload(self, epoch: int, metrics: dict, best_val_ssim: float) -> dict:
+    def payload(self, epoch: int, metrics: dict, best: float) -> dict:
         """The checkpoint payload (see pycompgen.training.checkpoint)."""
         from pycompgen.training.checkpoint import FORMAT
         return {
@@ -331,7 +341,8 @@ class System:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "extra": {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in self.extra.items()},
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))},
-            "best_val_ssim": float(best_val_ssim),
+            "best_metric": self.spec.select[0], "best_value": float(best),
+            **({"best_val_ssim": float(best)} if self.spec.select[0] == "val_ssim" else {}),
         }
 
 

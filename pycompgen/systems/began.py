@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System, check_fields, images01
+from pycompgen.systems.base import StageSpec, System, adam, check_fields, images01
 
 LOWEST = 8  # the generator's lowest input resolution (the paper's 8x8)
 VARIANTS = ("A", "B", "C")
@@ -231,8 +231,8 @@ class BEGAN(System):
 
     def configure_optimizers(self) -> dict:
         c = self.cfg.began
-        return {"g": torch.optim.Adam(self.models["g"].parameters(), lr=c.lr_g, betas=tuple(c.betas_g)),
-                "D": torch.optim.Adam(self.models["D"].parameters(), lr=c.lr_d, betas=tuple(c.betas_d))}
+        return {"g": adam(self.models["g"].parameters(), lr=c.lr_g, betas=tuple(c.betas_g)),
+                "D": adam(self.models["D"].parameters(), lr=c.lr_d, betas=tuple(c.betas_d))}
 
     def train_step(self, batch: dict) -> dict:
         c, x = self.cfg.began, batch["x"]

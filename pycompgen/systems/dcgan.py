@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from pycompgen.networks import ConvDecoder, ConvEncoder, PatchDiscriminator
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System, check_fields
+from pycompgen.systems.base import StageSpec, System, adam, check_fields
 from pycompgen.systems.cvae import CVAE, vae_loss, vae_reconstruction
 
 
@@ -61,8 +61,8 @@ class DCGAN(System):
     def configure_optimizers(self) -> dict:
         c = self.cfg.dcgan
         gen = [p for k in self.generator for p in self.models[k].parameters()]
-        return {"G": torch.optim.Adam(gen, lr=c.lr_g, betas=tuple(c.betas_g)),
-                "D": torch.optim.Adam(self.models["D"].parameters(), lr=c.lr_d, betas=tuple(c.betas_d))}
+        return {"G": adam(gen, lr=c.lr_g, betas=tuple(c.betas_g)),
+                "D": adam(self.models["D"].parameters(), lr=c.lr_d, betas=tuple(c.betas_d))}
 
     def train_step(self, batch: dict) -> dict:
         c, x = self.cfg.dcgan, batch["x"]

@@ -44,7 +44,7 @@ from torch import nn
 
 from pycompgen.networks import ConvDecoder, ConvEncoder, PatchDiscriminator, kl_divergence, reparameterize
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System, check_fields
+from pycompgen.systems.base import StageSpec, System, adam, check_fields
 
 DOMAINS = {"s": 1, "f": 3}  # channels of the sketch and face domains
 VAES = ("E_s", "G_s", "E_f", "G_f")
@@ -192,14 +192,14 @@ class Sketch2Face(System):
         opts = {}
         gen = [k for k in VAES if k in self.spec.trainable]
         if gen:
-            opts["G"] = torch.optim.Adam([p for k in gen for p in self.models[k].parameters()], lr=c.lr_g,
+            opts["G"] = adam([p for k in gen for p in self.models[k].parameters()], lr=c.lr_g,
                                          betas=betas)
         lat = [k for k in LATENT if k in self.spec.trainable]
         if lat:
-            opts["G"] = torch.optim.Adam([p for k in lat for p in self.models[k].parameters()], lr=c.lr_latent,
+            opts["G"] = adam([p for k in lat for p in self.models[k].parameters()], lr=c.lr_latent,
                                          betas=betas)
         for k in CRITICS:
-            opts[k] = torch.optim.Adam(self.models[k].parameters(), lr=c.lr_d, betas=betas)
+            opts[k] = adam(self.models[k].parameters(), lr=c.lr_d, betas=betas)
         return opts
 
     # -- batches ------------------------------------------------------------------------------------------------------

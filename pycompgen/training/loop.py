@@ -189,11 +189,14 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
         print(f"{system.spec.name}: precision {'bfloat16 autocast' if system.amp == 'bf16' else 'float32'}"
               f"{', channels_last' if system.channels_last else ''} (train.amp={cfg.train.amp}, "
               f"train.channels_last={cfg.train.channels_last}, device {device})", flush=True)
-    best = -math.inf
+    key, mode = system.spec.select  # the metric that picks best.pt
+    sign = 1.0 if mode == "max" else -1.0
+    best = -math.inf  # best sign * metric so far
     metrics: dict = {}
     if resume_state is not None:
         start_epoch = int(resume_state.get("epoch", 0))
-        best = float(resume_state.get("best_val_ssim", -math.inf))
+        if resume_state.get("best_metric", "val_ssim") == key:  # older payloads: best_val_ssim only
+            best = sign * float(resume_state.get("best_value", resume_state.get("best_val_ssim", -math.inf * sign)))
         metrics = dict(resume_state.get("metrics", {}))
     epochs = cfg.epochs_for()
     progress = bool(cfg.train.progress) and rank == 0
@@ -208,10 +211,12 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
         if val_loader is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs):
             m.update(evaluate(system, val_loader, max_batches=cfg.train.max_val_batches, progress=False))
         m["is_best"] = False
-        if "val_ssim" in m and m["val_ssim"] > best:
-            best = m["val_ssim"]
+        if key in m and sign * m[key] > best:
+            best = sign * m[key]
             m["is_best"] = True
-        m["best_val_ssim"] = best
+        m["best_metric"], m["best_value"] = key, sign * best
+        if key == "val_ssim":
+            m["best_val_ssim"] = best
         m["epoch_time_s"] = time.perf_counter() - t0
         metrics = m
         if progress:
@@ -220,9 +225,11 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
             tqdm.write(f"{system.spec.name} epoch {epoch + 1}/{epochs}: loss {m['train_loss']:.5f}{val} "
                        f"{m['images_per_s']:.0f} img/s")
         if on_epoch_end is not None:
-            on_epoch_end(epoch, m, system.payload(epoch + 1, m, best))
+            on_epoch_end(epoch, m, system.payload(epoch + 1, m, sign * best))
     metrics = dict(metrics)
-    metrics["best_val_ssim"] = best
+    metrics["best_metric"], metrics["best_value"] = key, sign * best
+    if key == "val_ssim":
+        metrics["best_val_ssim"] = best
     return metrics
 
 

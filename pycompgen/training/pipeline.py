@@ -61,8 +61,12 @@ def _init_from(path: str, cfg) -> dict:
 
 def summary_line(m: dict, seconds: float, out: Path) -> str:
     parts = [f"{m.get('stage', '?')}: {m.get('epoch', 0)}/{m.get('epochs', 0)} epochs"]
+    key = m.get("best_metric", "val_ssim")
     if "val_ssim" in m:
-        parts.append(f"val SSIM {m['val_ssim']:.4f} (best {m.get('best_val_ssim', float('nan')):.4f})")
+        best = f" (best {m['best_val_ssim']:.4f})" if "best_val_ssim" in m else ""
+        parts.append(f"val SSIM {m['val_ssim']:.4f}{best}")
+    if key != "val_ssim" and key in m:
+        parts.append(f"{key} {m[key]:.4f} (best {m.get('best_value', float('nan')):.4f}, picks best.pt)")
     if "val_psnr" in m:
         parts.append(f"val PSNR {m['val_psnr']:.2f} dB")
     if "train_loss" in m:

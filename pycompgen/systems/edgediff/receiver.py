@@ -1,6 +1,7 @@
 """Sender, channel and receiver of the edge-guided diffusion compressor.
 
-- ``encode``: posterior mean of the VAE, clipped to [-R, R]. ``quantise``: ŷ = Δ·(round(y/Δ − m) + m) with
+- ``encode``: posterior mean of the VAE squashed into (-R, R) by ``squash`` (R·tanh(·/R), the same map as in
+  training). ``quantise``: ŷ = Δ·(round(y/Δ − m) + m) with
   Δ = 2R/2^bits and m the entropy model's per-channel median (uniform grid; what ``compress`` codes exactly).
 - ``receive``: ŷ -> EEN edges -> DDIM reverse process started at the timestep t* whose noise-to-signal ratio
   sqrt((1−ᾱ_t)/ᾱ_t) is closest to the quantisation noise std Δ/√12, from x_t* = sqrt(ᾱ_t*)·ŷ (the quantisation
@@ -30,9 +31,15 @@ def _m(models, k):
     return getattr(m, "module", m)
 
 
+def squash(z: torch.Tensor, r: float) -> torch.Tensor:
+    """R·tanh(z/R): the latent inside the quantiser's range (-R, R), smoothly and identically in training and at
+    inference (a clip applied only at inference cut a quarter of an unbounded VAE latent's values: ~7 dB)."""
+    return r * torch.tanh(z / r)
+
+
 def encode(models, c, x: torch.Tensor) -> torch.Tensor:
     y = _m(models, "vae").encode(2 * x - 1).latent_dist.mean.float()
-    return y.clamp(-c.latent_range, c.latent_range)
+    return squash(y, c.latent_range)
 
 
 def quantise(models, c, y: torch.Tensor, bits: int):

@@ -1,13 +1,15 @@
 """Edge-guided diffusion compression (paper 002) as a system of the harness: three stages.
 
 - ``vae``: KL-regularised conv VAE (diffusers ``AutoencoderKL``, latent C x H/4 x W/4) + one entropy bottleneck
-  per bit depth. Quantisation: uniform with step Δ = 2R / 2^bits on the clipped latent [-R, R]; in training
+  per bit depth. Quantisation: uniform with step Δ = 2R / 2^bits on the latent squashed into (-R, R) by
+  R·tanh(·/R) (``receiver.squash``, in training as at inference); in training
   additive uniform noise U(-Δ/2, Δ/2) (through the entropy bottleneck's training mode at a random configured bit
   depth), rounding at inference. Loss: recon_weight·L1 + kl_weight·KL (+ rate_weight·bpp) + the bottlenecks'
   quantile losses.
 - ``een``: Edge Estimation Network (pix2pix U-Net) from the dequantised latent (bilinearly resized to the image)
   to the Canny map (``pycompgen.ops.canny`` with ``data.canny_low/high``), against a PatchGAN:
-  L_G = L_adv + λ·L1, L_D = L_adv (paper eqs 1-3). VAE frozen.
+  L_G = L_adv + λ·L1, L_D = L_adv (paper eqs 1-3), optionally + een_bce_weight·class-balanced BCE. VAE frozen.
+  Its best.pt is picked by validation edge-F1 (the denoiser's by validation ε-MSE).
 - ``denoiser``: ``UNet2DConditionModel`` + ``ControlNetModel`` (edge map as control image, learned null
   embedding as the cross-attention context), ε-prediction MSE (eq 4) on the clean VAE latents with diffusers'
   ``DDPMScheduler``; conditioned on the true Canny edges (dropped to zeros with probability ``edge_dropout`` so
@@ -22,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from pycompgen.systems import register_system
-from pycompgen.systems.base import StageSpec, System, check_fields, latent_rate
+from pycompgen.systems.base import StageSpec, System, adam, check_fields, latent_rate
 
 
 @dataclass
@@ -30,7 +32,7 @@ class EdgeDiffConfig:
     vae_channels: list[int] = field(default_factory=lambda: [32, 64, 64])   # 3 levels: latent at H/4
     latent_channels: int = 4
     norm_groups: int = 8
-    latent_range: float = 3.0      # R: the latent is clipped to [-R, R] before quantisation
+    latent_range: float = 3.0      # R: the latent is squashed into (-R, R) before quantisation
     bits: list[int] = field(default_factory=lambda: [3, 4, 5])   # quantisation bit depths (one entropy model each)
     eval_bits: int = 4             # bit depth of validation / reconstruct
     kl_weight: float = 1e-4
@@ -41,6 +43,7 @@ class EdgeDiffConfig:
     een_depth: int = 4
     disc_channels: int = 32
     een_l1_weight: float = 100.0   # λ of eq 2 (pix2pix)
+    een_bce_weight: float = 0.0    # class-balanced BCE (HED) added to eq 2; 0 = the paper's loss
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas_gan: list[float] = field(default_factory=lambda: [0.5, 0.999])
@@ -66,7 +69,8 @@ class EdgeDiffConfig:
             raise ValueError(f"edgediff.eval_bits={self.eval_bits} must be one of edgediff.bits={self.bits}")
         if self.latent_range <= 0:
             raise ValueError("edgediff.latent_range must be > 0")
-        check_fields("edgediff", self, ">= 0", "kl_weight", "recon_weight", "rate_weight", "een_l1_weight")
+        check_fields("edgediff", self, ">= 0", "kl_weight", "recon_weight", "rate_weight", "een_l1_weight",
+                     "een_bce_weight")
         check_fields("edgediff", self, "> 0", "lr_vae", "lr_g", "lr_d", "lr_denoiser")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
             raise ValueError(f"edgediff.beta_schedule must be linear, scaled_linear or squaredcos_cap_v2, "
@@ -100,10 +104,12 @@ class EdgeDiff(System):
         "vae": StageSpec("vae", ("vae", "eb"), ("vae", "eb"), (), 20,
                          "KL VAE + uniform quantisation (noise in training) + entropy models per bit depth"),
         "een": StageSpec("een", ("vae", "eb", "een", "D"), ("een", "D"), ("vae", "eb"), 10,
-                         "Edge Estimation Network (pix2pix U-Net) vs PatchGAN; VAE frozen"),
+                         "Edge Estimation Network (pix2pix U-Net) vs PatchGAN; VAE frozen",
+                         select=("val_edge_f1", "max")),   # val SSIM is the frozen VAE's: constant
         "denoiser": StageSpec("denoiser", ("vae", "eb", "een", "unet", "control", "null"),
                               ("unet", "control", "null"), ("vae", "eb", "een"), 20,
-                              "ControlNet-conditioned latent denoiser, ε-prediction with DDPM; VAE, EEN frozen"),
+                              "ControlNet-conditioned latent denoiser, ε-prediction with DDPM; VAE, EEN frozen",
+                              select=("val_loss", "min")),     # seeded ε-MSE on validation latents
     }
 
     def __init__(self, cfg, device, init=None, *, resume_state=None, wrap_module=lambda m: m):
@@ -137,10 +143,10 @@ class EdgeDiff(System):
         c, s = self.cfg.edgediff, self.spec.name
         ps = lambda *ks: [p for k in ks for p in self.models[k].parameters()]
         if s == "vae":
-            return {"main": torch.optim.Adam(ps("vae", "eb"), lr=c.lr_vae)}
+            return {"main": adam(ps("vae", "eb"), lr=c.lr_vae)}
         if s == "een":
-            return {"G": torch.optim.Adam(ps("een"), lr=c.lr_g, betas=tuple(c.betas_gan)),
-                    "D": torch.optim.Adam(ps("D"), lr=c.lr_d, betas=tuple(c.betas_gan))}
+            return {"G": adam(ps("een"), lr=c.lr_g, betas=tuple(c.betas_gan)),
+                    "D": adam(ps("D"), lr=c.lr_d, betas=tuple(c.betas_gan))}
         return {"main": torch.optim.AdamW(ps("unet", "control", "null"), lr=c.lr_denoiser, weight_decay=0.0)}
 
     # -- stages -------------------------------------------------------------------------------------------------
@@ -154,7 +160,7 @@ class EdgeDiff(System):
         delta = R.step_size(c, bits)
         with self.autocast():
             post = self.nets["vae"].encode(2 * x - 1).latent_dist
-            z = post.sample().float()
+            z = R.squash(post.sample().float(), c.latent_range)
         y_hat, bpp, rate = latent_rate(self.models["eb"].get(bits), z / delta, c.rate_weight, x.shape[-1] * x.shape[-2])
         with self.autocast():
             x_hat = (self.nets["vae"].decode(y_hat * delta).sample.float() + 1) / 2
@@ -174,7 +180,8 @@ class EdgeDiff(System):
             cond = R.latent_to_image(y_hat, x.shape[-1])
             target = canny_target(x, self.cfg)
         with self.autocast():
-            fake = torch.sigmoid(self.nets["een"](cond).float())
+            logits_e = self.nets["een"](cond).float()
+            fake = torch.sigmoid(logits_e)
             d_in = torch.cat([torch.cat([cond, target], 1), torch.cat([cond, fake.detach()], 1)])
             logits = self.nets["D"](d_in).float()
         lab = torch.cat([torch.ones_like(logits[:n]), torch.zeros_like(logits[n:])])
@@ -185,8 +192,18 @@ class EdgeDiff(System):
         adv = F.binary_cross_entropy_with_logits(fl, torch.ones_like(fl))  # eq 1
         l1 = (fake - target).abs().mean()
         loss_g = adv + c.een_l1_weight * l1                                # eq 2
+        logs = {}
+        if c.een_bce_weight:
+            # L1 on sparse binary targets is minimised by "no edge" wherever p(edge) < 0.5; weighting each class
+            # by the other's share (HED) makes missing an edge cost as much in total as a false one
+            pos = target.mean()
+            w = torch.where(target > 0.5, 1 - pos, pos) * 2
+            bce = F.binary_cross_entropy_with_logits(logits_e, target, weight=w)
+            loss_g = loss_g + c.een_bce_weight * bce
+            logs["bce"] = bce.detach()
         self.step(loss_g, "G", inputs=list(self.models["een"].parameters()))
-        return {"loss": l1.detach(), "loss_g": loss_g.detach(), "loss_d": loss_d.detach(), "adv": adv.detach()}
+        return {"loss": l1.detach(), "loss_g": loss_g.detach(), "loss_d": loss_d.detach(), "adv": adv.detach(),
+                **logs}
 
     def _step_denoiser(self, batch, generator=None):
         from . import receiver as R
