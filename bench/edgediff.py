@@ -90,6 +90,7 @@ def load_models(cfg, run_dir: Path, een: str | None = None):
     handed, which its training never uses (it is conditioned on true Canny edges), so an EEN trained again later is
     taken from its own stage. Returns (networks, {role: {"path", "epoch"}})."""
     from pycompgen.systems import build_networks
+    from pycompgen.systems.base import load_net
     from pycompgen.training import load_checkpoint
 
     def pick(d):
@@ -104,7 +105,7 @@ def load_models(cfg, run_dir: Path, een: str | None = None):
         ck = load_checkpoint(path, expect_model="edgediff")
         for k, sd in ck["models"].items():
             if (role == "een") == (k == "een"):
-                nets[k].load_state_dict(sd)
+                load_net(k, nets[k], sd, str(path))  # one line naming the network if the widths differ
         used[role] = {"path": str(path), "epoch": int(ck["epoch"]),
                       **({ck["best_metric"]: ck["best_value"]} if "best_metric" in ck else {})}
     for m in nets.values():

@@ -165,9 +165,15 @@ def test_trains_on_two_ray_workers(tmp_path, ray_local):
     from pycompgen.distributed import train_distributed
     from pycompgen.training import load_checkpoint
     cfg = cfg_for("vae", "train.epochs=1", "train.max_steps_per_epoch=2", "eval.max_images=16", out=tmp_path / "run")
-    train_distributed(cfg, workers=2, stages=["vae"])
+    res = train_distributed(cfg, workers=2, stages=["vae"])
     ck = load_checkpoint(tmp_path / "run" / "vae" / "last.pt", expect_model="edgediff")
     assert ck["stage"] == "vae" and set(ck["models"]) == {"vae", "eb"} and ck["epoch"] == 1
+    from mlflow.tracking import MlflowClient  # the stage's run in MLflow, with the system's own metrics
+    cl = MlflowClient(res["tracking_uri"])
+    parent = cl.get_run(res["parent_run_id"])
+    child = cl.search_runs([parent.info.experiment_id],
+                           filter_string=f"tags.mlflow.parentRunId = '{res['parent_run_id']}'")[0]
+    assert child.data.tags["pycompgen.stage"] == "vae" and {"train_loss", "val_bpp"} <= set(child.data.metrics)
 
 
 def test_reconstruct_needs_no_config(trained):

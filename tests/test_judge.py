@@ -179,6 +179,8 @@ def test_encoder_features_and_generators_on_tiny_compgen(tmp_path):
     assert "edge_f1" in rows[1]["faithfulness"] and "ssim" not in rows[2]["faithfulness"]
     md = G.format_table(rows)
     assert "non-standard" in md and "FID" not in md
+    kd = rows[0]["realism"]["kd_sub"]  # KD in a custom feature space is shown unscaled (×10³ only for KID)
+    assert "×10³" not in md and G._f(kd) in md.splitlines()[4]
     with pytest.raises(ValueError, match="takes 32×32"):
         feats.extract(torch.rand(2, 3, 16, 16))
 
@@ -200,6 +202,9 @@ def test_inception_path_is_labelled_standard(tmp_path):
     r = J.judge(gen, real, features=feats, n_boot=5)
     assert r["realism"]["fd_name"] == "FID" and r["realism"]["feature_dims"] == 48
     assert "kid_torchmetrics" in r["realism"] or pytest.importorskip("torchmetrics") is None
+    from pycompgen.evaluation import judge_generators as G
+    row = {"generator": "g", "system": "x", "realism": r["realism"], "faithfulness": {}, "diversity": r["diversity"]}
+    assert "KID ×10³" in G.format_table([row])
     (tmp_path / "bad.pt").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a TorchScript Inception"):
         J.InceptionFeatures(tmp_path / "bad.pt")

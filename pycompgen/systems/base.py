@@ -28,8 +28,8 @@ from torch import nn
 
 def adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
     """Adam with torch's fused kernel where every parameter allows it (CPU or CUDA floating point): one pass over
-    all parameters instead of a chain of per-tensor ops (the foreach step took ~7 % of a Compgen training step on 2
-    CPU cores; fused ~1 %). Same update rule."""
+    all parameters instead of a chain of per-tensor ops (on 2 CPU cores the foreach step took ~3.3 ms of a ~50 ms
+    bf16 approach-3 step of Compgen; the fused one ~0.7 ms for 1.9 M parameters). Same update rule."""
     params = list(params)
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=fused or None)
