@@ -91,13 +91,11 @@ def load_models(cfg, run_dir: Path, een: str | None = None):
     taken from its own stage. Returns (networks, {role: {"path", "epoch"}})."""
     from pycompgen.systems import build_networks
     from pycompgen.systems.base import load_net
-    from pycompgen.training import load_checkpoint
+    from pycompgen.training import load_checkpoint, stage_checkpoint
 
-    def pick(d):
-        return d / "best.pt" if (d / "best.pt").is_file() else d / "last.pt"
-    paths = {"denoiser": pick(run_dir / "denoiser")}
-    e = Path(een) if een else pick(run_dir / "een")
-    if e.is_file():
+    paths = {"denoiser": stage_checkpoint(run_dir / "denoiser") or run_dir / "denoiser" / "last.pt"}
+    e = Path(een) if een else stage_checkpoint(run_dir / "een")
+    if e is not None and e.is_file():
         paths["een"] = e
     nets = build_networks(cfg)
     used = {}
@@ -315,7 +313,8 @@ def main(argv=None) -> int:
     doc = {"command": shlex.join(sys.argv), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
            "machine": {"name": args.machine, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                        "torch": torch.__version__},
-           "budget": budget or {"eval_only": True}, "checkpoints": used, "n_val": int(x.shape[0]), "data": args.data or "synthetic",
+           "budget": budget or {"eval_only": True}, "checkpoints": used, "n_val": int(x.shape[0]),
+           "data": args.data or "synthetic",
            "config": cfg.to_dict(), "figures": [str(p.relative_to(out)) for p in figs], "results": res}
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1))
     (out / f"{name}.md").write_text(markdown(doc))

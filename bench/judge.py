@@ -94,10 +94,11 @@ def main(argv=None) -> int:
         args.features = "zoo:compgen-64"
         try:
             from pycompgen.evaluation.judge import resolve_features
+            from pycompgen.training import stage_checkpoint
             resolve_features(args.features)
         except Exception as e:  # noqa: BLE001 -- zoo entry not there yet: the run dir's step 1
             p = Path(args.run_dir or "") / "compgen" / "step1"
-            ck = next((p / n for n in ("best.pt", "last.pt") if (p / n).is_file()), None)
+            ck = stage_checkpoint(p)
             if ck is None:
                 raise SystemExit(f"bench/judge.py: no feature space: zoo:compgen-64 failed ({e}) and no {p}/best.pt; "
                                  "give --features CKPT or --inception-weights PATH")

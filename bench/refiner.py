@@ -109,10 +109,10 @@ def train_variant(args, variant: str) -> dict:
 
 def load_variant(args, variant: str, device):
     from pycompgen.tracking.artifacts import models_from_payload
-    from pycompgen.training import load_checkpoint
+    from pycompgen.training import load_checkpoint, stage_checkpoint
     d = Path(f"{args.run_prefix}-{variant}") / "train"
-    path = d / "best.pt" if (d / "best.pt").is_file() else d / "last.pt"
-    if not path.is_file():
+    path = stage_checkpoint(d)
+    if path is None:
         raise SystemExit(f"no checkpoint of variant {variant} in {d} (train it first: drop --no-train)")
     payload = load_checkpoint(path, expect_model="began")
     cfg, models = models_from_payload(payload, device)
@@ -274,7 +274,8 @@ def main(argv=None) -> dict:
     for kind, f in figures.items():
         print(f"  {kind}: {f}")
     for v, r in report["variants"].items():
-        print(f"  model {v} (inject {r['inject']}): {r['epochs_done']} epochs (figures: epoch {r['checkpoint_epoch']}), k_t {r['k_t_final']:.4f}, "
+        print(f"  model {v} (inject {r['inject']}): {r['epochs_done']} epochs (figures: epoch "
+              f"{r['checkpoint_epoch']}), k_t {r['k_t_final']:.4f}, "
               f"M_global {r['m_global_final']:.4f}, SSIM(down(out), input) synthetic "
               f"{report['sets']['synthetic']['ssim_down_output_vs_input'][v]:.3f}")
     return report

@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     from pycompgen.config import load_config
     from pycompgen.systems.sketch2face import cycle_distances, sample_spread
     from pycompgen.tracking.artifacts import models_from_payload
-    from pycompgen.training import load_checkpoint, run_pipeline
+    from pycompgen.training import load_checkpoint, run_pipeline, stage_checkpoint
     from pycompgen.training.loop import resolve_device
 
     load_start = os.getloadavg()
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     rows, figures = {}, {}
     for stage in ("pretrain",) + VARIANTS:
         stage_dir = run_dir / stage
-        ck = stage_dir / "best.pt" if (stage_dir / "best.pt").is_file() else stage_dir / "last.pt"
+        ck = stage_checkpoint(stage_dir) or stage_dir / "last.pt"  # (missing: load_checkpoint names it)
         payload = load_checkpoint(ck, expect_model="sketch2face")
         _, models = models_from_payload(payload)
         row = {"label": LABELS[stage], "checkpoint": str(ck), "epochs": int(payload["epoch"]),

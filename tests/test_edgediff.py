@@ -52,8 +52,7 @@ def test_een_class_balanced_term_trains_and_picks_best_by_edge_f1(trained):
     best.pt is chosen by validation edge-F1, the denoiser's by validation loss."""
     from pycompgen.systems.edgediff.system import EdgeDiff
     xb = face_batch(8)
-    init = {k: v for k, v in trained["models"].items()}
-    init = {k: m.state_dict() for k, m in init.items() if k in ("vae", "eb")}
+    init = {k: trained["models"][k].state_dict() for k in ("vae", "eb")}
     torch.manual_seed(0)
     st = build_system(cfg_for("een", "edgediff.lr_g=0.002", "edgediff.een_bce_weight=1"), "cpu", init)
     b = st.prepare_batch(xb, torch.Generator().manual_seed(0))

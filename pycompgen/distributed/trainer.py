@@ -237,7 +237,7 @@ def train_distributed(cfg, args=None, **kw) -> dict:
     from pycompgen.tracking import PipelineTracker, is_local_store, preflight, resolve_tracking_uri, ui_lines
     from pycompgen.tracking.console import RunConsole
     from pycompgen.tracking.artifacts import evaluation_metrics, log_model, run_evaluation
-    from pycompgen.training import load_checkpoint, pipeline_stages
+    from pycompgen.training import load_checkpoint, pipeline_stages, stage_checkpoint
     from pycompgen.training.pipeline import stage_done
     import ray.train
 
@@ -318,8 +318,7 @@ def train_distributed(cfg, args=None, **kw) -> dict:
             stage_out = Path(c.out)
             ray_name = f"{run_name}-{stage}"
             if resume and stage_done(stage_out / "last.pt", c):
-                best = stage_out / "best.pt"
-                ckpts[stage] = str(best if best.is_file() else stage_out / "last.pt")
+                ckpts[stage] = str(stage_checkpoint(stage_out))
                 results[stage] = {"metrics": dict(load_checkpoint(ckpts[stage]).get("metrics", {})),
                                   "last": str(stage_out / "last.pt"), "best": ckpts[stage], "skipped": True}
                 _log(f"{stage}: already finished in {stage_out}, skipping")

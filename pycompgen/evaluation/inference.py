@@ -10,7 +10,6 @@ import torch
 
 STAGES = ("step1", "approach1", "approach2", "approach3")
 ELM_STAGES = ("approach1", "approach2", "approach3")
-CHECKPOINT_NAMES = ("best.pt", "last.pt")
 
 
 @torch.no_grad()
@@ -99,16 +98,10 @@ def load_for_eval(path: str | os.PathLike, label: str | None = None, expect_mode
 
 
 def _find_in_dir(d: Path) -> dict[str, str]:
-    for n in CHECKPOINT_NAMES:
-        if (d / n).is_file():
-            return {d.name: str(d / n)}
-    found = {}
-    for stage in STAGES:
-        for n in CHECKPOINT_NAMES:
-            if (d / stage / n).is_file():
-                found[stage] = str(d / stage / n)
-                break
-    return found
+    from pycompgen.training.checkpoint import stage_checkpoint
+    if (p := stage_checkpoint(d)) is not None:
+        return {d.name: str(p)}
+    return {stage: str(p) for stage in STAGES if (p := stage_checkpoint(d / stage)) is not None}
 
 
 def resolve_checkpoints(spec: Iterable[str] | str | None, default_dir: str | None = None) -> dict[str, str]:

@@ -131,13 +131,6 @@ def generate(spec: GeneratorSpec, x: torch.Tensor, batch_size: int = 100, seed: 
 
 
 # ----------------------------------------------------------------------------------------------- discovery
-def _ckpt(d: Path) -> Optional[Path]:
-    for n in ("best.pt", "last.pt"):
-        if (d / n).is_file():
-            return d / n
-    return None
-
-
 def _channel(cfg):
     from pycompgen.data import EdgeChannel
     return EdgeChannel(canny_low=cfg.data.canny_low, canny_high=cfg.data.canny_high,
@@ -175,6 +168,7 @@ def discover(run_dir: Optional[str] = None, zoo: Optional[str] = None, extra: Op
     """GeneratorSpecs for what exists: Compgen runs (``run_dir/compgen/<stage>/``) and the zoo entry ``zoo``,
     ``run_dir/cvae``, ``run_dir/dcgan``, ``run_dir/began``, ``run_dir/sketch2face``; ``extra``: {label: checkpoint}
     for any other (its system picks the adapter). Absent ones are skipped with a printed note."""
+    from pycompgen.training.checkpoint import stage_checkpoint
     specs = []
     rd = Path(run_dir) if run_dir else None
     if zoo:
@@ -191,7 +185,7 @@ def discover(run_dir: Optional[str] = None, zoo: Optional[str] = None, extra: Op
         if cg.is_dir():
             loaded = {}
             for st in ("step1", "approach1", "approach2", "approach3"):
-                p = _ckpt(cg / st)
+                p = stage_checkpoint(cg / st)
                 if p is not None:
                     loaded[st] = _load(p, "compgen", device)
             if loaded:
@@ -201,14 +195,14 @@ def discover(run_dir: Optional[str] = None, zoo: Optional[str] = None, extra: Op
         else:
             note(f"judge: no Compgen run in {cg}: skipped")
         for name in ("cvae", "dcgan"):
-            p = _ckpt(rd / name)
+            p = stage_checkpoint(rd / name)
             if p is None:
                 note(f"judge: no {name} checkpoint in {rd / name}: skipped")
                 continue
             ck = _load(p, name, device)
             specs.append(GeneratorSpec(name, name, ck.models, ADAPTERS[name], None, "x", info={"checkpoint": str(p)}))
         for name in ("began", "sketch2face"):
-            p = _ckpt(rd / name)
+            p = stage_checkpoint(rd / name)
             if p is None:
                 note(f"judge: no {name} checkpoint in {rd / name}: skipped")
                 continue

@@ -24,8 +24,6 @@ import torch
 from torch import nn
 
 
-
-
 def adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
     """Adam with torch's fused kernel where every parameter allows it (CPU or CUDA floating point): one pass over
     all parameters instead of a chain of per-tensor ops (on 2 CPU cores the foreach step took ~3.3 ms of a ~50 ms
@@ -33,6 +31,7 @@ def adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Optimizer:
     params = list(params)
     fused = bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), fused=fused or None)
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -341,9 +340,17 @@ class System:
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "extra": {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in self.extra.items()},
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))},
-            "best_metric": self.spec.select[0], "best_value": float(best),
-            **({"best_val_ssim": float(best)} if self.spec.select[0] == "val_ssim" else {}),
+            **self.best_fields(best),
         }
+
+    def best_fields(self, best: float) -> dict:
+        """{"best_metric", "best_value"} of the stage's selection metric, plus "best_val_ssim" when that metric is
+        val_ssim (the name older payloads, summaries and MLflow charts use)."""
+        key = self.spec.select[0]
+        fields = {"best_metric": key, "best_value": float(best)}
+        if key == "val_ssim":
+            fields["best_val_ssim"] = float(best)
+        return fields
 
 
 __all__ = ["System", "StageSpec", "load_net", "image_batch", "images01", "native_bf16", "resolve_precision", "latent_rate",

@@ -2,7 +2,9 @@
 
 Payload: {"format": "pycompgen/1", "model": name, "stage": ..., "epoch": completed epochs, "config": Config.to_dict(),
 "models": {"f": state_dict, ...}, "optimizers": {name: state_dict}, "extra": {...} (a system's own state, e.g.
-a GAN's k_t), "metrics": {...}, "best_val_ssim": float}. Files of pycompgen <= 0.1 hold one "optimizer" instead.
+a GAN's k_t), "metrics": {...}, "best_metric": the stage's selection metric, "best_value": its best value so far}
+(and "best_val_ssim" when that metric is val_ssim; older files hold only it). Files of pycompgen <= 0.1 hold one
+"optimizer" instead.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Optional
 import torch
 
 FORMAT = "pycompgen/1"
+CHECKPOINT_NAMES = ("best.pt", "last.pt")  # a stage folder's checkpoints, in order of preference
 
 
 def save_checkpoint(path, state: dict) -> Path:
@@ -70,4 +73,10 @@ def load_checkpoint(path, expect_model: Optional[str] = None, map_location="cpu"
     return state
 
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint"]
+def stage_checkpoint(folder) -> Optional[Path]:
+    """The checkpoint of a stage folder to use: its best.pt, else its last.pt; None when it has neither."""
+    folder = Path(folder)
+    return next((folder / n for n in CHECKPOINT_NAMES if (folder / n).is_file()), None)
+
+
+__all__ = ["FORMAT", "CHECKPOINT_NAMES", "save_checkpoint", "load_checkpoint", "stage_checkpoint"]

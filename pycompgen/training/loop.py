@@ -214,9 +214,7 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
         if key in m and sign * m[key] > best:
             best = sign * m[key]
             m["is_best"] = True
-        m["best_metric"], m["best_value"] = key, sign * best
-        if key == "val_ssim":
-            m["best_val_ssim"] = best
+        m.update(system.best_fields(sign * best))
         m["epoch_time_s"] = time.perf_counter() - t0
         metrics = m
         if progress:
@@ -226,11 +224,7 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
                        f"{m['images_per_s']:.0f} img/s")
         if on_epoch_end is not None:
             on_epoch_end(epoch, m, system.payload(epoch + 1, m, sign * best))
-    metrics = dict(metrics)
-    metrics["best_metric"], metrics["best_value"] = key, sign * best
-    if key == "val_ssim":
-        metrics["best_val_ssim"] = best
-    return metrics
+    return {**metrics, **system.best_fields(sign * best)}
 
 
 __all__ = ["fit", "train_one_epoch", "evaluate", "resolve_device",

@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from pycompgen.systems import get_system
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, stage_checkpoint
 from .loop import EpochShuffleSampler, fit, resolve_device
 
 PIPELINE = ("step1", "approach1", "approach2", "approach3")  # Compgen's
@@ -168,11 +168,10 @@ def run_pipeline(cfg, stages=None, resume: bool = False, verbose: bool = True) -
         c.train.init = None
         c.out = str(Path(cfg.out) / name)
         c.validate()
-        best = Path(c.out) / "best.pt"
         if resume and stage_done(Path(c.out) / "last.pt", c):
             if verbose:
                 print(f"{name}: already finished in {c.out}, skipping")
-            ckpts[name] = str(best if best.is_file() else Path(c.out) / "last.pt")
+            ckpts[name] = str(stage_checkpoint(c.out))
             results[name] = dict(load_checkpoint(ckpts[name], expect_model=c.model.name).get("metrics", {}))
             continue
         init = _handover(cfg, name, ckpts)
