@@ -90,6 +90,8 @@ def main(argv=None) -> int:
         args.n = min(args.n, 64)
         args.image_size = 32  # configs/tiny.yaml
         args.bootstraps = min(args.bootstraps, 20)
+        if args.features is None and not args.inception_weights:  # 32×32 faces: the smoke run's own encoder
+            args.features = str(Path(args.run_dir) / "compgen" / "step1" / "best.pt")
     if args.features is None and not args.inception_weights:
         args.features = "zoo:compgen-64"
         try:

@@ -240,3 +240,17 @@ def test_sketch2face_rows_from_canny_and_cufsf_sketches(tmp_path):
         n_boot=3)
     assert all("error" not in r for r in rows), rows
     assert rows[1]["realism"]["n_generated"] == 2 and "edge_f1" in rows[0]["faithfulness"]
+
+
+def test_bench_judge_smoke_runs_on_its_own_tiny_run(tmp_path):
+    """bench/judge.py --smoke judges 32×32 tiny checkpoints; with the 64×64 zoo entry present it must still take the
+    smoke run's own encoder as the feature space (it used to pick zoo:compgen-64 and stop on the size)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, str(root / "bench" / "judge.py"), "--smoke", "--results", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    md = next(tmp_path.glob("judge-smoke-*.md")).read_text()
+    assert "non-standard" in md and "| compgen step1" in md
