@@ -113,7 +113,7 @@ def load_models(cfg, run_dir: Path, een: str | None = None):
 
 def metrics(x, x_hat, mask):
     from pycompgen import ssim
-    from pycompgen.evaluation.metrics import ms_ssim, psnr
+    from pycompgen.metrics import ms_ssim, psnr
     from pycompgen.evaluation.masks import table1_metrics
     t = table1_metrics(x, x_hat, mask, lp_mean="mask")["mean"]
     return {"psnr": float(psnr(x_hat, x).mean()), "ssim": float(ssim(x_hat, x, reduction="none").mean()),

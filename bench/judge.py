@@ -45,7 +45,7 @@ def _smoke_run_dir(tmp: Path) -> Path:
     """Untrained tiny checkpoints in the layout discover() reads (compgen/step1, approach3, cvae, dcgan)."""
     from pycompgen.config import load_config
     from pycompgen.systems import build_networks
-    from pycompgen.training.checkpoint import FORMAT, save_checkpoint
+    from pycompgen.models.checkpoint import FORMAT, save_checkpoint
     torch.manual_seed(0)
     for sys_name, stages in (("compgen", ("step1", "approach3")), ("cvae", ("train",)), ("dcgan", ("train",))):
         ov = [f"model.name={sys_name}", "train.stage=null"] if sys_name != "compgen" else []
@@ -75,10 +75,11 @@ def _smoke_run_dir(tmp: Path) -> Path:
 
 
 def main(argv=None) -> int:
+    from pycompgen.cli import judge as judge_cli
     from pycompgen.evaluation import judge_generators as J
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="command")
-    J.add_parser(sub)  # the same options as `pycompgen judge`
+    judge_cli.add_parser(sub)  # the same options as `pycompgen judge`
     ap2 = argparse.ArgumentParser()
     ap2.add_argument("--smoke", action="store_true")
     ap2.add_argument("--machine", default=None)

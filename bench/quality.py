@@ -71,11 +71,11 @@ def machine_info(device: torch.device) -> dict:
 def calibrate(cfg, faces, device, stages, steps: int = 2) -> dict:
     """Seconds per training step of each stage (one warm-up step, then the mean of ``steps``)."""
     from pycompgen.evaluation.sweep import face_batch
-    from pycompgen.models import build_model
+    from pycompgen.systems.compgen.networks import build_compgen
     from pycompgen.training import build_system
 
     torch.manual_seed(0)
-    rnd = {k: m.state_dict() for k, m in build_model(cfg.model, cfg.data.image_size).items()}
+    rnd = {k: m.state_dict() for k, m in build_compgen(cfg.model, cfg.data.image_size).items()}
     x8 = face_batch(faces, 0, min(len(faces), cfg.train.batch_size))
     out = {}
     for name in stages:
@@ -98,8 +98,8 @@ def calibrate(cfg, faces, device, stages, steps: int = 2) -> dict:
 def eval_seconds_per_image(cfg, ckpts, faces, device, n_evals: int) -> float:
     """Measured cost of the sweep per validation image: one reconstruction + metrics, times ``n_evals``."""
     from pycompgen.data import EdgeChannel
-    from pycompgen.evaluation.inference import load_for_eval
-    from pycompgen.evaluation.metrics import compute_metrics
+    from pycompgen.models import load_for_eval
+    from pycompgen.metrics import compute_metrics
     from pycompgen.evaluation.sweep import face_batch
     from pycompgen.systems.compgen.system import decode_edges
 
@@ -206,9 +206,9 @@ def main(argv=None) -> int:
     from pycompgen.config import load_config
     from pycompgen.data import load_faces
     from pycompgen.evaluation import run_sketches, run_unconditional, sweep
-    from pycompgen.evaluation.inference import load_for_eval, resolve_checkpoints
+    from pycompgen.models import load_for_eval, resolve_checkpoints
     from pycompgen.evaluation.sweep import format_pivot, resolve_device, write_json
-    from pycompgen.models import latent_shape
+    from pycompgen.systems.compgen.networks import compgen_latent_shape
     from pycompgen.training import run_pipeline
 
     if not Path(args.data).is_dir():
@@ -289,7 +289,7 @@ def main(argv=None) -> int:
     eval_s = time.perf_counter() - t
     t = time.perf_counter()
     a3 = load_for_eval(ckpts["approach3"], label="approach3", expect_model=cfg.model.name, device=device)
-    lat = latent_shape(a3.config.model, a3.image_size)
+    lat = compgen_latent_shape(a3.config.model, a3.image_size)
     title = f"approach3, latent {'x'.join(map(str, lat))}"
     gen = {}
     if args.sketches and Path(args.sketches).is_dir():

@@ -123,7 +123,7 @@ def _with_stage(cfg, stage):
 
 # -- measuring --------------------------------------------------------------------------------------------------------
 def metrics(x_hat, x) -> dict:
-    from pycompgen.evaluation import metrics as M
+    from pycompgen import metrics as M
     return {"psnr": float(M.psnr(x_hat, x).mean()), "ssim": float(M.ssim(x_hat, x).mean()),
             "ms_ssim": float(M.ms_ssim(x_hat, x).mean())}
 
@@ -138,7 +138,7 @@ def point(name, sizes, header, x_hat, x, **extra) -> dict:
 @torch.no_grad()
 def edge_points(ckpt_path, x) -> list:
     """Compgen: Canny edge map -> one .pcg file per face -> approach 3's x̂ = g(h(z)), at several thresholds."""
-    from pycompgen.codec.cli import compress_images, decompress_bytes, load_checkpoint_for_codec
+    from pycompgen.inference import compress_images, decompress_bytes, load_checkpoint_for_codec
     from pycompgen.codec.container import unpack
     lc = load_checkpoint_for_codec(ckpt_path)
     d = lc.config.data
@@ -164,7 +164,7 @@ def edge_points(ckpt_path, x) -> list:
 
 @torch.no_grad()
 def latent_point(label, ckpt_path, x) -> dict:
-    from pycompgen.codec.cli import compress_images, decompress_bytes, load_checkpoint_for_codec
+    from pycompgen.inference import compress_images, decompress_bytes, load_checkpoint_for_codec
     lc = load_checkpoint_for_codec(ckpt_path)
     sizes, rec = [], []
     for i in range(x.shape[0]):
@@ -182,8 +182,8 @@ def channel_grid(ckpts, x) -> dict:
     """SSIM of approach 3 trained at each PSNR (rows) and tested at each PSNR (columns), clean Canny edge maps through
     the AWGN channel; plus the average-power SNR of each test PSNR on these faces."""
     from pycompgen.data import EdgeChannel
-    from pycompgen.evaluation import metrics as M
-    from pycompgen.evaluation.inference import load_for_eval
+    from pycompgen import metrics as M
+    from pycompgen.models import load_for_eval
     from pycompgen.systems.compgen.system import decode_edges
     models = {"range -5:50 dB": ckpts["compgen"], **{k.split("@ ")[1]: v for k, v in ckpts.items()
                                                     if k.startswith("approach3 @")}}
@@ -232,7 +232,7 @@ def table1(ckpts, x) -> dict:
     """The study's Table 1 on our models: 1-SSIM, 1-MS-SSIM, l1, l2 with and without the face ellipse mask."""
     import cv2
 
-    from pycompgen.evaluation.inference import load_for_eval
+    from pycompgen.models import load_for_eval
     from pycompgen.systems.compgen.system import decode_edges
     from pycompgen.evaluation.masks import face_ellipse_mask, table1_metrics
     from pycompgen.ops import canny
@@ -343,7 +343,7 @@ def main(argv=None) -> int:
     log(f"{n} validation faces")
     points: dict = {}
     for label, path in user.items():
-        from pycompgen.codec.cli import load_checkpoint_for_codec
+        from pycompgen.inference import load_checkpoint_for_codec
         has_eb = "eb" in load_checkpoint_for_codec(path).parts
         points[label] = [latent_point(label, path, x)] if has_eb else edge_points(path, x)
     if not args.models_only:

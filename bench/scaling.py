@@ -40,8 +40,8 @@ def random_init(cfg):
     """Previous-step weights for the approaches (freshly initialised networks: throughput does not care)."""
     if cfg.train.stage == "step1":
         return None
-    from pycompgen.models import build_model
-    return {k: m.state_dict() for k, m in build_model(cfg.model, image_size=cfg.data.image_size).items()}
+    from pycompgen.systems.compgen.networks import build_compgen
+    return {k: m.state_dict() for k, m in build_compgen(cfg.model, image_size=cfg.data.image_size).items()}
 
 
 def summarize(epochs: list[dict]) -> dict:

@@ -51,10 +51,10 @@ class Reference:
     def __init__(self, cfg, stage: str, init: dict | None):
         from pytorch_msssim import ssim as ms_ssim_ref
 
-        from pycompgen.models import build_model
+        from pycompgen.systems.compgen.networks import build_compgen
         self.ssim = ms_ssim_ref
         torch.manual_seed(cfg.train.seed)
-        self.nets = build_model(cfg.model, cfg.data.image_size)
+        self.nets = build_compgen(cfg.model, cfg.data.image_size)
         for k, sd in (init or {}).items():
             self.nets[k].load_state_dict(sd)
         self.stage, self.cfg = stage, cfg
@@ -159,7 +159,7 @@ def main(argv=None) -> int:
     from _timing import cpu_model
     from pycompgen.config import load_config
     from pycompgen.data import load_faces
-    from pycompgen.models import build_model
+    from pycompgen.systems.compgen.networks import build_compgen
     from pycompgen.systems.base import native_bf16
 
     if args.threads:
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
           f"{native_bf16(torch.device('cpu'))}; batch {cfg.train.batch_size}, {cfg.data.image_size}px, "
           f"data {'CelebA' if args.data else 'synthetic'}; load average {loadavg():.2f}", flush=True)
     torch.manual_seed(1)
-    init = {k: m.state_dict() for k, m in build_model(cfg.model, cfg.data.image_size).items()}
+    init = {k: m.state_dict() for k, m in build_compgen(cfg.model, cfg.data.image_size).items()}
     speed_data = batches(cfg, train, args.steps, seed=2)
     results = {}
     for stage in stages:
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
         runs = []
         for seed in range(args.quality_seeds):  # each seed: its own initial weights and batch order
             torch.manual_seed(100 + seed)
-            q_init = {k: m.state_dict() for k, m in build_model(cfg.model, cfg.data.image_size).items()}
+            q_init = {k: m.state_dict() for k, m in build_compgen(cfg.model, cfg.data.image_size).items()}
             variants = make_variants(cfg, stage, q_init)
             for b in batches(cfg, train, args.quality_steps, seed=3 + 1000 * seed):
                 for v in variants.values():

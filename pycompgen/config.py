@@ -15,8 +15,10 @@ from typing import Any, Optional, Union
 
 import yaml
 
+from pycompgen import registry
 
-# System name -> dataclass of that system's own hyper-parameters, reachable as ``cfg.<name>`` (e.g. ``cvae.kl_weight``).
+# Sections beyond the systems' own (``register_section``): name -> dataclass, reachable as ``cfg.<name>``. A system's
+# own section (``cvae.kl_weight``, ...) is its class attribute ``section``, read from the registry.
 SECTIONS: dict[str, type] = {}
 
 
@@ -29,18 +31,23 @@ def register_section(name: str, cls: type) -> None:
 
 
 def _system(name: str):
-    from pycompgen.systems import get_system
-    return get_system(name)
+    return registry.get_system(name)
 
 
-def _load_sections() -> None:
-    from pycompgen.systems import load_all
-    load_all()
+def _sections() -> dict:
+    out = {**registry.sections(), **SECTIONS}
+    builtin = {f.name for f in dataclasses.fields(Config)}
+    for name, cls in out.items():
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(f"config section {name!r} must be a dataclass")
+        if name in builtin:
+            raise ValueError(f"config section {name!r} clashes with a built-in section")
+    return out
 
 
 @dataclass
 class ModelConfig:
-    name: str = "compgen"            # key in pycompgen.models.MODELS
+    name: str = "compgen"            # a system of pycompgen.registry (pycompgen train --system NAME)
     num_res: int = 2                 # residual network blocks (paper: num_res)
     num_mult: int = 2                # residual blocks per network block (paper: num_mult)
     channels: int = 128              # width of f/g at the residual stage (first conv uses channels // 2)
@@ -109,8 +116,7 @@ class Config:
     out: str = "runs/compgen"
 
     def __post_init__(self):
-        _load_sections()
-        self.__dict__["sections"] = {name: cls() for name, cls in SECTIONS.items()}
+        self.__dict__["sections"] = {name: cls() for name, cls in _sections().items()}
 
     def __getattr__(self, name):  # system sections: cfg.cvae, cfg.dcgan, ...
         sections = self.__dict__.get("sections")

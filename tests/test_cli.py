@@ -125,6 +125,16 @@ def test_clear_cli_errors(tmp_path, capsys):
     assert "trained on 32x32 images but data.image_size=64" in capsys.readouterr().err
 
 
-def test_evaluate_generate_delegation(tmp_path, capsys):
-    with pytest.raises(RuntimeError, match="not available"):
-        cli._delegate("no_such_entry_point", load_config(TINY), cli.build_parser().parse_args(["evaluate"]))
+def test_every_verb_is_one_module_of_the_cli_package(capsys):
+    import importlib
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for verb in cli.VERBS:
+        assert verb in out
+        mod = importlib.import_module(f"pycompgen.cli.{verb}")
+        assert hasattr(mod, "main" if verb == "tune" else "run")
+    with pytest.raises(SystemExit) as e:  # the tune verb has tune/search.py's own options
+        cli.main(["tune", "--help"])
+    assert e.value.code == 0 and "--num-samples" in capsys.readouterr().out

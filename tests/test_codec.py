@@ -424,7 +424,7 @@ def codec_env(tmp_path_factory):
 
 def _reference(ckpt_path, image_paths, psnr=None):
     """x̂ = g(h(canny(x))) computed directly, as uint8 HWC images."""
-    from pycompgen.codec.cli import load_checkpoint_for_codec, read_images
+    from pycompgen.inference import load_checkpoint_for_codec, read_images
     from pycompgen.ops import canny
     ck = load_checkpoint_for_codec(ckpt_path)
     x = read_images(image_paths, ck.image_size)
@@ -524,7 +524,7 @@ def test_cli_bad_inputs(codec_env, tmp_path, capsys):
 
 def test_latent_payload_with_a_bottleneck(codec_env, one_thread):
     """Systems with an entropy bottleneck ("eb"): compress_latent / decompress_latent and the file path."""
-    from pycompgen.codec.cli import (compress_images, compress_latent, decompress_bytes, decompress_latent,
+    from pycompgen.inference import (compress_images, compress_latent, decompress_bytes, decompress_latent,
                                      load_checkpoint_for_codec, read_images)
     base = load_checkpoint_for_codec(codec_env["a3"])
     c = base.config.model.latent_channels

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pycompgen.config import load_config
-from pycompgen.models import build_model
+from pycompgen.systems.compgen.networks import build_compgen
 from pycompgen.systems import build_system
 from pycompgen.systems.compgen.system import SKIP_MODULES, decode_edges, elm_forward
 from pycompgen.training import make_loaders, run_pipeline
@@ -21,7 +21,7 @@ def test_skip_path_starts_as_the_paper_model(one_thread):
     """Zero-initialised projections: with skips, g(h(z)) is the paper's g(h(z)) until training moves them."""
     cfg = _cfg("unused", "model.elm_skips=true")
     torch.manual_seed(0)
-    nets = build_model(cfg.model, cfg.data.image_size)
+    nets = build_compgen(cfg.model, cfg.data.image_size)
     for m in nets.values():
         m.eval()
     z = (torch.rand(3, 1, 32, 32) > 0.8).float()
@@ -64,7 +64,7 @@ def test_approach3_with_skips_starts_from_a_paper_approach1_and_trains_the_skip_
 
 def test_skip_model_round_trips_through_the_pipeline_and_evaluation(tmp_path, one_thread):
     """A whole pipeline with skips: checkpoints hold the skip path and evaluation rebuilds it from the config."""
-    from pycompgen.evaluation.inference import load_for_eval
+    from pycompgen.models import load_for_eval
     cfg = _cfg(tmp_path, "train.epochs=1", "model.elm_skips=true")
     run_pipeline(cfg, verbose=False)
     lc = load_for_eval(tmp_path / "approach3" / "best.pt")

@@ -84,11 +84,11 @@ def test_nvcc_flags_have_one_source():
 # ---- a Compgen training step (CPU here; on CUDA with its synchronisations counted) ------------------------------
 def _tiny_system(device, stage="approach3"):
     from pycompgen.config import load_config
-    from pycompgen.models import build_model
+    from pycompgen.systems.compgen.networks import build_compgen
     from pycompgen.training import build_system
     cfg = load_config(str(ROOT / "configs" / "tiny.yaml"), [f"train.stage={stage}", "train.psnr_range=[-5,50]"])
     torch.manual_seed(0)
-    init = {k: m.state_dict() for k, m in build_model(cfg.model, cfg.data.image_size).items()}
+    init = {k: m.state_dict() for k, m in build_compgen(cfg.model, cfg.data.image_size).items()}
     return build_system(cfg, device, init)
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from pycompgen.config import load_config
-from pycompgen.evaluation import metrics as M
+from pycompgen import metrics as M
 from pycompgen.evaluation import (generate_from_edges, generate_unconditional, load_for_eval, reconstruct,
                                   resolve_checkpoints, sweep, sweep_models)
-from pycompgen.models import build_model
-from pycompgen.training.checkpoint import FORMAT, save_checkpoint
+from pycompgen.systems.compgen.networks import build_compgen
+from pycompgen.models.checkpoint import FORMAT, save_checkpoint
 
 TINY = ["model.channels=8", "model.latent_channels=4", "model.num_res=1", "model.num_mult=1",
         "model.elm_channels=8", "model.elm_hidden=16", "model.elm_num_res=1", "data.image_size=32",
@@ -26,7 +26,7 @@ def tiny_cfg(*extra):
 
 def write_ckpt(path, cfg, stage, model_name="compgen", seed=0):
     torch.manual_seed(seed)
-    models = build_model(cfg.model, cfg.data.image_size)
+    models = build_compgen(cfg.model, cfg.data.image_size)
     state = {"format": FORMAT, "model": model_name, "stage": stage, "epoch": 1, "config": cfg.to_dict(),
              "models": {k: m.state_dict() for k, m in models.items()}, "optimizer": {},
              "metrics": {"val_ssim": 0.1}, "best_val_ssim": 0.1}
@@ -138,7 +138,7 @@ def test_sweep_writes_json_table_plot_and_grids(run_dir, tmp_path):
 def test_sweep_noise_is_deterministic_and_matters(tmp_path):
     cfg = tiny_cfg()
     torch.manual_seed(0)
-    models = build_model(cfg.model, 32)
+    models = build_compgen(cfg.model, 32)
     from pycompgen.data import load_faces
     faces = load_faces(None, "val", 32, synthetic_count=32)
     kw = dict(psnrs=[50, -5], canny_low=cfg.data.canny_low, canny_high=cfg.data.canny_high,
@@ -153,7 +153,7 @@ def test_sweep_noise_is_deterministic_and_matters(tmp_path):
 
 def test_reconstruct_modes():
     cfg = tiny_cfg()
-    models = {k: m.eval() for k, m in build_model(cfg.model, 32).items()}
+    models = {k: m.eval() for k, m in build_compgen(cfg.model, 32).items()}
     x = torch.rand(2, 3, 32, 32)
     assert reconstruct(models, x=x, mode="ae").shape == (2, 3, 32, 32)
     assert reconstruct(models, z_noisy=torch.rand(2, 1, 32, 32), mode="elm").shape == (2, 3, 32, 32)
@@ -251,7 +251,7 @@ def test_wrong_image_size_and_bad_requests(run_dir, tmp_path, capsys):
 
 def test_sweep_auto_encoder_only(tmp_path):
     cfg = tiny_cfg()
-    models = build_model(cfg.model, 32)
+    models = build_compgen(cfg.model, 32)
     faces = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     res = sweep_models({}, faces, tmp_path, ae=models, psnrs=[50, 0])
     assert [r["approach"] for r in res["rows"]] == ["ae"] and res["approaches"] == {}

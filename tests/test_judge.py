@@ -88,7 +88,7 @@ def test_collapse_flag():
 def test_judge_dict_labels_counts_and_faithfulness():
     real = _faces(32, 0)
     gen = (real + 0.03 * torch.randn_like(real)).clamp(0, 1)
-    from pycompgen.evaluation.metrics import edges
+    from pycompgen.metrics import edges
     sk = edges(real, J.CANNY_LOW, J.CANNY_HIGH)
     r = J.judge(gen, real, sources=real, sketches=sk, features=_Pool(), n_boot=20)
     re_ = r["realism"]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pycompgen.data import center_square_resize, synthetic_faces
-from pycompgen.evaluation import metrics as M
+from pycompgen import metrics as M
 from pycompgen.evaluation.masks import (CELEBA_ALIGNED_LANDMARKS, celeba_landmarks, face_ellipse,
                                         face_ellipse_mask, table1_metrics)
 

@@ -1,9 +1,12 @@
-"""Compgen networks: shapes, dtypes, latent size, registry, input checks."""
+"""Compgen networks: shapes, dtypes, latent size, input checks; the one registry of systems."""
 import pytest
 import torch
 
 from pycompgen.config import Config, ModelConfig, load_config
-from pycompgen.models import ELM, MODELS, Decoder, Encoder, build_model, latent_shape, register_model
+from pycompgen import registry
+from pycompgen.systems.compgen.networks import ELM, Decoder, Encoder
+from pycompgen.systems.compgen.networks import build_compgen as build_model
+from pycompgen.systems.compgen.networks import compgen_latent_shape as latent_shape
 from pycompgen.networks import ResidualBlock, ResidualNetworkBlock
 
 
@@ -86,22 +89,42 @@ def test_wrong_image_size_and_channels_raise_clear_errors():
 
 
 def test_registry():
-    assert "compgen" in MODELS
-    with pytest.raises(ValueError, match="unknown model 'nope'"):
-        build_model(tiny_model_cfg(name="nope"))
+    assert registry.get_system("compgen").name == "compgen"
+    with pytest.raises(ValueError, match="unknown system 'nope'"):
+        registry.get_system("nope")
+    cfg = Config()
+    cfg.model.name = "nope"
+    with pytest.raises(ValueError, match="unknown system 'nope'"):
+        registry.build_networks(cfg)
     with pytest.raises(ValueError, match="already registered"):
-        register_model("compgen", MODELS["compgen"].build, MODELS["compgen"].latent_shape)
+        registry.register_system(type("Other", (), {"name": "compgen", "section": None}))
 
 
-def test_registry_accepts_new_models():
-    name = "toy_ae_for_test"
-    register_model(name, lambda m, image_size: {"f": torch.nn.Identity(), "g": torch.nn.Identity()},
-                   lambda m, image_size: (3, image_size, image_size))
+def test_registry_accepts_new_systems():
+    from dataclasses import dataclass
+
+    @dataclass
+    class ToySection:
+        width: int = 3
+
+    class Toy:
+        name = "toy_ae_for_test"
+        section = ToySection
+
+        @classmethod
+        def build_networks(cls, cfg):
+            return {"f": torch.nn.Identity(), "g": torch.nn.Identity()}
+
+    registry.register_system(Toy)
     try:
-        assert set(build_model(tiny_model_cfg(name=name), image_size=16)) == {"f", "g"}
-        assert latent_shape(tiny_model_cfg(name=name), 16) == (3, 16, 16)
+        assert "toy_ae_for_test" in registry.names()
+        cfg = Config()
+        assert cfg.toy_ae_for_test.width == 3        # its section reached the config through the registry
+        cfg.model.name = Toy.name
+        assert set(registry.build_networks(cfg)) == {"f", "g"}
     finally:
-        MODELS.pop(name)
+        registry.unregister_system(Toy.name)
+    assert "toy_ae_for_test" not in registry.names()
 
 
 def test_build_is_seedable():

@@ -167,8 +167,6 @@ def toy():
     register_system(Toy)
     yield Toy
     SYSTEMS.pop(Toy.name)
-    from pycompgen.config import SECTIONS
-    SECTIONS.pop(Toy.name)
 
 
 def test_harness_contract_on_a_toy_system(toy, tmp_path):
@@ -244,7 +242,7 @@ def test_cvae_file_round_trip_through_the_cli(tmp_path, capsys):
 
     from pycompgen.codec.container import unpack
     from pycompgen.data.synthetic import synthetic_faces
-    from pycompgen.evaluation.inference import load_for_eval
+    from pycompgen.models import load_for_eval
     cfg = cfg_for("cvae", "train.epochs=1", out=tmp_path / "run")
     train_local(cfg, verbose=False)
     faces = synthetic_faces(2, 32, seed=7)
@@ -268,7 +266,7 @@ def test_cvae_file_round_trip_through_the_cli(tmp_path, capsys):
 def test_compgen_autoencoder_with_entropy_bottleneck(tmp_path):
     """model.entropy_bottleneck: step 1 trains f, g and eb; a higher rate_weight gives fewer bits; the file decodes
     to what validation measured; the approaches are unchanged (no eb)."""
-    from pycompgen.codec.cli import compress_images, decompress_bytes, load_checkpoint_for_codec
+    from pycompgen.inference import compress_images, decompress_bytes, load_checkpoint_for_codec
     base = ["model.entropy_bottleneck=true", "train.amp=off", "train.lr=0.003", "train.max_steps_per_epoch=20",
             "train.max_val_batches=4", "train.epochs=3"]
     res = {}

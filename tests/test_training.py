@@ -6,7 +6,7 @@ import torch
 
 from pycompgen.config import load_config
 from pycompgen.data import load_faces
-from pycompgen.models import build_model
+from pycompgen.systems.compgen.networks import build_compgen
 from pycompgen.training import (PIPELINE, build_system, fit, get_system, load_checkpoint, make_loaders, prepare_batch,
                                 run_pipeline, save_checkpoint, train_local)
 from pycompgen.training import pipeline as pipeline_mod
@@ -24,7 +24,7 @@ def tiny_cfg(*over, out=None):
 
 def random_init(cfg, seed=123):
     torch.manual_seed(seed)
-    return {k: m.state_dict() for k, m in build_model(cfg.model, cfg.data.image_size).items()}
+    return {k: m.state_dict() for k, m in build_compgen(cfg.model, cfg.data.image_size).items()}
 
 
 def clone_sd(sd):
@@ -119,7 +119,7 @@ def test_checkpoint_round_trip_weights_only(tmp_path):
                                           "metrics", "best_val_ssim"}
     assert state["stage"] == "step1" and state["epoch"] == 1 and set(state["models"]) == {"f", "g"}
     assert not list(tmp_path.glob(".*tmp"))  # temp file renamed away
-    nets = build_model(cfg.model, cfg.data.image_size)
+    nets = build_compgen(cfg.model, cfg.data.image_size)
     for k in ("f", "g"):
         nets[k].load_state_dict(state["models"][k])
         assert sd_equal(nets[k].state_dict(), payloads[0]["models"][k])

@@ -82,7 +82,7 @@ def make_ae_checkpoint(path: Path) -> None:
 
 # -- search-space errors (no Ray) -----------------------------------------------------------------------------------
 def _main_error(args, capsys):
-    from pycompgen.tune.cli import main
+    from pycompgen.cli.tune import main
     with pytest.raises(SystemExit) as e:
         main([str(a) for a in args])
     assert e.value.code == 2
@@ -125,7 +125,7 @@ def test_bad_command_line_overrides(tmp_path, capsys):
 def test_local_tracking_store_on_multi_node_cluster_warns(capsys):
     import argparse
 
-    from pycompgen.tune.cli import warn_local_store
+    from pycompgen.tune.search import warn_local_store
 
     warn_local_store("sqlite:////tmp/x/mlflow.db", argparse.Namespace(address="10.0.0.1:6379"), nodes=[{}, {}])
     err = capsys.readouterr().err
@@ -322,7 +322,8 @@ def test_search_of_another_system_on_local_ray(tmp_path):
 
 def test_each_system_names_what_tune_optimises(tmp_path):
     """Compgen-like systems maximise val_ssim; the BEGAN refiner minimises its convergence measure M_global."""
-    from pycompgen.tune.cli import new_settings, parse_args
+    from pycompgen.cli.tune import parse_args
+    from pycompgen.tune.search import new_settings
     from pycompgen.tune.space import build_space
     got = {}
     for system in ("compgen", "began"):

@@ -92,7 +92,7 @@ def test_files_load_weights_only_as_fp16(zoo_env):
 
 def test_load_gives_float32_networks_close_to_the_checkpoints(zoo_env, tiny_run):
     from pycompgen import zoo
-    from pycompgen.evaluation.inference import LoadedCheckpoint, load_for_eval
+    from pycompgen.models import LoadedCheckpoint, load_for_eval
     from pycompgen.ops import awgn, ssim
     from pycompgen.systems.compgen.system import decode_edges
     pre = zoo.load("tiny")
@@ -172,11 +172,74 @@ def test_pretrained_and_checkpoint_are_exclusive(zoo_env, tiny_run, capsys):
     assert "mutually exclusive" in capsys.readouterr().err
 
 
-def test_zoo_list_cli(zoo_env, capsys):
+def test_zoo_list_and_info_cli(zoo_env, capsys):
+    from pycompgen import zoo
     from pycompgen.cli import main
     assert main(["zoo", "list"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("tiny") and "fixed channel PSNR 50 dB" in out
+    head, rule, row = capsys.readouterr().out.splitlines()[:3]
+    assert head.split()[:3] == ["name", "system", "size"] and set(rule.replace(" ", "")) == {"-"}
+    mb = f"{zoo.entry_bytes(zoo.entry('tiny')) / 1e6:.1f} MB"
+    assert row.startswith("tiny") and "compgen" in row and mb in row and "fixed channel PSNR 50 dB" in row
+    assert main(["zoo", "info", "tiny"]) == 0
+    assert capsys.readouterr().out.strip() == zoo.card_text("tiny").strip() != ""
+    assert main(["zoo", "info", "tiny", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stages"]["approach3"]["sha256"]
+    assert main(["zoo", "info", "nope"]) == 2
+    assert "available: tiny" in capsys.readouterr().err
+
+
+def _face_pngs(folder, n=2, size=32):
+    import cv2
+    from pycompgen.data import synthetic_faces
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(synthetic_faces(n, size, seed=7)):
+        p = folder / f"face{i}.png"
+        assert cv2.imwrite(str(p), img[:, :, ::-1])
+        paths.append(str(p))
+    return paths
+
+
+def test_compress_decompress_with_a_pretrained_entry(zoo_env, tmp_path, capsys):
+    """compress --pretrained, then decompress with --pretrained and with no model named (found by its hash)."""
+    import cv2
+    from pycompgen.cli import main
+    faces = _face_pngs(tmp_path / "in")
+    assert main(["compress", "--pretrained", "tiny", *faces, "-o", str(tmp_path / "pcg")]) == 0
+    pcgs = sorted(str(p) for p in (tmp_path / "pcg").glob("*.pcg"))
+    assert [Path(p).stem for p in pcgs] == ["face0", "face1"]
+    assert main(["decompress", "--pretrained", "tiny", *pcgs, "-o", str(tmp_path / "a")]) == 0
+    assert main(["decompress", *pcgs, "-o", str(tmp_path / "b")]) == 0          # model found by weights hash
+    for n in ("face0", "face1"):
+        a, b = cv2.imread(str(tmp_path / "a" / f"{n}.png")), cv2.imread(str(tmp_path / "b" / f"{n}.png"))
+        assert a is not None and a.shape == (32, 32, 3) and (a == b).all()
+    capsys.readouterr()
+    assert main(["compress", *faces, "-o", str(tmp_path / "x")]) == 2
+    assert "needs a model: --pretrained NAME" in capsys.readouterr().err
+    assert main(["compress", "--pretrained", "tiny", "--checkpoint", "x.pt", *faces, "-o", str(tmp_path / "x")]) == 2
+    assert "mutually exclusive" in capsys.readouterr().err
+
+
+def test_decompress_of_a_file_from_an_unknown_model_names_it(zoo_env, tiny_run, tmp_path, capsys):
+    """A .pcg whose decoder is in no zoo entry: one line naming the model id, nothing written."""
+    from pycompgen.cli import main
+    from pycompgen.codec.container import unpack
+    from pycompgen.inference import compress_images, load_checkpoint_for_codec, read_images
+    from pycompgen.models import load_for_eval
+    import torch
+    ck = load_checkpoint_for_codec(tiny_run / "approach3" / "best.pt")
+    with torch.no_grad():                          # another decoder: same system, other weights
+        for p in ck.models["g"].parameters():
+            p.add_(0.01)
+    data = compress_images(ck, read_images(_face_pngs(tmp_path / "in", 1), ck.image_size))
+    f = tmp_path / "other.pcg"
+    f.write_bytes(data)
+    hdr, _ = unpack(data)
+    assert main(["decompress", str(f), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert hdr.model_id in err and "not in the zoo" in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
+    assert load_for_eval(tiny_run / "approach3" / "best.pt").models  # the checkpoint itself is untouched
 
 
 def test_fp16_failure_keeps_fp32_or_refuses(tiny_run, tmp_path):

@@ -24,12 +24,29 @@ def write_sketches(folder: Path, n: int = 8, seed: int = 0) -> list:
     return paths
 
 
+def write_try_inputs(folder: Path) -> list:
+    """The README's "Try it" inputs: one synthetic 64x64 face and one synthetic hand-drawn sketch (no dataset
+    pixels), written as docs/try/face.png and docs/try/sketch.png by ``--try-inputs docs/try``."""
+    import cv2
+    from pycompgen.data.synthetic import synthetic_faces, synthetic_sketches
+    folder.mkdir(parents=True, exist_ok=True)
+    face, sketch = folder / "face.png", folder / "sketches" / "sketch.png"
+    sketch.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(face), synthetic_faces(1, 64, seed=3)[0][:, :, ::-1])
+    cv2.imwrite(str(sketch), synthetic_sketches(1, size=200, seed=3)[0])
+    return [face, sketch]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--name", default="compgen-64", help="zoo entry (default compgen-64)")
     ap.add_argument("--out", default="runs/demo", help="demo folder (default runs/demo)")
     ap.add_argument("--n", type=int, default=8, help="number of synthetic sketches (default 8)")
+    ap.add_argument("--try-inputs", metavar="DIR", help="only write the README's Try-it inputs into DIR and exit")
     a = ap.parse_args(argv)
+    if a.try_inputs:
+        print("\n".join(str(p) for p in write_try_inputs(Path(a.try_inputs))))
+        return 0
     from pycompgen import zoo
     if a.name not in zoo.list():
         print(f"demo: pretrained model {a.name!r} is not in the zoo yet (available: "

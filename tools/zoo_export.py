@@ -72,9 +72,9 @@ def check_faces(cfg, data, split, n):
 
 def export(run_dir, name, results_path=None, description="", zoo_dir=None, check_images=64, data=None,
            split="val", tolerance=0.002, strict=False, psnrs=(50.0, 0.0, -5.0), log=print) -> dict:
-    from pycompgen.evaluation.inference import STAGES, load_for_eval, resolve_checkpoints
-    from pycompgen.models import latent_shape
-    from pycompgen.training.checkpoint import save_checkpoint
+    from pycompgen.models import STAGES, load_for_eval, resolve_checkpoints
+    from pycompgen.systems.compgen.networks import compgen_latent_shape
+    from pycompgen.models.checkpoint import save_checkpoint
     from pycompgen.zoo import card as cardmod
     from pycompgen.zoo.core import (DEFAULT_NAME, FORMAT, read_manifest, sha256_file, to_storage, write_manifest,
                                     zoo_dir as default_zoo)
@@ -134,7 +134,7 @@ def export(run_dir, name, results_path=None, description="", zoo_dir=None, check
             f"{','.join(sorted(stored))}" + ("".join(f" (+{p} from {t})" for p, t in shared.items()))
             + f", SSIM change {delta:.5f}")
     last = cfgs[stages[-1]]
-    lat = [int(v) for v in latent_shape(last.model, last.data.image_size)]
+    lat = [int(v) for v in compgen_latent_shape(last.model, last.data.image_size)]
     export_info = {"dtype": "float16", "tolerance": tolerance, "check_images": n, "check_source": source,
                    "check_psnrs": list(psnrs), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     desc = description or f"Compgen ({', '.join(stages)}) exported from {run_dir}"

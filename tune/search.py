@@ -11,6 +11,6 @@ import sys
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from pycompgen.tune.cli import main
+    from pycompgen.cli.tune import main
 
     sys.exit(main())

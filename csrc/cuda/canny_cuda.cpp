@@ -21,7 +21,7 @@ Params make_params(const at::Tensor& img, double low, double high, double blur_s
 
 namespace {
 
-// Debug mode of the compiled ops (README "Ops"): same variable and rule as pycompgen/_ops/__init__.py.
+// Debug mode of the compiled ops (docs/ops.md "Ops"): same variable and rule as pycompgen/_ops/__init__.py.
 bool eager_checks() {
   const char* v = std::getenv("PYCOMPGEN_CHECK_FINITE");
   return v != nullptr && std::strcmp(v, "1") == 0;

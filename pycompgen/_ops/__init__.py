@@ -12,7 +12,7 @@ def eager_checks(device: torch.device) -> bool:
 
     On the CPU they are free (no device to synchronise with), so always on. On CUDA each one reads a value back to
     the host, a synchronisation of the training hot path, so only with ``PYCOMPGEN_CHECK_FINITE=1``; without it the
-    kernels propagate NaN into their outputs instead (README "Ops"). Never while torch.compile traces.
+    kernels propagate NaN into their outputs instead (docs/ops.md "Ops"). Never while torch.compile traces.
     """
     if torch.compiler.is_compiling():
         return False

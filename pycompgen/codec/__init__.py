@@ -5,7 +5,9 @@
 | ``container`` | ``.pcg`` files: magic, version, system, weights hash, sizes, coder parameters, payload, CRC32 |
 | ``edges`` | lossless context-adaptive arithmetic coding of binary edge maps; bilevel baselines |
 | ``entropy`` | ``EntropyBottleneck``: factorised prior (Ballé et al. 2018) with range coding |
-| ``cli`` | ``pycompgen compress`` / ``pycompgen decompress``; ``compress_latent`` / ``decompress_latent`` |
+
+Codecs import no system and no evaluation: a trained model's codec (faces ↔ ``.pcg`` with its networks, behind
+``pycompgen compress`` / ``decompress``) is ``pycompgen.inference``.
 
 Names are imported lazily (``from pycompgen.codec import encode_edges``), so importing the package is cheap.
 """
@@ -17,7 +19,6 @@ _EXPORTS = {
     "pack": "container", "unpack": "container", "weights_hash": "container", "Header": "container",
     "encode_edges": "edges", "decode_edges": "edges", "edge_baselines": "edges",
     "EntropyBottleneck": "entropy",
-    "compress_latent": "cli", "decompress_latent": "cli", "compress_images": "cli", "decompress_bytes": "cli",
 }
 __all__ = sorted(_EXPORTS)
 

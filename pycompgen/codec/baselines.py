@@ -178,9 +178,9 @@ def sweep(images_uint8_nhwc: np.ndarray, codec: str | Codec, qualities: Sequence
     """Encode and decode every image at every quality (default: the codec's sweep) and measure it.
 
     Returns one dict per quality: codec, quality, n, bytes_mean (mean real file size), bpp = 8·bytes_mean/(H·W),
-    and the means over images of the project's per-image psnr, ssim and ms_ssim (pycompgen.evaluation.metrics).
+    and the means over images of the project's per-image psnr, ssim and ms_ssim (pycompgen.metrics).
     """
-    from pycompgen.evaluation import metrics as M
+    from pycompgen import metrics as M
     c = get_codec(codec)
     imgs = images_uint8_nhwc
     if not isinstance(imgs, np.ndarray) or imgs.dtype != np.uint8 or imgs.ndim != 4 or imgs.shape[3] != 3 \

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from . import figures
-from .inference import check_image_size
+from pycompgen.inference import check_image_size
 from pycompgen.systems.compgen.system import decode_edges
 
 DEFAULT_GEN_PSNR = -5.0

@@ -25,7 +25,7 @@ Realism
     are reported with every figure. FD is biased upwards for small n (and n < d); compare figures at equal n.
 
 Faithfulness (where a source exists)
-    ``sources`` (N×3×H×W, same size as the outputs): SSIM and MS-SSIM (``pycompgen.evaluation.metrics``).
+    ``sources`` (N×3×H×W, same size as the outputs): SSIM and MS-SSIM (``pycompgen.metrics``).
     ``sources`` smaller than the outputs, or ``source_kind="lowres"`` (a refiner's input): SSIM between the output
     and the input, both area-downscaled to the input's size (or ``lowres_size``), as ``ssim_lowres``.
     ``sketches`` (N×1×H×W edge map / sketch in [0, 1]): edge-F1 between Canny(output) with the Compgen channel's
@@ -157,7 +157,7 @@ class EncoderFeatures(FeatureExtractor):
 
     @classmethod
     def from_checkpoint(cls, path, name: Optional[str] = None, pool=None, device="cpu"):
-        from .inference import load_for_eval
+        from pycompgen.models import load_for_eval
         ck = load_for_eval(path, expect_model=None, device=device)
         if ck.model_name != "compgen":
             raise ValueError(f"judge: feature checkpoint {path} holds {ck.model_name!r}; give a Compgen checkpoint "
@@ -402,7 +402,7 @@ def _down(x: torch.Tensor, size: int) -> torch.Tensor:
 def faithfulness(generated, sources=None, sketches=None, *, source_kind: str = "image",
                  lowres_size: Optional[int] = None, canny_low: float = CANNY_LOW, canny_high: float = CANNY_HIGH,
                  n_boot: int = 200, alpha: float = 0.05, seed: int = 0) -> dict:
-    from . import metrics as M
+    from pycompgen import metrics as M
     out = {}
     n, c, h, w = generated.shape
     if sources is not None:

@@ -57,14 +57,14 @@ def compgen_ae(models: dict, batch: dict) -> torch.Tensor:
 
 def system_reconstruct(system: str, stage: str = "train") -> Adapter:
     def fn(models, batch):
-        from pycompgen.systems import get_system
+        from pycompgen.registry import get_system
         return get_system(system).reconstruct(stage, models, batch)
     fn.__name__ = f"{system}_reconstruct"
     return fn
 
 
 def began_refine(models: dict, batch: dict) -> torch.Tensor:
-    from pycompgen.systems import get_system
+    from pycompgen.registry import get_system
     cls = get_system("began")
     if hasattr(cls, "refine"):
         return cls.refine(models, batch["x"])
@@ -73,7 +73,7 @@ def began_refine(models: dict, batch: dict) -> torch.Tensor:
 
 def sketch2face(models: dict, batch: dict) -> torch.Tensor:
     """Edge map z (1 = edge) drawn as dark lines on white in [-1, 1] (the sketch domain) -> face, mapped to [0, 1]."""
-    from pycompgen.systems import get_system
+    from pycompgen.registry import get_system
     cls = get_system("sketch2face")
     if hasattr(cls, "sketch_to_face"):
         if "sketch_image" in batch:  # a sketch image (luminance in [0, 1], dark lines on white)
@@ -159,7 +159,7 @@ def compgen_specs(models_of: Callable[[str], Optional[dict]], cfg, prefix: str, 
 
 
 def _load(path, expect=None, device="cpu"):
-    from .inference import load_for_eval
+    from pycompgen.models import load_for_eval
     return load_for_eval(path, expect_model=expect, device=device)
 
 
@@ -168,7 +168,7 @@ def discover(run_dir: Optional[str] = None, zoo: Optional[str] = None, extra: Op
     """GeneratorSpecs for what exists: Compgen runs (``run_dir/compgen/<stage>/``) and the zoo entry ``zoo``,
     ``run_dir/cvae``, ``run_dir/dcgan``, ``run_dir/began``, ``run_dir/sketch2face``; ``extra``: {label: checkpoint}
     for any other (its system picks the adapter). Absent ones are skipped with a printed note."""
-    from pycompgen.training.checkpoint import stage_checkpoint
+    from pycompgen.models import stage_checkpoint
     specs = []
     rd = Path(run_dir) if run_dir else None
     if zoo:
@@ -334,35 +334,8 @@ def real_faces(data: Optional[str], n: int, image_size: int = 64, split: str = "
     return torch.from_numpy(arr).float().div_(255.0)
 
 
-def add_parser(sub) -> None:
-    j = sub.add_parser("judge", help="realism / faithfulness / diversity of every generator (FD/KD, SSIM, edge-F1)",
-                       description="Judge the project's generators on real faces: FD/KD with bootstrap intervals "
-                                   "(standard FID/KID only with --inception-weights), SSIM/MS-SSIM to the source, "
-                                   "edge-F1 to the input edge map, diversity and a mode-collapse flag.")
-    j.add_argument("--run-dir", metavar="DIR", help="folder with compgen/<stage>/, cvae/, dcgan/, began/, "
-                   "sketch2face/ checkpoints (e.g. runs/rd)")
-    j.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH",
-                   help="another generator checkpoint (repeatable)")
-    j.add_argument("--zoo", metavar="ENTRY", help="also judge the zoo entry's Compgen approaches (e.g. compgen-64)")
-    j.add_argument("--data", metavar="PATH", help="real faces (CelebA root or folder; default synthetic)")
-    j.add_argument("--split", default="test", help="data split of the real faces (default test)")
-    j.add_argument("--n", type=int, default=1000, help="number of real faces / outputs per generator (default 1000)")
-    j.add_argument("--image-size", type=int, default=64)
-    j.add_argument("--features", metavar="CKPT|zoo:ENTRY", default=None,
-                   help="feature space for FD/KD (non-standard): a Compgen checkpoint's encoder f, or zoo:ENTRY "
-                        "(default zoo:compgen-64)")
-    j.add_argument("--pool", type=int, default=None, metavar="K", help="average-pool the latent to K×K first")
-    j.add_argument("--inception-weights", metavar="PATH",
-                   help="TorchScript Inception (e.g. inception-2015-12-05.pt): standard FID/KID via torchmetrics")
-    j.add_argument("--bootstraps", type=int, default=200)
-    j.add_argument("--seed", type=int, default=0)
-    j.add_argument("--device", default="cpu")
-    j.add_argument("--out", metavar="DIR", help="write judge.json and judge.md there (default: print the table)")
-    j.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-
-
 def run(args, note=print) -> dict:
-    """Run ``pycompgen judge`` (also used by bench/judge.py); returns {"features", "rows", "markdown", ...}."""
+    """Run the judge for parsed ``pycompgen judge`` arguments (also used by bench/judge.py); returns {"features", "rows", "markdown", ...}."""
     from .judge import resolve_features
     feats = resolve_features(args.features, args.inception_weights, args.pool, args.device)
     real = real_faces(args.data, args.n, args.image_size, args.split, args.seed)
@@ -382,18 +355,4 @@ def run(args, note=print) -> dict:
             "rows": rows, "markdown": format_table(rows)}
 
 
-def cli_judge(args) -> int:
-    import json
-    res = run(args)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "judge.json").write_text(json.dumps({k: v for k, v in res.items() if k != "markdown"}, indent=1,
-                                                   default=str))
-        (out / "judge.md").write_text(res["markdown"])
-        print(f"wrote {out / 'judge.json'} and {out / 'judge.md'}")
-    print(res["markdown"])
-    return 0
-
-
-__all__ += ["add_parser", "run", "cli_judge", "real_faces"]
+__all__ += ["run", "real_faces"]

@@ -29,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-from . import metrics as _m
+from pycompgen import metrics as _m
 
 CELEBA_ALIGNED_SIZE = (178, 218)  # width, height of img_align_celeba
 CELEBA_ALIGNED_LANDMARKS = {  # (x, y) pixel indices in the 178x218 aligned image; source in the module docstring
@@ -125,7 +125,7 @@ def table1_metrics(x: torch.Tensor, x_hat: torch.Tensor, mask: torch.Tensor | No
     x, x_hat: N×C×H×W in [0, 1]. With a ``mask`` (H×W, 1×1×H×W, N×1×H×W or N×C×H×W, values in [0, 1], e.g.
     ``face_ellipse_mask()``), both images are multiplied by it before every metric (background set to 0 in both;
     for l1 and l2 this equals replacing x_hat's background by x's). SSIM and MS-SSIM are the project's
-    (``pycompgen.evaluation.metrics``: 11×11 Gaussian window, valid padding; MS-SSIM with 3 scales at 64 px).
+    (``pycompgen.metrics``: 11×11 Gaussian window, valid padding; MS-SSIM with 3 scales at 64 px).
     ``lp_mean``: l1 and l2 are means over all N·C·H·W values ("image", the study's MAE/MSE over its n data
     points), or over the mask's pixels only ("mask": sum of mask·error / (C·sum of mask); without a mask the
     same as "image"). With "image" a binary mask can only lower l1 and l2.

@@ -18,11 +18,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from pycompgen.inference import check_image_size
+from pycompgen.metrics import METRIC_NAMES, compute_metrics
+from pycompgen.models import load_for_eval
+from pycompgen.systems.compgen.system import elm_forward
+
 from . import figures
 from .figures import psnr_key
-from .inference import check_image_size
-from .metrics import METRIC_NAMES, compute_metrics
-from pycompgen.systems.compgen.system import elm_forward
 
 DEFAULT_PSNRS = (50.0, 25.0, 10.0, 0.0, -2.0, -5.0)
 SWEEP_FORMAT = "pycompgen-sweep/1"
@@ -312,7 +314,6 @@ def sweep(cfg, checkpoints: dict[str, str], data=None, psnrs: Sequence[float] | 
     The auto-encoder row uses the step-1 checkpoint (or, without one, approach 1's f and g, which are step 1's,
     frozen). Edge maps use the Canny thresholds of the checkpoints' training config.
     """
-    from .inference import load_for_eval
 
     dev = resolve_device(device or cfg.train.device)
     if not checkpoints:
@@ -385,3 +386,14 @@ def sweep_loaded(cfg, loaded: dict, data=None, psnrs: Sequence[float] | None = N
                         canny_high=canny_high, blur_sigma=blur_sigma, device=dev, batch_size=batch_size,
                         max_images=max_images, seed=seed, edge_tolerance=edge_tolerance, n_grid=n_grid,
                         meta=meta, progress=progress)
+
+
+def sweep_pretrained(cfg, pre, data=None, psnrs=None, out_dir="eval", *, split=None, device=None, max_images=None,
+                     batch_size=None, seed=None, edge_tolerance: int = 0, n_grid: int = 6,
+                     progress: bool = False) -> dict:
+    """``sweep_loaded`` of every approach of the zoo entry ``pre`` (pycompgen.zoo.Pretrained) plus its step-1
+    auto-encoder; writes sweep.json/.md, the plot and grids into ``out_dir`` and returns the sweep dict."""
+    return sweep_loaded(cfg, dict(pre.stages), data, psnrs, out_dir, split=split, device=device,
+                        max_images=max_images, batch_size=batch_size, seed=seed, edge_tolerance=edge_tolerance,
+                        n_grid=n_grid, progress=progress, trained=f"pretrained model {pre.name!r} was",
+                        meta={"pretrained": pre.name, "model_config": pre.config.to_dict()["model"]})

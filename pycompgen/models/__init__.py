@@ -1,10 +1,14 @@
-"""Network registry: ``model.name`` -> a builder of the named system's networks (``MODELS``).
+"""A trained model on disk: the checkpoint format (atomic save, ``weights_only`` load, a stage folder's best.pt /
+last.pt) and loading a checkpoint — or a zoo entry's weights (``pycompgen.zoo``) — into its system's networks.
 
-Each system's networks live with the system (``pycompgen/systems/<name>``); shared blocks in ``pycompgen.networks``.
+Used alike by training (save, resume), evaluation, the codec verbs and the zoo. Networks are built through the
+system registry (``pycompgen.registry``), so this room imports no system.
 """
-from pycompgen.systems.compgen.networks import ELM, Decoder, Encoder, build_compgen, compgen_latent_shape
-from .registry import MODELS, build_model, get_model, latent_shape, register_model
+from .checkpoint import (CHECKPOINT_NAMES, FORMAT, load_checkpoint, load_weights_only, save_checkpoint,
+                         stage_checkpoint)
+from .loaded import (ELM_STAGES, STAGES, LoadedCheckpoint, load_for_eval, networks_from_payload,
+                     resolve_checkpoints)
 
-register_model("compgen", build_compgen, compgen_latent_shape)
-
-__all__ = ["MODELS", "build_model", "latent_shape", "register_model", "get_model", "Encoder", "Decoder", "ELM"]
+__all__ = ["FORMAT", "CHECKPOINT_NAMES", "save_checkpoint", "load_checkpoint", "load_weights_only",
+           "stage_checkpoint", "LoadedCheckpoint", "load_for_eval", "networks_from_payload", "resolve_checkpoints",
+           "STAGES", "ELM_STAGES"]

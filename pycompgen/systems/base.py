@@ -332,10 +332,9 @@ class System:
             self.extra[k] = v.to(self.device) if torch.is_tensor(v) else v
 
     def payload(self, epoch: int, metrics: dict, best: float) -> dict:
-        """The checkpoint payload (see pycompgen.training.checkpoint)."""
-        from pycompgen.training.checkpoint import FORMAT
+        """The checkpoint payload (see pycompgen.models.checkpoint; ``save_checkpoint`` stamps its format)."""
         return {
-            "format": FORMAT, "model": self.name, "stage": self.spec.name, "epoch": int(epoch),
+            "model": self.name, "stage": self.spec.name, "epoch": int(epoch),
             "config": self.cfg.to_dict(), "models": self.model_state(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "extra": {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in self.extra.items()},

@@ -49,7 +49,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from pycompgen.systems import register_system
+from pycompgen.registry import register_system
 from pycompgen.systems.base import StageSpec, System, adam, check_fields, images01
 
 LOWEST = 8  # the generator's lowest input resolution (the paper's 8x8)

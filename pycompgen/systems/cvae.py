@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from pycompgen.networks import ConvDecoder, ConvEncoder, kl_divergence, reparameterize
-from pycompgen.systems import register_system
+from pycompgen.registry import register_system
 from pycompgen.systems.base import StageSpec, System, check_fields, latent_rate
 
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from pycompgen.networks import ConvDecoder, ConvEncoder, PatchDiscriminator
-from pycompgen.systems import register_system
+from pycompgen.registry import register_system
 from pycompgen.systems.base import StageSpec, System, adam, check_fields
 from pycompgen.systems.cvae import CVAE, vae_loss, vae_reconstruction
 

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pycompgen.networks import ConvDecoder, ConvEncoder, PatchDiscriminator, kl_divergence, reparameterize
-from pycompgen.systems import register_system
+from pycompgen.registry import register_system
 from pycompgen.systems.base import StageSpec, System, adam, check_fields
 
 DOMAINS = {"s": 1, "f": 3}  # channels of the sketch and face domains

@@ -11,16 +11,9 @@ from torch import nn
 
 def models_from_payload(payload: dict, device="cpu") -> tuple[object, dict]:
     """(Config, {name: module in eval mode}) rebuilt from a checkpoint payload."""
-    from pycompgen.config import Config
-    from pycompgen.systems import build_networks
-    cfg = Config.from_dict(payload["config"])
-    built = build_networks(cfg)
-    models = {}
-    for k, sd in payload["models"].items():
-        m = built[k]
-        m.load_state_dict(sd)
-        models[k] = m.to(device).eval()
-    return cfg, models
+    from pycompgen.models import networks_from_payload
+    lc = networks_from_payload(payload, payload["models"], "<checkpoint payload>", device=device)
+    return lc.config, {k: lc.models[k] for k in payload["models"]}
 
 
 class StageReconstructor(nn.Module):

@@ -1,7 +1,8 @@
 """The training harness (plain PyTorch): ``fit`` trains any registered system's stage (``pycompgen.systems``) for any
 driver (plain loop or Ray); ``train_local`` / ``run_pipeline`` are the single-process runs."""
-from .checkpoint import load_checkpoint, save_checkpoint, stage_checkpoint
-from .losses import distortion, image_psnr, latent_mse
+from pycompgen.metrics import image_psnr
+from pycompgen.models import load_checkpoint, save_checkpoint, stage_checkpoint
+from pycompgen.systems.compgen.losses import distortion, latent_mse
 from .loop import EpochShuffleSampler, evaluate, fit, resolve_device, train_one_epoch
 from .pipeline import PIPELINE, make_loaders, pipeline_stages, run_pipeline, stage_done, train_local
 from pycompgen.systems import StageSpec, System, build_system, get_system  # noqa: E402

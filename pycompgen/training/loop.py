@@ -11,7 +11,7 @@ from torch import nn
 
 from pycompgen.ops import ssim
 from pycompgen.systems import System, build_system
-from .losses import image_psnr
+from pycompgen.metrics import image_psnr
 
 
 def resolve_device(device) -> torch.device:

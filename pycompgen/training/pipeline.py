@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from pycompgen.systems import get_system
-from .checkpoint import load_checkpoint, save_checkpoint, stage_checkpoint
+from pycompgen.models import load_checkpoint, save_checkpoint, stage_checkpoint
 from .loop import EpochShuffleSampler, fit, resolve_device
 
 PIPELINE = ("step1", "approach1", "approach2", "approach3")  # Compgen's

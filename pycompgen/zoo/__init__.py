@@ -17,20 +17,37 @@ def info(name: str) -> dict:
     return entry(name)
 
 
+def entry_bytes(e: dict) -> int:
+    """Bytes of an entry's weight files (each file counted once)."""
+    files = {info["file"]: int(info.get("bytes", 0)) for info in (e.get("stages") or {}).values()}
+    return sum(files.values())
+
+
 def format_list() -> str:
-    """One line per entry: name, training PSNR, headline metrics, description."""
+    """The zoo as a table: name, system, size, rate points, headline metrics."""
     m = read_manifest()
     if not m["entries"]:
         return f"no pretrained models in {zoo_dir()} (export one with tools/zoo_export.py)"
-    lines = []
+    rows = [("name", "system", "size", "rate points", "trained at", "headline metrics (validation faces)")]
     for n in sorted(m["entries"]):
         e = m["entries"][n]
-        tr = (e.get("training") or {}).get("psnr_summary", "")
-        mt = (e.get("metrics") or {}).get("summary", "")
-        star = " (default)" if n == m.get("default") else ""
-        lines.append(f"{n}{star}: {e.get('description', '')}" + (f" | trained at {tr}" if tr else "")
-                     + (f" | {mt}" if mt else ""))
+        rows.append((n + (" (default)" if n == m.get("default") else ""), str(e.get("system", e.get("model", ""))),
+                     f"{entry_bytes(e) / 1e6:.1f} MB", str(len(e.get("rate_points") or []) or 1),
+                     str((e.get("training") or {}).get("psnr_summary", "")),
+                     str((e.get("metrics") or {}).get("summary", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def card_text(name: str) -> str:
+    """The model card of ``name`` (markdown); ValueError when the entry has none."""
+    e = entry(name)
+    p = zoo_dir() / e["card"] if e.get("card") else None
+    if p is None or not p.is_file():
+        raise ValueError(f"pretrained model {name!r} has no model card")
+    return p.read_text()
 
 
 def list():  # noqa: A001 - the zoo's public name, as in the issue: pycompgen.zoo.list()
@@ -38,5 +55,5 @@ def list():  # noqa: A001 - the zoo's public name, as in the issue: pycompgen.zo
     return names()
 
 
-__all__ = ["list", "load", "info", "format_list", "names", "entry", "Pretrained", "zoo_dir", "read_manifest",
+__all__ = ["list", "load", "info", "card_text", "entry_bytes", "format_list", "names", "entry", "Pretrained", "zoo_dir", "read_manifest",
            "write_manifest", "sha256_file", "verify_file", "FORMAT", "STAGES", "ENV_DIR", "DEFAULT_NAME"]

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from pycompgen.models import load_weights_only, networks_from_payload
+
 FORMAT = "pycompgen-zoo/1"
 MANIFEST = "manifest.json"
 ENV_DIR = "PYCOMPGEN_ZOO_DIR"
@@ -105,7 +107,7 @@ def to_float32(sd: dict) -> dict:
 
 @dataclass
 class Pretrained:
-    """A loaded zoo entry: one pycompgen.evaluation.inference.LoadedCheckpoint per stage (``stages``), usable
+    """A loaded zoo entry: one pycompgen.models.LoadedCheckpoint per stage (``stages``), usable
     wherever generate / evaluate / sweep take loaded checkpoints."""
     name: str
     entry: dict
@@ -154,8 +156,7 @@ class Pretrained:
 
 
 def _load_stage_file(path: Path, stage: str) -> dict:
-    from pycompgen.training.checkpoint import _load_weights_only
-    payload = _load_weights_only(path, "cpu")
+    payload = load_weights_only(path, "cpu")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         fmt = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path} is not a pycompgen zoo weights file (format {fmt!r}, expected {FORMAT!r})")
@@ -171,10 +172,6 @@ def load(name: str = DEFAULT_NAME, device: str | torch.device = "cpu", stages=No
     Each weights file's sha256 is checked first (ValueError naming the file, expected and actual hash); an
     unknown name is a ValueError naming the available entries.
     """
-    from pycompgen.config import Config
-    from pycompgen.evaluation.inference import LoadedCheckpoint
-    from pycompgen.systems import build_networks
-
     base = Path(root if root is not None else zoo_dir())
     e = entry(name, base)
     files = e.get("stages") or {}
@@ -197,25 +194,9 @@ def load(name: str = DEFAULT_NAME, device: str | torch.device = "cpu", stages=No
     out = {}
     for s in want:
         pl = get(s)
-        cfg = Config.from_dict(pl["config"])
-        nets = build_networks(cfg)
         sds = dict(pl["models"])
         for part, src in (pl.get("shared") or {}).items():
             sds[part] = get(src)["models"][part]
-        p = base / files[s]["file"]
-        for part, sd in sds.items():
-            if part not in nets:
-                raise ValueError(f"{p}: weights for part {part!r}, which the model lacks (parts: {sorted(nets)})")
-            try:
-                nets[part].load_state_dict(to_float32(sd))
-            except RuntimeError as err:
-                raise ValueError(f"{p}: weights of {part!r} do not fit the model built from its config: "
-                                 f"{str(err).splitlines()[0]}") from None
-        for m in nets.values():
-            m.to(device).eval()
-        out[s] = LoadedCheckpoint(label=s, path=str(p), stage=s, epoch=int(pl.get("epoch", 0)),
-                                  model_name=str(pl.get("model", cfg.model.name)), config=cfg, models=nets,
-                                  image_size=int(cfg.data.image_size), metrics=dict(pl.get("metrics") or {}),
-                                  parts=tuple(sorted(sds)))
+        out[s] = networks_from_payload(pl, sds, base / files[s]["file"], label=s, device=device, dtype=torch.float32)
     card = e.get("card")
     return Pretrained(name=name, entry=e, stages=out, card_path=str(base / card) if card else None, root=str(base))

@@ -13,11 +13,13 @@ from typing import Callable, Optional
 
 import torch
 
-from pycompgen.systems import register_system
 from dataclasses import replace
 
+from pycompgen.registry import register_system
 from pycompgen.systems.base import StageSpec, System, image_batch, images01, latent_rate
-from pycompgen.training.losses import distortion, latent_mse
+
+from .losses import distortion, latent_mse
+from .networks import build_compgen
 
 
 def make_channel(cfg):
@@ -165,8 +167,7 @@ class Compgen(System):
 
     @classmethod
     def build_networks(cls, cfg) -> dict:
-        from pycompgen.models import build_model
-        return build_model(cfg.model, image_size=cfg.data.image_size)
+        return build_compgen(cfg.model, image_size=cfg.data.image_size)
 
     def filter_init(self, init: dict) -> dict:
         if self.spec.name == "approach3" and self.cfg.train.approach3_init == "fresh":

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from pycompgen.systems import register_system
+from pycompgen.registry import register_system
 from pycompgen.systems.base import StageSpec, System, adam, check_fields, latent_rate
 
 

@@ -1,4 +1,4 @@
-"""``pycompgen compress`` / ``pycompgen decompress``: faces to ``.pcg`` files and back.
+"""A trained model's codec: faces to ``.pcg`` files and back (behind ``pycompgen compress`` / ``decompress``).
 
 - Edge payload (Compgen): x -> Canny edge map z (the checkpoint config's ``data.canny_low/high/blur_sigma``) ->
   lossless context-adaptive coding (``pycompgen.codec.edges``); decoding runs the approach-3 path
@@ -13,54 +13,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pycompgen.codec.container import pack, unpack, weights_hash
+from pycompgen.codec.edges import coder_params, encode_edges, params_from_header
+from pycompgen.codec.edges import decode_edges as decode_edge_bits
+from pycompgen.data import decode_image
+from pycompgen.models import load_for_eval
+from pycompgen.ops import awgn, canny
+from pycompgen.systems.compgen.system import decode_edges
+
 SUFFIX = ".pcg"
 DECODER_PARTS = {"edges": ("g", "h"), "latent": ("eb", "g")}
-
-
-# -- command line -------------------------------------------------------------------------------------------------
-def add_parsers(sub) -> None:
-    """Add the ``compress`` and ``decompress`` subcommands to the main parser's subparsers."""
-    c = sub.add_parser("compress", help="compress face images into .pcg files (edge map or latent bitstream)",
-                       description="Compress face images (PNG/JPG; centre-cropped and resized to the model's size "
-                                   "as pycompgen.data does) into one .pcg file each.")
-    c.add_argument("inputs", nargs="+", metavar="INPUT", help="image files")
-    c.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output folder (created), or a .pcg file when there is one input")
-    c.add_argument("--checkpoint", required=True, metavar="PATH", help="trained checkpoint (e.g. approach3/best.pt)")
-    c.add_argument("--payload", choices=("auto", "edges", "latent"), default="auto",
-                   help="what to code: the Canny edge map (Compgen), or the latent through the checkpoint's "
-                        "entropy bottleneck; auto: latent when the checkpoint has one, else edges")
-    c.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")
-    c.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-
-    d = sub.add_parser("decompress", help="decode .pcg files into PNG faces",
-                       description="Decode .pcg files with the checkpoint that wrote them and write PNGs.")
-    d.add_argument("files", nargs="+", metavar="FILE", help=".pcg files")
-    d.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder for the PNGs (created)")
-    d.add_argument("--checkpoint", required=True, metavar="PATH", help="the checkpoint that wrote the files")
-    d.add_argument("--psnr", type=float, metavar="DB",
-                   help="send the decoded edge map through the AWGN channel at this PSNR first (edge payload)")
-    d.add_argument("--seed", type=int, default=0, help="channel noise seed (with --psnr)")
-    d.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")
-    d.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-
-
-def run(args) -> int:
-    """Entry point from ``pycompgen.cli.main``; ValueError/FileNotFoundError/RuntimeError become one-line errors."""
-    try:
-        if args.command == "compress":
-            return cmd_compress(args.inputs, args.output, args.checkpoint, args.payload, args.device)
-        return cmd_decompress(args.files, args.output, args.checkpoint, args.psnr, args.seed, args.device)
-    except OSError as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise RuntimeError(f"{e.strerror or e}: {e.filename}" if e.filename else str(e)) from None
 
 
 # -- models ---------------------------------------------------------------------------------------------------
 def load_checkpoint_for_codec(path, device: str = "cpu"):
     """``load_for_eval`` for any system; entropy bottlenecks get their code tables if the checkpoint lacks them."""
-    from pycompgen.evaluation.inference import load_for_eval
     ckpt = load_for_eval(path, expect_model=None, device=device)
     eb = ckpt.models.get("eb")
     if eb is not None and "eb" in ckpt.parts and not getattr(eb, "has_tables", True):
@@ -81,7 +48,6 @@ def choose_payload(ckpt, payload: str = "auto") -> str:
 
 
 def decoder_hash(ckpt, kind: str) -> bytes:
-    from .container import weights_hash
     return weights_hash({k: ckpt.models[k] for k in DECODER_PARTS[kind]})
 
 
@@ -111,7 +77,6 @@ def read_images(paths, size: int):
     """Image files -> float tensor (N,3,size,size) in [0,1]: centre square crop and resize as pycompgen.data does."""
     import numpy as np
     import torch
-    from pycompgen.data import decode_image
     out = []
     for p in paths:
         img = decode_image(str(p), int(size))
@@ -126,7 +91,6 @@ def read_images(paths, size: int):
 def compress_images(ckpt, x, payload: str = "auto") -> bytes:
     """Faces x (N,3,H,W) in [0,1] -> a complete ``.pcg`` file (bytes) for ``ckpt`` (a LoadedCheckpoint)."""
     import torch
-    from .container import pack
     kind = choose_payload(ckpt, payload)
     n, _, h, w = x.shape
     if (h, w) != (ckpt.image_size, ckpt.image_size):
@@ -134,8 +98,6 @@ def compress_images(ckpt, x, payload: str = "auto") -> bytes:
     dev = next(ckpt.models["g"].parameters()).device
     x = x.to(dev)
     if kind == "edges":
-        from pycompgen.ops import canny
-        from .edges import coder_params, encode_edges
         d = ckpt.config.data
         z = canny(x, d.canny_low, d.canny_high, blur_sigma=d.blur_sigma)
         data = encode_edges(z)
@@ -154,7 +116,6 @@ def compress_images(ckpt, x, payload: str = "auto") -> bytes:
 def decompress_bytes(ckpt, data: bytes, name: str = "file", psnr: float | None = None, seed: int = 0):
     """A ``.pcg`` file's bytes -> (x̂ (N,3,H,W) on CPU, Header). Checks the system and the decoder's weights."""
     import torch
-    from .container import unpack
     hdr, _ = unpack(data, name=name)
     if hdr.kind not in DECODER_PARTS:
         raise ValueError(f"{name}: unsupported payload kind {hdr.kind!r}")
@@ -170,16 +131,13 @@ def decompress_bytes(ckpt, data: bytes, name: str = "file", psnr: float | None =
     g = ckpt.models["g"]
     dev = next(g.parameters()).device
     if hdr.kind == "edges":
-        from .edges import decode_edges, params_from_header
-        z = torch.from_numpy(decode_edges(payload, hdr.count, hdr.height, hdr.width,
+        z = torch.from_numpy(decode_edge_bits(payload, hdr.count, hdr.height, hdr.width,
                                           **params_from_header(hdr.params))).float().to(dev)
         if psnr is not None:
-            from pycompgen.ops import awgn
             gen = torch.Generator(device=dev)
             gen.manual_seed(int(seed))
             z = awgn(z, float(psnr), normalize=True, peak=1.0, generator=gen)
         with torch.no_grad():
-            from pycompgen.systems.compgen.system import decode_edges
             x_hat = decode_edges({"h": ckpt.models["h"], "g": g}, z)
     else:
         if psnr is not None:
@@ -212,9 +170,9 @@ def _outputs(inputs: list[Path], out: Path) -> list[Path]:
     return [out / (p.stem + SUFFIX) for p in inputs]
 
 
-def cmd_compress(inputs, output, checkpoint, payload: str = "auto", device: str = "cpu") -> int:
-    from .container import unpack
-    ckpt = load_checkpoint_for_codec(checkpoint, device)
+def compress_files(ckpt, inputs, output, payload: str = "auto", note=print) -> list:
+    """Compress image files with ``ckpt`` into ``output`` (a folder, or a .pcg file for one input); each file is
+    written atomically; returns the paths written."""
     inputs = [Path(p) for p in inputs]
     outs = _outputs(inputs, Path(output))
     kind = choose_payload(ckpt, payload)
@@ -226,15 +184,16 @@ def cmd_compress(inputs, output, checkpoint, payload: str = "auto", device: str 
         tmp.write_bytes(data)
         tmp.replace(dst)
         hdr, _ = unpack(data)
-        print(rate_line(str(dst), len(data), hdr.nbytes, hdr.count, hdr.height, hdr.width))
-    return 0
+        note(rate_line(str(dst), len(data), hdr.nbytes, hdr.count, hdr.height, hdr.width))
+    return outs
 
 
-def cmd_decompress(files, output, checkpoint, psnr: float | None = None, seed: int = 0, device: str = "cpu") -> int:
+def decompress_files(ckpt, files, output, psnr: float | None = None, seed: int = 0, note=print) -> list:
+    """Decode ``.pcg`` files with ``ckpt`` (a LoadedCheckpoint) into PNGs in ``output``; everything is decoded
+    before anything is written; returns the PNG paths."""
     import cv2
     import numpy as np
     import torch
-    ckpt = load_checkpoint_for_codec(checkpoint, device)
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} is a file: decompress writes PNGs into a folder")
@@ -246,12 +205,34 @@ def cmd_decompress(files, output, checkpoint, psnr: float | None = None, seed: i
         x_hat, hdr = decompress_bytes(ckpt, p.read_bytes(), name=str(p), psnr=psnr, seed=seed)
         decoded.append((p, x_hat, hdr))
     out.mkdir(parents=True, exist_ok=True)
+    written = []
     for p, x_hat, hdr in decoded:
         imgs = (x_hat.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         for i, img in enumerate(imgs):
             dst = out / (p.stem + (f"_{i}" if len(imgs) > 1 else "") + ".png")
             if not cv2.imwrite(str(dst), np.ascontiguousarray(img[:, :, ::-1])):
                 raise RuntimeError(f"cannot write {dst}")
-            print(f"{p} -> {dst}")
-    return 0
+            written.append(dst)
+            note(f"{p} -> {dst}")
+    return written
 
+
+
+def find_decoder(data: bytes, name: str = "file", device: str = "cpu"):
+    """The zoo stage that wrote a ``.pcg`` file: the entry of the header's system whose decoder networks hash to
+    the header's weights hash; ValueError naming the model id when no entry matches."""
+    from pycompgen import zoo
+    hdr, _ = unpack(data, name=name)
+    if hdr.kind not in DECODER_PARTS:
+        raise ValueError(f"{name}: unsupported payload kind {hdr.kind!r}")
+    for entry_name in zoo.names():
+        e = zoo.entry(entry_name)
+        if e.get("system", e.get("model", "compgen")) != hdr.system:
+            continue
+        pre = zoo.load(entry_name, device=device)
+        for lc in pre.stages.values():
+            if all(k in lc.models and k in lc.parts for k in DECODER_PARTS[hdr.kind]) \
+                    and decoder_hash(lc, hdr.kind) == hdr.weights_hash:
+                return lc
+    raise ValueError(f"{name} was written by model {hdr.model_id}, which is not in the zoo "
+                     f"({', '.join(zoo.names()) or 'empty'}): decode it with --checkpoint PATH")

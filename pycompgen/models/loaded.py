@@ -1,4 +1,7 @@
-"""Inference helpers: reconstruct x̂ from a face or a noisy edge map, load trained checkpoints for evaluation."""
+"""Trained models loaded into their system's networks: ``LoadedCheckpoint`` (the networks in eval mode with the
+config that built them), from a training checkpoint (``load_for_eval``) or from any payload of state dicts
+(``networks_from_payload``, which the zoo uses for its weight files); ``resolve_checkpoints`` turns command-line
+checkpoint arguments into paths."""
 from __future__ import annotations
 
 import os
@@ -8,31 +11,13 @@ from typing import Any, Iterable
 
 import torch
 
+from pycompgen.config import Config
+from pycompgen.registry import build_networks
+
+from .checkpoint import load_checkpoint, stage_checkpoint
+
 STAGES = ("step1", "approach1", "approach2", "approach3")
 ELM_STAGES = ("approach1", "approach2", "approach3")
-
-
-@torch.no_grad()
-def reconstruct(models: dict, x: torch.Tensor | None = None, z_noisy: torch.Tensor | None = None,
-                mode: str = "ae") -> torch.Tensor:
-    """``ae``: x̂ = g(f(x)); ``elm``: x̂ = g(h(z_noisy))."""
-    if mode == "ae":
-        if x is None:
-            raise ValueError("reconstruct(mode='ae') needs x")
-        return models["g"](models["f"](x))
-    if mode == "elm":
-        if z_noisy is None:
-            raise ValueError("reconstruct(mode='elm') needs z_noisy")
-        from pycompgen.systems.compgen.system import decode_edges
-        return decode_edges(models, z_noisy)
-    raise ValueError(f"reconstruct: mode must be 'ae' or 'elm', got {mode!r}")
-
-
-def check_image_size(t: torch.Tensor, image_size: int, what: str = "image") -> None:
-    """Raise a ValueError naming the shape when ``t`` (N×C×H×W) is not image_size × image_size."""
-    if t.dim() != 4 or tuple(t.shape[-2:]) != (image_size, image_size):
-        raise ValueError(f"{what} has shape {tuple(t.shape)}, but the model was trained on "
-                         f"{image_size}×{image_size} images (N×C×{image_size}×{image_size} expected)")
 
 
 @dataclass
@@ -65,10 +50,6 @@ def load_for_eval(path: str | os.PathLike, label: str | None = None, expect_mode
     Errors: missing file -> FileNotFoundError; not a pycompgen checkpoint, or one written for another model than
     ``expect_model`` -> ValueError naming both.
     """
-    from pycompgen.config import Config
-    from pycompgen.systems import build_networks
-    from pycompgen.training.checkpoint import load_checkpoint
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
@@ -78,12 +59,26 @@ def load_for_eval(path: str | os.PathLike, label: str | None = None, expect_mode
     name = payload.get("model")
     if expect_model is not None and name != expect_model:
         raise ValueError(f"checkpoint {p} holds model {name!r}, expected {expect_model!r}")
+    return networks_from_payload(payload, payload["models"], p, label=label, device=device)
+
+
+def networks_from_payload(payload: dict, state_dicts: dict, path, label: str | None = None,
+                          device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LoadedCheckpoint:
+    """Build the networks of ``payload["config"]`` and load ``state_dicts`` ({part: state_dict}) into them.
+
+    ``dtype`` (e.g. float32) converts floating tensors first (the zoo stores float16). A part the system lacks,
+    or weights that do not fit the config's widths, are a ValueError naming ``path`` and the part.
+    """
+    p = Path(path)
     cfg = Config.from_dict(payload["config"])
+    name = payload.get("model", cfg.model.name)
     models = build_networks(cfg)
-    for k, sd in payload["models"].items():
+    for k, sd in state_dicts.items():
         if k not in models:
             raise ValueError(f"checkpoint {p} has weights for part {k!r}, which model {name!r} lacks "
                              f"(parts: {sorted(models)})")
+        if dtype is not None:
+            sd = {n: (v.to(dtype) if v.is_floating_point() else v) for n, v in sd.items()}
         try:
             models[k].load_state_dict(sd)
         except RuntimeError as e:
@@ -93,12 +88,11 @@ def load_for_eval(path: str | os.PathLike, label: str | None = None, expect_mode
         m.to(device).eval()
     stage = str(payload.get("stage", cfg.train.stage))
     return LoadedCheckpoint(label=label or stage, path=str(p), stage=stage, epoch=int(payload.get("epoch", 0)),
-                            model_name=str(name), config=cfg, models=models, image_size=cfg.data.image_size,
-                            metrics=dict(payload.get("metrics") or {}), parts=tuple(sorted(payload["models"])))
+                            model_name=str(name), config=cfg, models=models, image_size=int(cfg.data.image_size),
+                            metrics=dict(payload.get("metrics") or {}), parts=tuple(sorted(state_dicts)))
 
 
 def _find_in_dir(d: Path) -> dict[str, str]:
-    from pycompgen.training.checkpoint import stage_checkpoint
     if (p := stage_checkpoint(d)) is not None:
         return {d.name: str(p)}
     return {stage: str(p) for stage in STAGES if (p := stage_checkpoint(d / stage)) is not None}

@@ -20,8 +20,11 @@ CHECKPOINT_NAMES = ("best.pt", "last.pt")  # a stage folder's checkpoints, in or
 
 
 def save_checkpoint(path, state: dict) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, rename); a payload without
+    a ``format`` (``System.payload``) is stamped with ``FORMAT``."""
     path = Path(path)
+    if "format" not in state:
+        state = {"format": FORMAT, **state}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -39,7 +42,7 @@ def save_checkpoint(path, state: dict) -> Path:
     return path
 
 
-def _load_weights_only(path: Path, map_location):
+def load_weights_only(path, map_location="cpu"):
     """``torch.load(weights_only=True)`` with one-line errors of our own: torch's message for a refused pickle
     advises ``weights_only=False``, which would run whatever code the file carries."""
     import pickle
@@ -63,7 +66,7 @@ def load_checkpoint(path, expect_model: Optional[str] = None, map_location="cpu"
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    state = _load_weights_only(path, map_location)
+    state = load_weights_only(path, map_location)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         fmt = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"{path} is not a pycompgen checkpoint (format {fmt!r}, expected {FORMAT!r})")
@@ -79,4 +82,4 @@ def stage_checkpoint(folder) -> Optional[Path]:
     return next((folder / n for n in CHECKPOINT_NAMES if (folder / n).is_file()), None)
 
 
-__all__ = ["FORMAT", "CHECKPOINT_NAMES", "save_checkpoint", "load_checkpoint", "stage_checkpoint"]
+__all__ = ["FORMAT", "CHECKPOINT_NAMES", "save_checkpoint", "load_checkpoint", "load_weights_only", "stage_checkpoint"]

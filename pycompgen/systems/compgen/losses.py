@@ -26,10 +26,4 @@ def latent_mse(y_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(y_hat.float(), y.float())
 
 
-def image_psnr(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
-    """Per-image PSNR (dB) of x_hat vs x for images in [0, 1]; shape (N,)."""
-    mse = (x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(eps))
-
-
-__all__ = ["distortion", "latent_mse", "image_psnr"]
+__all__ = ["distortion", "latent_mse"]

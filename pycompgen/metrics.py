@@ -1,4 +1,5 @@
-"""Image-quality metrics of a reconstruction x̂ against the original x (batched, pure torch).
+"""Image-quality metrics of a reconstruction x̂ against the original x (batched, pure torch): the one low room of
+metrics that the codecs, training and evaluation all use.
 
 Every function returns one value per image (shape N) so callers can average over a split.
 
@@ -23,6 +24,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from pycompgen.ops import canny
+from pycompgen.ops import ssim as _ssim
+
 PSNR_CAP = 100.0
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 METRIC_NAMES = ("ssim", "ms_ssim", "psnr", "l1", "l2", "edge_f1")
@@ -37,7 +41,6 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor, name: str = "x_hat") -> None:
 
 def ssim(x_hat: torch.Tensor, x: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Per-image SSIM (11×11 Gaussian window, σ 1.5, valid padding), shape N."""
-    from pycompgen.ops import ssim as _ssim
     _check_pair(x_hat, x)
     return _ssim(x_hat.float(), x.float(), data_range=data_range, reduction="none")
 
@@ -128,6 +131,13 @@ def psnr(x_hat: torch.Tensor, x: torch.Tensor, data_range: float = 1.0, cap: flo
     return (10.0 * torch.log10(data_range ** 2 / m.clamp_min(floor))).clamp_max(cap)
 
 
+def image_psnr(x: torch.Tensor, x_hat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """Per-image PSNR (dB) of x_hat vs x for images in [0, 1]; shape (N,) (the training loop's validation PSNR:
+    MSE floored at ``eps`` instead of capped at ``PSNR_CAP``)."""
+    mse = (x_hat.float() - x.float()).pow(2).flatten(1).mean(1)
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(eps))
+
+
 def edge_f1(pred: torch.Tensor, target: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
     """Per-image F1 of binary edge maps (N×1×H×W, values {0,1}); see module docstring for ``tolerance``."""
     _check_pair(pred, target, "edge map")
@@ -153,7 +163,6 @@ def edge_f1(pred: torch.Tensor, target: torch.Tensor, tolerance: int = 0) -> tor
 
 def edges(img: torch.Tensor, canny_low: float, canny_high: float, blur_sigma=None) -> torch.Tensor:
     """Canny edge map of images in [0,1] with the data config's thresholds (``pycompgen.ops.canny``)."""
-    from pycompgen.ops import canny
     return canny(img.clamp(0, 1).float().contiguous(), canny_low, canny_high, blur_sigma=blur_sigma)
 
 

@@ -1,0 +1,72 @@
+"""``pycompgen evaluate``: the channel-PSNR sweep of trained Compgen checkpoints or a zoo entry.
+
+Checkpoints: ``--checkpoint [LABEL=]PATH`` (repeatable; a file or a run folder with <stage>/best.pt), default the
+run folder ``out``. Outputs go to ``--out`` when checkpoints are named explicitly, else to ``<out>/eval`` inside
+the run folder (``runs/pretrained/<name>/eval`` for ``--pretrained``).
+"""
+from __future__ import annotations
+
+import time
+
+from .common import _checkpoint_spec, _get, _out_dir, _pretrained, _pretrained_out, _psnrs, add_common
+
+
+def add_parser(sub) -> None:
+    e = sub.add_parser("evaluate", help="PSNR sweep of trained checkpoints (SSIM, MS-SSIM, PSNR, L1, L2, edge-F1)")
+    add_common(e)
+    e.add_argument("--checkpoint", action="append", default=[], metavar="[LABEL=]PATH",
+                   help="checkpoint to evaluate (repeatable; default: the run folder's stages)")
+    e.add_argument("--split", help="data split (sets eval.split)")
+    e.add_argument("--psnrs", metavar="DB,DB,...", help="channel PSNRs in dB, e.g. 50,25,10,0,-2,-5 "
+                   "(default eval.psnrs)")
+    e.add_argument("--pretrained", metavar="NAME", help="evaluate a pretrained zoo model (see 'pycompgen zoo list'); "
+                   "not with --checkpoint")
+
+
+def run(cfg, args) -> int:
+    """Channel-PSNR sweep of the checkpoints; prints the SSIM table and writes sweep.json/.md, plot, grids."""
+    from pycompgen.evaluation.sweep import format_pivot, sweep, sweep_pretrained
+    from pycompgen.models import load_checkpoint, resolve_checkpoints
+    from pycompgen.registry import get_system
+
+    pre = _pretrained(cfg, args)
+    spec = _checkpoint_spec(args)
+    ckpts = dict(pre.stages) if pre is not None else resolve_checkpoints(spec, default_dir=cfg.out)
+    for label, path in ckpts.items():
+        if pre is not None:
+            break
+        name = load_checkpoint(path).get("model")
+        if not get_system(name).psnr_sweep:
+            raise ValueError(f"{path} is a {name!r} checkpoint: evaluate runs Compgen's channel-PSNR sweep; measure "
+                             f"{name} with bench/rd.py --model {label}={path} --models-only")
+    out = _out_dir(cfg, args, spec, "eval") if pre is None else _pretrained_out(args, pre, "eval")
+    split = _get(args, "split") or cfg.eval.split
+    t0 = time.perf_counter()
+    if pre is not None:
+        res = sweep_pretrained(cfg, pre, data=cfg.data.path, psnrs=_psnrs(cfg, args), out_dir=out, split=split,
+                               progress=bool(getattr(cfg.train, "progress", False)))
+    else:
+        res = sweep(cfg, ckpts, data=cfg.data.path, psnrs=_psnrs(cfg, args), out_dir=out, split=split,
+                    progress=bool(getattr(cfg.train, "progress", False)))
+    c, h, w = res["latent_shape"]
+    print(f"\nSSIM of x_hat vs x, {res['n_images']} {split} images, latent {c}x{h}x{w}, channel PSNR in dB:")
+    print(format_pivot(res, "ssim", markdown=False))
+    if res.get("approaches"):
+        print("\nedge-F1 (Canny(x_hat) vs clean edges):")
+        print(format_pivot(res, "edge_f1", markdown=False))
+    best = _best_line(res)
+    print(f"\nevaluate: {len(ckpts)} checkpoint(s) in {time.perf_counter() - t0:.1f} s{best} -> {out}/sweep.json, "
+          f"sweep.md, ssim_vs_psnr.png, grids/")
+    return 0
+
+
+def _best_line(res) -> str:
+    parts = []
+    if res.get("ae") is not None:
+        parts.append(f"AE SSIM {res['ae']['ssim']:.4f}")
+    for lab, per in res.get("approaches", {}).items():
+        ks = list(per)
+        if ks:
+            parts.append(f"{lab} SSIM {per[ks[0]]['ssim']:.4f} @ {ks[0]} dB .. {per[ks[-1]]['ssim']:.4f} "
+                         f"@ {ks[-1]} dB")
+    return (": " + "; ".join(parts)) if parts else ""

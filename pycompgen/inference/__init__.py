@@ -1,0 +1,14 @@
+"""Running trained models on images: reconstruction (x̂ from a face or a noisy edge map) and a trained model's
+codec — faces to ``.pcg`` files and back — behind ``pycompgen compress`` / ``decompress`` and the benches.
+
+Sits above the systems, the codecs and the loaded models (``pycompgen.models``); evaluation builds on it.
+"""
+from .codec import (DECODER_PARTS, SUFFIX, choose_payload, compress_files, compress_images, compress_latent,
+                    decoder_hash, decompress_bytes, decompress_files, decompress_latent, find_decoder,
+                    load_checkpoint_for_codec,
+                    rate_line, read_images)
+from .reconstruct import check_image_size, reconstruct
+
+__all__ = ["reconstruct", "check_image_size", "compress_images", "decompress_bytes", "compress_latent",
+           "decompress_latent", "compress_files", "decompress_files", "load_checkpoint_for_codec", "read_images",
+           "choose_payload", "decoder_hash", "find_decoder", "rate_line", "DECODER_PARTS", "SUFFIX"]
