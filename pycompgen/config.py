@@ -22,11 +22,15 @@ from pycompgen import registry
 SECTIONS: dict[str, type] = {}
 
 
-def register_section(name: str, cls: type) -> None:
+def _check_section(name: str, cls: type) -> None:
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"config section {name!r} must be a dataclass")
     if name in {f.name for f in dataclasses.fields(Config)}:
         raise ValueError(f"config section {name!r} clashes with a built-in section")
+
+
+def register_section(name: str, cls: type) -> None:
+    _check_section(name, cls)
     SECTIONS[name] = cls
 
 
@@ -35,14 +39,10 @@ def _system(name: str):
 
 
 def _sections() -> dict:
-    out = {**registry.sections(), **SECTIONS}
-    builtin = {f.name for f in dataclasses.fields(Config)}
-    for name, cls in out.items():
-        if not dataclasses.is_dataclass(cls):
-            raise TypeError(f"config section {name!r} must be a dataclass")
-        if name in builtin:
-            raise ValueError(f"config section {name!r} clashes with a built-in section")
-    return out
+    systems = registry.sections()
+    for name, cls in systems.items():  # SECTIONS were checked by register_section
+        _check_section(name, cls)
+    return {**systems, **SECTIONS}
 
 
 @dataclass

@@ -21,7 +21,7 @@ import sys
 from typing import Optional
 
 from . import compress, decompress, evaluate, generate, judge, train, zoo
-from .common import make_config
+from .common import check_data, make_config
 
 VERBS = ("train", "evaluate", "generate", "compress", "decompress", "zoo", "judge", "tune")
 
@@ -58,7 +58,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.command == "train":
             return train.run(cfg, args)
         if args.command == "evaluate":
-            from .common import check_data
             check_data(cfg)
             return evaluate.run(cfg, args)
         return generate.run(cfg, args)

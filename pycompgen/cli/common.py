@@ -61,11 +61,12 @@ def one_of(checkpoint, pretrained, verb: str, required: bool = True) -> None:
 
 
 def pretrained_stage(name: str, device="cpu", prefer: str = "approach3"):
-    """The loaded stage of zoo entry ``name`` a codec or generator uses: ``prefer`` when it has a trained ELM,
+    """The stage of zoo entry ``name`` the codec verbs use, ready to code: ``prefer`` when it has a trained ELM,
     else its last approach."""
     from pycompgen import zoo
+    from pycompgen.inference import prepare_codec
     pre = zoo.load(name, device=device)
-    return pre[pre.elm_stage(prefer)]
+    return prepare_codec(pre[pre.elm_stage(prefer)])
 
 
 # -- evaluate / generate: checkpoints, PSNRs and output folders ----------------------------------------------
@@ -103,8 +104,7 @@ def _pretrained(cfg, args):
     name = _get(args, "pretrained")
     if not name:
         return None
-    if _checkpoint_spec(args):
-        raise ValueError("--pretrained and --checkpoint are mutually exclusive: give one of them")
+    one_of(_checkpoint_spec(args), name, args.command, required=False)
     from pycompgen import zoo
     from pycompgen.evaluation.sweep import resolve_device
     return zoo.load(name, device=resolve_device(cfg.train.device))

@@ -5,10 +5,9 @@ Sits above the systems, the codecs and the loaded models (``pycompgen.models``);
 """
 from .codec import (DECODER_PARTS, SUFFIX, choose_payload, compress_files, compress_images, compress_latent,
                     decoder_hash, decompress_bytes, decompress_files, decompress_latent, find_decoder,
-                    load_checkpoint_for_codec,
-                    rate_line, read_images)
+                    load_checkpoint_for_codec, missing_decoder_parts, prepare_codec, rate_line, read_images)
 from .reconstruct import check_image_size, reconstruct
 
 __all__ = ["reconstruct", "check_image_size", "compress_images", "decompress_bytes", "compress_latent",
            "decompress_latent", "compress_files", "decompress_files", "load_checkpoint_for_codec", "read_images",
-           "choose_payload", "decoder_hash", "find_decoder", "rate_line", "DECODER_PARTS", "SUFFIX"]
+           "choose_payload", "decoder_hash", "find_decoder", "missing_decoder_parts", "prepare_codec", "rate_line", "DECODER_PARTS", "SUFFIX"]

@@ -26,13 +26,23 @@ DECODER_PARTS = {"edges": ("g", "h"), "latent": ("eb", "g")}
 
 
 # -- models ---------------------------------------------------------------------------------------------------
-def load_checkpoint_for_codec(path, device: str = "cpu"):
-    """``load_for_eval`` for any system; entropy bottlenecks get their code tables if the checkpoint lacks them."""
-    ckpt = load_for_eval(path, expect_model=None, device=device)
+def prepare_codec(ckpt):
+    """A loaded model (checkpoint or zoo stage) ready to code: its entropy bottleneck gets its code tables if the
+    weights lack them."""
     eb = ckpt.models.get("eb")
     if eb is not None and "eb" in ckpt.parts and not getattr(eb, "has_tables", True):
         eb.update()
     return ckpt
+
+
+def load_checkpoint_for_codec(path, device: str = "cpu"):
+    """``load_for_eval`` for any system, ready to code (``prepare_codec``)."""
+    return prepare_codec(load_for_eval(path, expect_model=None, device=device))
+
+
+def missing_decoder_parts(ckpt, kind: str) -> list:
+    """The networks a ``kind`` payload decodes with that ``ckpt`` lacks or holds untrained."""
+    return [k for k in DECODER_PARTS[kind] if k not in ckpt.models or k not in ckpt.parts]
 
 
 def choose_payload(ckpt, payload: str = "auto") -> str:
@@ -119,7 +129,7 @@ def decompress_bytes(ckpt, data: bytes, name: str = "file", psnr: float | None =
     hdr, _ = unpack(data, name=name)
     if hdr.kind not in DECODER_PARTS:
         raise ValueError(f"{name}: unsupported payload kind {hdr.kind!r}")
-    missing = [k for k in DECODER_PARTS[hdr.kind] if k not in ckpt.models or k not in ckpt.parts]
+    missing = missing_decoder_parts(ckpt, hdr.kind)
     if hdr.system != ckpt.model_name or missing:
         raise ValueError(f"{name} was written by model {hdr.model_id}, but this checkpoint is system "
                          f"{ckpt.model_name!r}" + (f" without trained {', '.join(missing)}" if missing else "")
@@ -231,8 +241,7 @@ def find_decoder(data: bytes, name: str = "file", device: str = "cpu"):
             continue
         pre = zoo.load(entry_name, device=device)
         for lc in pre.stages.values():
-            if all(k in lc.models and k in lc.parts for k in DECODER_PARTS[hdr.kind]) \
-                    and decoder_hash(lc, hdr.kind) == hdr.weights_hash:
-                return lc
+            if not missing_decoder_parts(lc, hdr.kind) and decoder_hash(lc, hdr.kind) == hdr.weights_hash:
+                return prepare_codec(lc)
     raise ValueError(f"{name} was written by model {hdr.model_id}, which is not in the zoo "
                      f"({', '.join(zoo.names()) or 'empty'}): decode it with --checkpoint PATH")

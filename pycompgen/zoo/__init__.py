@@ -55,5 +55,5 @@ def list():  # noqa: A001 - the zoo's public name, as in the issue: pycompgen.zo
     return names()
 
 
-__all__ = ["list", "load", "info", "card_text", "entry_bytes", "format_list", "names", "entry", "Pretrained", "zoo_dir", "read_manifest",
-           "write_manifest", "sha256_file", "verify_file", "FORMAT", "STAGES", "ENV_DIR", "DEFAULT_NAME"]
+__all__ = ["list", "load", "info", "card_text", "entry_bytes", "format_list", "names", "entry", "Pretrained",
+           "zoo_dir", "read_manifest", "write_manifest", "sha256_file", "verify_file", "FORMAT", "STAGES", "ENV_DIR", "DEFAULT_NAME"]
