@@ -1,10 +1,6 @@
-"""Timing helpers shared by the op benchmarks: median wall time over repeats after warm-up, machine description."""
-import datetime
-import os
-import platform
+"""Timing helpers shared by the op benchmarks: median wall time over repeats after warm-up. The machine description
+is ``pycompgen.evaluation.machine``'s."""
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
@@ -45,47 +41,6 @@ def interleaved_median_ms(fns: dict, device: str = "cpu", repeats: int = 10, war
             sync(device)
             times[name].append((time.perf_counter() - t0) * 1e3)
     return {name: statistics.median(v) for name, v in times.items()}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average():
-    try:
-        return list(os.getloadavg())
-    except OSError:
-        return None
-
-
-def machine_info(device: str) -> dict:
-    info = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu_model": cpu_model(),
-        "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_start": load_average(),
-        "device": device,
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["cuda"] = torch.version.cuda
-        try:
-            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                            capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return info
 
 
 def run_module_main(run) -> None:

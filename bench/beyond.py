@@ -60,7 +60,8 @@ def main(argv=None) -> int:
     ap.add_argument("--resume", action="store_true")
     args = ap.parse_args(argv)
 
-    from _timing import cpu_model
+    from pycompgen.evaluation.curves import read_curves
+    from pycompgen.evaluation.machine import cpu_model
     from pycompgen.config import load_config
     from pycompgen.data import load_faces
     from pycompgen.evaluation.figures import psnr_key
@@ -112,7 +113,6 @@ def main(argv=None) -> int:
                max_images=args.val_images, n_grid=0)
     eval_s = time.perf_counter() - t
 
-    from quality import read_curves  # last record per epoch of each stage's metrics.jsonl
     curves = {v: [r["val_ssim"] for r in read_curves(run_dir / v, ["approach3"])["approach3"]] for v in variants}
     rel = lambda p: os.path.relpath(p, ROOT)  # noqa: E731
     report = {

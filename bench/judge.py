@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import shlex
 import sys
@@ -33,12 +32,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
-
-
-def machine_name(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return "gpu-" + torch.cuda.get_device_name(0).split()[-1].lower()
-    return f"cpu{os.cpu_count()}"
 
 
 def _smoke_run_dir(tmp: Path) -> Path:
@@ -107,7 +100,7 @@ def main(argv=None) -> int:
                                  "give --features CKPT or --inception-weights PATH")
             print(f"note: zoo:compgen-64 unavailable ({type(e).__name__}); features from {ck}")
             args.features = str(ck)
-    from _timing import load_average, machine_info
+    from pycompgen.evaluation.machine import load_average, machine_info, machine_name
     t0 = time.time()
     load0 = load_average()
     res = J.run(args)

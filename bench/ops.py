@@ -19,7 +19,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _timing import interleaved_median_ms, load_average, machine_info  # noqa: E402
+from _timing import interleaved_median_ms  # noqa: E402
+from pycompgen.evaluation.machine import load_average, machine_info  # noqa: E402
 
 SSIM_SHAPES = [(100, 3, 64, 64), (16, 3, 256, 256)]
 # Goals (issue 2): fwd+bwd speed-up of pycompgen's SSIM over each peer.

@@ -6,11 +6,12 @@ validation partition, sketches (CUFSF) and unconditional samples. Not a test: it
     python bench/quality.py --data ../shared/data/celeba --paper             # paper recipe, CPU widths
     python bench/quality.py --data ../shared/data/celeba --paper --paper-widths   # paper recipe and widths (GPU)
 
-Budget mode (default): a smaller model preset (``CPU_PRESET``), batch 50, and a training plan computed from the
-measured seconds per step of each stage on this machine: after data loading and calibration, the remaining budget
-minus an evaluation reserve is split step 1 40 %, approach 1 15 %, approach 2 15 %, approach 3 30 %; a stage with
-fewer steps than a full epoch runs ``EPOCHS_SMALL`` "mini-epochs" of ``train.max_steps_per_epoch`` steps (each a
-fresh shuffle of the whole train partition). Paper mode: the paper's schedule (Adam 1e-3, batch 100, 50 epochs of
+Budget mode (default): a smaller model preset (``CPU_PRESET``, ``pycompgen.evaluation.presets``), batch 50, and a
+training plan computed from the measured seconds per step of each stage on this machine
+(``pycompgen.evaluation.budget``): after data loading and calibration, the remaining budget minus an evaluation
+reserve is split step 1 40 %, approach 1 15 %, approach 2 15 %, approach 3 30 %; a stage with fewer steps than a
+full epoch runs ``EPOCHS_SMALL`` "mini-epochs" of ``train.max_steps_per_epoch`` steps (each a fresh shuffle of the
+whole train partition). Paper mode: the paper's schedule (Adam 1e-3, batch 100, 50 epochs of
 step 1 and 40 of each approach, whole train partition, validation on the whole val partition every epoch); the
 networks have the CPU preset's widths on a CPU and the paper's (config defaults) on a GPU or with --paper-widths. Both train the approaches with a per-image channel PSNR drawn from ``PSNR_RANGE`` so one model serves
 the whole sweep. ``key=value`` arguments override any config field.
@@ -25,8 +26,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
-import re
 import shlex
 import sys
 import time
@@ -35,146 +34,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
+from pycompgen.evaluation.budget import EVAL_RESERVE, calibrate, eval_seconds_per_image, plan_budget  # noqa: E402
+from pycompgen.evaluation.curves import plot_curves, read_curves  # noqa: E402
+from pycompgen.evaluation.machine import machine_name, runtime_info  # noqa: E402
+from pycompgen.evaluation.presets import CPU_PRESET, PAPER_DROP, PSNR_RANGE  # noqa: E402
 
-PSNR_RANGE = [-5.0, 50.0]
-CPU_PRESET = ["model.channels=64", "model.num_res=1", "model.num_mult=2", "model.latent_channels=16",
-              "model.elm_channels=32", "model.elm_num_res=2", "model.elm_hidden=512", "train.batch_size=50",
-              "train.max_val_batches=2"]
-STAGE_SHARE = {"step1": 0.40, "approach1": 0.15, "approach2": 0.15, "approach3": 0.30}
-EVAL_RESERVE = 0.12          # share of the budget kept for the sweep, sketches and figures
-EPOCHS_SMALL = 5             # mini-epochs per stage when a stage gets less than one full epoch
-PAPER_DROP = ("train.batch_size", "train.max_val_batches")  # paper mode keeps only the CPU preset's widths
 GOALS = {"ae_ssim": 0.95, "approach3_ssim_50db": 0.75, "approach3_ssim_0db": 0.65}
-
-
-def machine_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        return "gpu-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    return f"cpu{os.cpu_count()}"
-
-
-def machine_info(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": str(device)}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    try:
-        import pycompgen.ops as ops
-        info["ops"] = getattr(ops, "BACKEND", ops.ssim.__module__)
-    except Exception as e:  # report, do not fail the benchmark
-        info["ops"] = f"unavailable: {e}"
-    return info
-
-
-def calibrate(cfg, faces, device, stages, steps: int = 2) -> dict:
-    """Seconds per training step of each stage (one warm-up step, then the mean of ``steps``)."""
-    from pycompgen.evaluation.sweep import face_batch
-    from pycompgen.systems.compgen.networks import build_compgen
-    from pycompgen.training import build_system
-
-    torch.manual_seed(0)
-    rnd = {k: m.state_dict() for k, m in build_compgen(cfg.model, cfg.data.image_size).items()}
-    x8 = face_batch(faces, 0, min(len(faces), cfg.train.batch_size))
-    out = {}
-    for name in stages:
-        c = cfg.copy()
-        c.train.stage = name
-        st = build_system(c, device, None if name == "step1" else rnd)
-        gen = torch.Generator(device=device).manual_seed(0)
-        times = []
-        for i in range(steps + 1):
-            t = time.perf_counter()
-            st.train_step(st.prepare_batch(x8, gen))
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if i:
-                times.append(time.perf_counter() - t)
-        out[name] = sum(times) / len(times)
-    return out
-
-
-def eval_seconds_per_image(cfg, ckpts, faces, device, n_evals: int) -> float:
-    """Measured cost of the sweep per validation image: one reconstruction + metrics, times ``n_evals``."""
-    from pycompgen.data import EdgeChannel
-    from pycompgen.models import load_for_eval
-    from pycompgen.metrics import compute_metrics
-    from pycompgen.evaluation.sweep import face_batch
-    from pycompgen.systems.compgen.system import decode_edges
-
-    lc = load_for_eval(ckpts["approach3"], expect_model=cfg.model.name, device=device)
-    ch = EdgeChannel(cfg.data.canny_low, cfg.data.canny_high, cfg.data.blur_sigma, psnr=0.0)
-    x8 = face_batch(faces, 0, min(len(faces), 50))
-    with torch.no_grad():
-        t = time.perf_counter()
-        b = ch(x8, device)
-        xh = decode_edges(lc.models, b["z_noisy"])
-        compute_metrics(xh, b["x"], b["z"], edge_fn=ch.edges)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    return (time.perf_counter() - t) / x8.shape[0] * n_evals
-
-
-def read_curves(run_dir: Path, stages) -> dict:
-    """{stage: [{epoch, val_ssim, val_loss, train_loss, epoch_time_s}, ...]} from each stage's metrics.jsonl (a
-    resumed run may repeat an epoch: the last record of an epoch wins)."""
-    import json
-    out = {}
-    for name in stages:
-        path = run_dir / name / "metrics.jsonl"
-        if not path.is_file():
-            continue
-        by_epoch = {}
-        for line in path.read_text().splitlines():
-            if line.strip():
-                r = json.loads(line)
-                by_epoch[int(r["epoch"])] = {k: r.get(k) for k in ("epoch", "val_ssim", "val_loss", "train_loss",
-                                                                     "epoch_time_s", "images_per_s")}
-        out[name] = [by_epoch[e] for e in sorted(by_epoch)]
-    return out
-
-
-def plot_curves(curves: dict, path: Path, title: str = "") -> str:
-    """Validation SSIM per epoch, one line per stage (approaches: averaged over the training PSNR range)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for name, rows in curves.items():
-        pts = [(r["epoch"], r["val_ssim"]) for r in rows if r.get("val_ssim") is not None]
-        if pts:
-            ax.plot(*zip(*pts), marker=".", label=name)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation SSIM")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return str(path)
-
-
-def plan_budget(cfg, sec_per_step: dict, seconds: float, n_train: int) -> dict:
-    """Steps / epochs per stage that fit ``seconds`` of training (see the module docstring)."""
-    bs = cfg.train.batch_size
-    full = math.ceil(n_train / bs)
-    plan = {}
-    for name, share in STAGE_SHARE.items():
-        steps = max(1, int(share * seconds / sec_per_step[name]))
-        if steps >= full:
-            epochs, per_epoch = steps // full, None
-            steps = epochs * full
-        else:
-            epochs = min(EPOCHS_SMALL, steps)
-            per_epoch = max(1, steps // epochs)
-            steps = epochs * per_epoch
-        plan[name] = {"epochs": epochs, "max_steps_per_epoch": per_epoch, "steps": steps,
-                      "images": steps * bs, "passes_over_train": round(steps * bs / n_train, 3),
-                      "est_s": round(steps * sec_per_step[name], 1), "sec_per_step": round(sec_per_step[name], 3)}
-    return plan
 
 
 def main(argv=None) -> int:
@@ -317,7 +182,7 @@ def main(argv=None) -> int:
         figures += [rel(p) for p in v.get("grids", [])] + ([rel(v["grid"])] if "grid" in v else [])
     total_s = round(time.perf_counter() - t_start, 1)
     report = {
-        "benchmark": "quality", "mode": mode, "machine": machine, "machine_info": machine_info(device),
+        "benchmark": "quality", "mode": mode, "machine": machine, "machine_info": runtime_info(device),
         "command": "python " + " ".join(shlex.quote(a) for a in [rel(Path(__file__))] + sys.argv[1:]),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "load_average": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},

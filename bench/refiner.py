@@ -42,7 +42,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 VARIANTS = ("A", "B", "C")
 SMOKE = ["began.channels=8", "began.embedding=16", "data.image_size=32", "data.synthetic_count=64",
@@ -68,6 +67,10 @@ def parse_args(argv=None):
                                                                "(default image_size // 2)")
     ap.add_argument("--n-show", type=int, default=8, help="faces per figure")
     ap.add_argument("--n-eval", type=int, default=200, help="faces per input set for the SSIM figures")
+    ap.add_argument("--features", default=None, help="the judge's feature space for FD (default zoo:compgen-64; "
+                                                     "--smoke: the smoke run's own refiner is not an encoder, so "
+                                                     "a random-init tiny Compgen encoder)")
+    ap.add_argument("--export", action="store_true", help="export each variant into the zoo as began-<size>-<v>")
     ap.add_argument("--fresh", action="store_true", help="start the runs over instead of resuming")
     ap.add_argument("--no-train", action="store_true", help="only the figures, from existing runs")
     ap.add_argument("--smoke", action="store_true", help="tiny widths, 32x32 synthetic faces, 2 steps per epoch; "
@@ -108,59 +111,48 @@ def train_variant(args, variant: str) -> dict:
 
 
 def load_variant(args, variant: str, device):
-    from pycompgen.tracking.artifacts import models_from_payload
-    from pycompgen.training import load_checkpoint, stage_checkpoint
+    from pycompgen.models import load_checkpoint, load_for_eval, stage_checkpoint
     d = Path(f"{args.run_prefix}-{variant}") / "train"
     path = stage_checkpoint(d)
     if path is None:
         raise SystemExit(f"no checkpoint of variant {variant} in {d} (train it first: drop --no-train)")
+    lc = load_for_eval(path, expect_model="began", device=device)  # the generator's EMA where the run kept one
     payload = load_checkpoint(path, expect_model="began")
-    cfg, models = models_from_payload(payload, device)
     last = load_checkpoint(d / "last.pt", expect_model="began") if (d / "last.pt").is_file() else payload
     hist = []
     if (d / "metrics.jsonl").is_file():
-        hist = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        by_epoch = {}
+        for line in (d / "metrics.jsonl").read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                by_epoch[r["epoch"]] = r  # a resumed epoch: the last record wins
+        hist = [by_epoch[e] for e in sorted(by_epoch)]
     m = last.get("metrics", {})
     info = {"checkpoint": str(path), "checkpoint_epoch": int(payload.get("epoch", 0)),
-            "checkpoint_val_ssim": float(payload.get("metrics", {}).get("val_ssim", float("nan"))),
-            "epochs_done": int(last.get("epoch", 0)),
-            "inject": list(models["g"].inject),
+            "selected_by": payload.get("best_metric"), "selected_value": payload.get("best_value"),
+            "ema": bool(payload.get("ema")), "epochs_done": int(last.get("epoch", 0)),
+            "inject": list(lc.models["g"].inject),
             "k_t_final": float(last.get("extra", {}).get("k_t", float("nan"))),
             "m_global_final": float(last.get("extra", {}).get("m_global", float("nan"))),
             "k_t_last_epoch_mean": m.get("train_k_t"), "m_global_last_epoch_mean": m.get("train_m_global"),
             "val": {k: v for k, v in m.items() if k.startswith("val_")},
             "train_time_s_total": sum(h.get("epoch_time_s", 0.0) for h in hist),
-            "curve": [{k: h.get(k) for k in ("epoch", "train_k_t", "train_m_global", "train_l_rcn", "val_ssim",
-                                              "val_l_rcn", "val_m_global")}
+            "curve": [{k: h.get(k) for k in ("epoch", "lr_g", "train_k_t", "train_m_global", "train_l_real",
+                                              "train_l_fake", "train_l_rcn", "val_ssim", "val_l_rcn",
+                                              "val_m_global")}
                       for h in hist]}
-    return cfg, models, info
-
-
-def down(x: torch.Tensor, s: int) -> torch.Tensor:
-    return x if x.shape[-1] == s else F.interpolate(x, size=(s, s), mode="area")
-
-
-def degrade(x: torch.Tensor, s: int) -> torch.Tensor:
-    """Downscale to s x s (area) and back up (bilinear): the crude input of set (b)."""
-    return F.interpolate(down(x, s), size=x.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
-
-
-def faithfulness(out: torch.Tensor, inp: torch.Tensor, size: int) -> float:
-    from pycompgen.ops import ssim
-    pad = "valid" if size >= 11 else "same"
-    return float(ssim(down(out, size), down(inp, size), padding=pad, window_size=min(11, size - (1 - size % 2))))
+    return lc.config, lc.models, info
 
 
 def compgen_outputs(run: str, x_uint8: torch.Tensor, device):
     """(edge maps, Compgen approach-3 outputs in [0, 1]) for faces ``x_uint8`` (N,3,H,W) at the run's size."""
+    from pycompgen.models import load_for_eval, stage_checkpoint
     from pycompgen.systems.compgen import system as cg
-    from pycompgen.tracking.artifacts import models_from_payload
-    from pycompgen.training import load_checkpoint
-    p = Path(run) / "approach3" / "best.pt"
-    if not p.is_file():
-        p = Path(run) / "approach3" / "last.pt"
-    payload = load_checkpoint(p, expect_model="compgen")
-    cfg, models = models_from_payload(payload, device)
+    p = stage_checkpoint(Path(run) / "approach3")
+    if p is None:
+        raise SystemExit(f"--compgen-run {run}: no approach3/best.pt or last.pt")
+    lc = load_for_eval(p, expect_model="compgen", device=device)
+    cfg, models = lc.config, lc.models
     size = cfg.data.image_size
     if x_uint8.shape[-1] != size:
         raise SystemExit(f"--compgen-run {run} was trained on {size}x{size} faces, the refiner on "
@@ -174,11 +166,110 @@ def compgen_outputs(run: str, x_uint8: torch.Tensor, device):
                                                                         "psnr_db": cfg.train.psnr}
 
 
+def plot_curves(report: dict, path: Path) -> str:
+    """k_t, M_global (train and validation) and the learning rate per epoch, one line per variant."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), dpi=100)
+    for v, r in report["variants"].items():
+        c = r["curve"]
+        ep = [h["epoch"] for h in c]
+        axes[0].plot(ep, [h["train_k_t"] for h in c], marker=".", label=f"{v}")
+        axes[1].plot(ep, [h["train_m_global"] for h in c], marker=".", label=f"{v} train")
+        axes[1].plot(ep, [h["val_m_global"] for h in c], ls="--", label=f"{v} val")
+        axes[2].plot(ep, [h["lr_g"] for h in c], marker=".", label=f"{v}")
+    for ax, t in zip(axes, ("k_t (epoch mean)", "M_global", "learning rate (G)")):
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[2].set_yscale("log")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
+def metrics_table(r: dict) -> str:
+    """Markdown of one variant's figures: validation beside the training subset, and synthetic faces."""
+    f = r["figures"]
+    v, t, s = f["val"], f["train_subset"], f["synthetic"]
+    rows = ["| faces (degraded to {} px) | SSIM at {} px to the input | sharpness ratio | SSIM to the original |"
+            .format(v["degrade_px"], v["degrade_px"]), "|---|---:|---:|---:|"]
+    for label, d in (("validation", v), ("training subset", t)):
+        rows.append(f"| {label} ({d['n']}) | {d['ssim_lowres']:.3f} | {d['sharpness_ratio']:.3f} | "
+                    f"{d['ssim_to_original']:.3f} |")
+    rows.append(f"| the degraded input itself | 1 | {v['input_sharpness_ratio']:.3f} | "
+                f"{v['input_ssim_to_original']:.3f} |")
+    rows += ["", f"Synthetic faces ({s['n']}): FD to real validation faces {s['fd_refined_to_real']:.3f} refined, "
+                 f"{s['fd_input_to_real']:.3f} unrefined ({s['feature_space']}); spread {s['spread_ratio']:.3f} of "
+                 f"real faces'; SSIM at {s['ssim_size']} px to the input {s['ssim_lowres']:.3f}; sharpness ratio "
+                 f"{s['sharpness_ratio']:.3f} (input {s['input_sharpness_ratio']:.3f}).",
+             "", "Sharpness ratio: mean Laplacian energy of the outputs over that of real 64x64 faces "
+                 "(pycompgen.metrics.laplacian_energy; project metric, not from the paper)."]
+    return "\n".join(rows)
+
+
+def report_markdown(report: dict) -> str:
+    """The committed summary: budget, per variant the equilibrium (k_t, M_global), validation beside the training
+    subset, and the synthetic faces' FD (refined vs unrefined)."""
+    b = report["budget"]
+    L = [f"# BEGAN refiner on CelebA ({b['image_size']}x{b['image_size']})", "",
+         f"`{report.get('command')}` — {report.get('date')}, {report.get('cpu_model')} ({report.get('cpu_cores')} "
+         f"cores), torch {report.get('torch')}, load average at start {report.get('load_average_at_start')}", "",
+         f"Budget per variant: {b['epochs_per_variant']} epochs of {b['max_steps_per_epoch'] or 'all'} steps, batch "
+         f"{b['batch_size']}, channels {b['channels']}, γ {b['gamma']}, λ_k {b['lambda_k']}, λ_r {b['lambda_r']}, "
+         f"lr G/D {b['lr_g']}/{b['lr_d']} (halved on val M_global plateaus), G EMA 0.999; best.pt by val M_global.",
+         "", "| variant | injects | epochs | k_t (last epoch mean) | M_global train / val (last) | best epoch | "
+             "wall time |", "|---|---|---:|---:|---:|---:|---:|"]
+    for v, r in report["variants"].items():
+        c = r["curve"][-1] if r["curve"] else {}
+        L.append(f"| {v} | {r['inject']} | {r['epochs_done']} | {r['k_t_last_epoch_mean'] or float('nan'):.4f} | "
+                 f"{c.get('train_m_global') or float('nan'):.4f} / {c.get('val_m_global') or float('nan'):.4f} | "
+                 f"{r['checkpoint_epoch']} | {r['train_time_s_total'] / 60:.1f} min |")
+    L += ["", "Per-epoch k_t: " + "; ".join(f"{v}: " + " ".join(f"{h['train_k_t']:.3f}" for h in r["curve"])
+                                           for v, r in report["variants"].items()), ""]
+    for v, r in report["variants"].items():
+        L += [f"## Variant {v}", "", metrics_table(r), ""]
+    return "\n".join(L) + "\n"
+
+
+def export_variants(args, report: dict) -> None:
+    """Each variant's best.pt (G's EMA) -> zoo entry began-<size>-<variant>, its card from this report."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    from zoo_export import export_system
+    b = report["budget"]
+    for v, r in report["variants"].items():
+        f = r["figures"]
+        facts = {"data": "CelebA aligned faces, official train partition (validation partition for the figures)",
+                 "recipe": f"BEGAN refiner variant {v} (injects {r['inject']}), {r['epochs_done']} epochs of "
+                           f"{b['max_steps_per_epoch'] or 'all'} steps, batch {b['batch_size']}, channels "
+                           f"{b['channels']} (the paper: 64), gamma {b['gamma']}, lambda_k {b['lambda_k']}, "
+                           f"lambda_r {b['lambda_r']}",
+                 "checkpoint": f"epoch {r['checkpoint_epoch']}, chosen by {r['selected_by']} "
+                               f"({r['selected_value']:.4f}); generator EMA: {r['ema']}",
+                 "k_t / M_global (last step)": f"{r['k_t_final']:.4f} / {r['m_global_final']:.4f}",
+                 "training wall time": f"{r['train_time_s_total'] / 60:.1f} min",
+                 "machine": f"{report.get('cpu_model')} ({report.get('cpu_cores')} cores), torch "
+                            f"{report.get('torch')}", "command": report.get("command"), "date": report.get("date")}
+        summary = (f"val {f['val']['degrade_px']}px: SSIM@{f['val']['degrade_px']} {f['val']['ssim_lowres']:.3f}, "
+                   f"sharpness {f['val']['sharpness_ratio']:.2f}; FD synth {f['synthetic']['fd_refined_to_real']:.2f}"
+                   f" (input {f['synthetic']['fd_input_to_real']:.2f})")
+        export_system(r["checkpoint"], f"began-{b['image_size']}-{v.lower()}",
+                      f"BEGAN refiner (seed 003), variant {v}: refines crude {b['image_size']}x{b['image_size']} "
+                      f"faces", facts=facts, metrics={"summary": summary, **f}, metrics_md=metrics_table(r),
+                      use=[f"pycompgen refine --pretrained began-{b['image_size']}-{v.lower()} IMAGES... -o DIR"])
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from _timing import load_average, machine_info
+    from pycompgen.evaluation.machine import load_average, machine_info
     from pycompgen.data import load_faces, synthetic_faces
     from pycompgen.evaluation.figures import compose_grid, write_png
+    from pycompgen.evaluation.judge import resolve_features
+    from pycompgen.evaluation.refiner import degrade, refiner_report, ssim_lowres
     from pycompgen.systems.began import refine
     from pycompgen.training import resolve_device
 
@@ -218,31 +309,39 @@ def main(argv=None) -> dict:
     def refine_all(inp: torch.Tensor) -> dict:
         return {v: refine(loaded[v], inp).cpu() for v in variants}
 
+    if args.smoke and not args.features:  # 32x32: no zoo encoder fits; a random tiny one checks the plumbing
+        from pycompgen.config import load_config
+        from pycompgen.evaluation.judge import EncoderFeatures
+        from pycompgen.systems.compgen.networks import build_compgen
+        torch.manual_seed(0)
+        f = build_compgen(load_config(str(ROOT / "configs" / "tiny.yaml"), []).model, size)["f"].eval()
+        feats = EncoderFeatures(f, name="random tiny encoder (smoke only)", image_size=size)
+    else:
+        feats = resolve_features(args.features, device=str(device))
     # (a) synthetic faces -> bench/results (no dataset pixels)
     syn = torch.from_numpy(synthetic_faces(max(args.n_eval, args.n_show), size, seed=2026)).permute(0, 3, 1, 2)
     x = syn.float() / 255
     outs = refine_all(x)
-    report["sets"]["synthetic"] = {"n": x.shape[0], "ssim_size": ssim_size,
-                                   "ssim_down_output_vs_input": {v: faithfulness(o, x, ssim_size)
-                                                                 for v, o in outs.items()}}
     k = args.n_show
     figures["synthetic"] = write_png(public / "synthetic.png", compose_grid(
         [("synthetic input", x[:k])] + [(f"model {v}", o[:k]) for v, o in outs.items()],
         title=f"BEGAN refiner on synthetic faces ({args.epochs} epochs/variant)"))
 
-    # (b) CelebA val faces degraded by downscaling -> runs/ (dataset pixels)
-    val = load_faces(args.data, "val", size, cache_dir=cfg0.data.cache_dir, synthetic_count=cfg0.data.synthetic_count)
-    n = min(len(val), max(args.n_eval, args.n_show))
-    orig_u8 = torch.from_numpy(val.images[:n]).permute(0, 3, 1, 2).contiguous()
+    # held-out faces and a fixed subset of training faces, degraded by downscaling
+    def faces(split):
+        ds = load_faces(args.data, split, size, cache_dir=cfg0.data.cache_dir,
+                        synthetic_count=cfg0.data.synthetic_count, seed=cfg0.train.seed)
+        n = min(len(ds), max(args.n_eval, args.n_show))
+        return torch.from_numpy(ds.images[:n]).permute(0, 3, 1, 2).contiguous()
+    orig_u8 = faces("val")
     orig = orig_u8.float() / 255
+    train_x = faces("train").float() / 255
+    report["sets"] = {"features": feats.label, "degrade_px": args.degrade, "ssim_size_synthetic": ssim_size}
+    for v in variants:
+        fn = (lambda m: lambda t: refine(m, t))(loaded[v])
+        report["variants"][v]["figures"] = refiner_report(fn, orig, train_x, x, feats, args.degrade, ssim_size)
     crude = degrade(orig, args.degrade)
     outs = refine_all(crude)
-    from pycompgen.ops import ssim
-    report["sets"]["downscaled"] = {
-        "n": n, "degrade": args.degrade, "ssim_size": ssim_size,
-        "ssim_down_output_vs_input": {v: faithfulness(o, crude, ssim_size) for v, o in outs.items()},
-        "ssim_output_vs_original": {v: float(ssim(o, orig)) for v, o in outs.items()},
-        "ssim_input_vs_original": float(ssim(crude, orig))}
     figures["downscaled"] = write_png(private / "downscaled.png", compose_grid(
         [("original", orig[:k]), (f"input ({args.degrade}px)", crude[:k])] +
         [(f"model {v}", o[:k]) for v, o in outs.items()],
@@ -250,17 +349,20 @@ def main(argv=None) -> dict:
 
     # (c) Compgen approach-3 outputs -> runs/ (dataset pixels)
     if args.compgen_run:
+        from pycompgen.ops import ssim
+        n = orig.shape[0]
         z, xc, cinfo = compgen_outputs(args.compgen_run, orig_u8, device)
         outs = refine_all(xc)
         report["sets"]["compgen"] = {
             "n": n, **cinfo, "ssim_size": ssim_size,
-            "ssim_down_output_vs_input": {v: faithfulness(o, xc, ssim_size) for v, o in outs.items()},
+            "ssim_down_output_vs_input": {v: ssim_lowres(o, xc, ssim_size) for v, o in outs.items()},
             "ssim_output_vs_original": {v: float(ssim(o, orig)) for v, o in outs.items()},
             "ssim_compgen_vs_original": float(ssim(xc, orig))}
         figures["compgen"] = write_png(private / "compgen.png", compose_grid(
             [("original", orig[:k]), ("edge map", z[:k].clamp(0, 1)), ("Compgen", xc[:k])] +
             [(f"model {v}", o[:k]) for v, o in outs.items()],
             title="BEGAN refiner after Compgen approach 3"))
+    figures["curves"] = plot_curves(report, public / "curves.png")
 
     report["figures"] = figures
     report["wall_s_this_invocation"] = time.perf_counter() - t_start
@@ -270,14 +372,21 @@ def main(argv=None) -> dict:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
     os.replace(tmp, path)
-    print(f"wrote {path}")
+    path.with_suffix(".md").write_text(report_markdown(report))
+    print(f"wrote {path} and {path.with_suffix('.md')}")
     for kind, f in figures.items():
         print(f"  {kind}: {f}")
+    if args.export:
+        export_variants(args, report)
     for v, r in report["variants"].items():
-        print(f"  model {v} (inject {r['inject']}): {r['epochs_done']} epochs (figures: epoch "
-              f"{r['checkpoint_epoch']}), k_t {r['k_t_final']:.4f}, "
-              f"M_global {r['m_global_final']:.4f}, SSIM(down(out), input) synthetic "
-              f"{report['sets']['synthetic']['ssim_down_output_vs_input'][v]:.3f}")
+        f = r["figures"]
+        print(f"  model {v} (inject {r['inject']}): {r['epochs_done']} epochs (figures: epoch {r['checkpoint_epoch']}, "
+              f"{r['selected_by']}), k_t {r['k_t_final']:.4f}, M_global {r['m_global_final']:.4f}; val "
+              f"{args.degrade}px: SSIM@{args.degrade} {f['val']['ssim_lowres']:.3f}, sharpness "
+              f"{f['val']['sharpness_ratio']:.3f} (train subset {f['train_subset']['ssim_lowres']:.3f}, "
+              f"{f['train_subset']['sharpness_ratio']:.3f}); synthetic FD {f['synthetic']['fd_refined_to_real']:.2f} "
+              f"(input {f['synthetic']['fd_input_to_real']:.2f}), SSIM@{ssim_size} "
+              f"{f['synthetic']['ssim_lowres']:.3f}")
     return report
 
 

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from quality import machine_info, machine_name  # noqa: E402  (the same machine labels as the quality bench)
+from pycompgen.evaluation.machine import machine_name, runtime_info  # noqa: E402  (the quality bench's labels)
 
 VARIANTS = ("cycle", "stitched", "latent")
 LABELS = {"pretrain": "per-domain VAE-GANs (pretraining)", "cycle": "trained from scratch",
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     wall = time.perf_counter() - t_start
     c = cfg.sketch2face
     report = {
-        "benchmark": "sketch2face", "machine": machine, "machine_info": machine_info(device),
+        "benchmark": "sketch2face", "machine": machine, "machine_info": runtime_info(device),
         "command": " ".join([sys.executable, *sys.argv]),
         "budget": {"epochs_per_stage": cfg.train.epochs, "stages": ["pretrain", *VARIANTS],
                    "max_steps_per_epoch": cfg.train.max_steps_per_epoch, "batch_size": cfg.train.batch_size},

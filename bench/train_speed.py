@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from quality import CPU_PRESET  # noqa: E402
+from pycompgen.evaluation.presets import CPU_PRESET  # noqa: E402
 
 STAGES = ("step1", "approach1", "approach2", "approach3")
 GOAL_RATIO = 2.0      # (b) / (a) images per second, step 1 and approach 3
@@ -156,7 +156,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="results JSON (default bench/results/train_speed-cpu<N>.json)")
     args = ap.parse_args(argv)
 
-    from _timing import cpu_model
+    from pycompgen.evaluation.machine import cpu_model, machine_summary
     from pycompgen.config import load_config
     from pycompgen.data import load_faces
     from pycompgen.systems.compgen.networks import build_compgen
@@ -235,8 +235,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": "train_speed", "date": datetime.datetime.now().isoformat(timespec="seconds"),
            "command": "python bench/train_speed.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
-           "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-                       "torch": torch.__version__, "native_bf16": native_bf16(torch.device("cpu"))},
+           "machine": {**machine_summary(), "native_bf16": native_bf16(torch.device("cpu"))},
            "config": cfg.flatten(), "speed": results, "quality": quality, "goals": goals}
     out.write_text(json.dumps(doc, indent=1))
     print(f"goals: {goals}\n-> {out}")

@@ -96,6 +96,39 @@ class TrainConfig:
                                      # the device computes bf16 natively (CPU AVX512-BF16/AMX, CUDA sm_80+); "bf16"; "off"
     channels_last: str = "auto"      # channels_last memory format for the networks: "auto" (= with bf16), "on", "off"
     progress: bool = True
+    # GAN craft (pycompgen.systems.base); None = the system's default (System.train_defaults)
+    select: Optional[str] = None     # "METRIC[:min|max]" that picks best.pt (and that Ray Tune optimises); None =
+                                     # the stage's own (val_ssim for codecs, BEGAN: val_m_global:min)
+    ema_decay: Optional[float] = None  # exponential moving average of the system's generators (System.ema_networks),
+                                       # used for validation, figures and export; 0 = off
+    ema_networks: Optional[list[str]] = None  # which networks get an EMA (None = the system's ema_networks)
+    lr_schedule: Optional[str] = None  # "none" | "step" (x lr_gamma every lr_step epochs) | "plateau" (x lr_gamma
+                                       # when lr_metric has not improved for lr_patience validations)
+    lr_gamma: float = 0.5
+    lr_step: int = 10
+    lr_patience: Optional[int] = None  # None = the system's (2 unless it says otherwise)
+    lr_min: float = 0.0
+    lr_metric: Optional[str] = None  # plateau metric "METRIC[:min|max]" (None = the selection metric)
+    grad_clip: float = 0.0           # clip each optimiser's gradient norm to this (0 = off)
+    fp32_networks: Optional[list[str]] = None  # networks run in float32 under bf16 autocast (e.g. a critic with
+                                               # a gradient penalty); None = the system's ([] unless it says)
+
+
+TRAIN_FALLBACKS = {"ema_decay": 0.0, "lr_schedule": "none", "lr_patience": 2, "fp32_networks": []}
+
+
+def parse_metric(spec: str, key: str = "train.select") -> tuple[str, str]:
+    """"val_m_global:min" -> ("val_m_global", "min"); a bare name means "max" for SSIM/PSNR-like metrics
+    (val_ssim, val_psnr, val_ms_ssim, ...) and "min" otherwise (losses)."""
+    name, _, mode = str(spec).partition(":")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"{key} must be METRIC[:min|max], got {spec!r}")
+    if not mode:
+        mode = "max" if any(t in name for t in ("ssim", "psnr", "f1", "acc")) else "min"
+    if mode not in ("min", "max"):
+        raise ValueError(f"{key} must be METRIC[:min|max], got {spec!r}")
+    return name, mode
 
 
 @dataclass
@@ -193,6 +226,26 @@ class Config:
             raise ValueError(f"train.epochs must be >= 0, got {t.epochs}")
         if t.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {t.lr}")
+        for k, v in system.train_defaults.items():  # the system's GAN-craft defaults for keys left at None
+            if getattr(t, k) is None:
+                setattr(t, k, copy.deepcopy(v))
+        for k, v in TRAIN_FALLBACKS.items():  # and the harness's own for keys no system set
+            if getattr(t, k) is None:
+                setattr(t, k, copy.deepcopy(v))
+        if not 0.0 <= t.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {t.ema_decay}")
+        if t.lr_schedule not in ("none", "step", "plateau"):
+            raise ValueError(f"train.lr_schedule must be none, step or plateau, got {t.lr_schedule!r}")
+        if not 0.0 < t.lr_gamma <= 1.0:
+            raise ValueError(f"train.lr_gamma must be in (0, 1], got {t.lr_gamma}")
+        for name in ("lr_step", "lr_patience"):
+            if getattr(t, name) < 1 - (name == "lr_patience"):
+                raise ValueError(f"train.{name} must be >= {1 - (name == 'lr_patience')}, got {getattr(t, name)}")
+        if t.lr_min < 0 or t.grad_clip < 0:
+            raise ValueError(f"train.lr_min and train.grad_clip must be >= 0, got {t.lr_min}, {t.grad_clip}")
+        for key in ("select", "lr_metric"):
+            if getattr(t, key) is not None:
+                parse_metric(getattr(t, key), f"train.{key}")
         for name in ("w_ssim", "w_l1", "w_mse", "w_latent", "rate_weight"):
             if getattr(t, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(t, name)}")
@@ -339,6 +392,6 @@ def load_config(path: Optional[str] = None, overrides: Optional[list[str]] = Non
     return apply_overrides(cfg, overrides)
 
 
-__all__ = ["Config", "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig",
+__all__ = ["Config", "ModelConfig", "DataConfig", "TrainConfig", "EvalConfig", "parse_metric",
            "SECTIONS", "register_section",
            "load_config", "apply_overrides", "set_value", "parse_override"]

@@ -66,29 +66,45 @@ class _Skip(nn.Module):
 
 
 # -- convolutional (variational) autoencoders: the face-reconstruction study's CVAE / DCGAN generator ---------------
-def _down(cin: int, cout: int, norm: bool = True) -> list:
-    """[k4 s2] conv halving H and W, (BatchNorm), LeakyReLU(0.2)."""
-    return [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)] + ([nn.BatchNorm2d(cout)] if norm else []) + \
-        [nn.LeakyReLU(0.2, inplace=True)]
+NORMS = ("batch", "instance")
 
 
-def _up(cin: int, cout: int) -> list:
-    """[k4 s2] transposed conv doubling H and W, BatchNorm, ReLU."""
-    return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+def _norm(kind, c: int) -> list:
+    """BatchNorm ("batch", or True), InstanceNorm with affine weights ("instance": per-image statistics, as
+    CycleGAN's generators), or nothing (False / None / "none")."""
+    if kind is True or kind == "batch":
+        return [nn.BatchNorm2d(c)]
+    if kind == "instance":
+        return [nn.InstanceNorm2d(c, affine=True)]
+    if kind in (False, None, "none"):
+        return []
+    raise ValueError(f"normalisation must be one of batch, instance, none, got {kind!r}")
+
+
+def _down(cin: int, cout: int, norm="batch") -> list:
+    """[k4 s2] conv halving H and W, (normalisation), LeakyReLU(0.2)."""
+    n = _norm(norm, cout)
+    return [nn.Conv2d(cin, cout, 4, 2, 1, bias=not n)] + n + [nn.LeakyReLU(0.2, inplace=True)]
+
+
+def _up(cin: int, cout: int, norm="batch") -> list:
+    """[k4 s2] transposed conv doubling H and W, normalisation, ReLU."""
+    return [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False)] + _norm(norm, cout) + [nn.ReLU(inplace=True)]
 
 
 class ConvEncoder(nn.Module):
     """x (N, in_ch, H, W) -> (μ, log σ²), each (N, latent_channels, H/2^depth, W/2^depth).
 
     ``depth`` [k4 s2] convs with widths channels·2^i, then a 3x3 conv to 2·latent_channels (μ and log σ²).
-    With ``variational=False`` the second half is absent and log σ² is None (a plain autoencoder)."""
+    With ``variational=False`` the second half is absent and log σ² is None (a plain autoencoder). ``norm``: the
+    normalisation after every conv but the first ("batch" | "instance" | "none")."""
 
     def __init__(self, in_ch: int = 3, channels: int = 32, latent_channels: int = 8, depth: int = 3,
-                 variational: bool = True):
+                 variational: bool = True, norm: str = "batch"):
         super().__init__()
         layers, c = [], in_ch
         for i in range(depth):
-            layers += _down(c, channels * 2 ** i, norm=i > 0)
+            layers += _down(c, channels * 2 ** i, norm=norm if i > 0 else "none")
             c = channels * 2 ** i
         self.body = nn.Sequential(*layers)
         self.variational = variational
@@ -106,15 +122,15 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """y (N, latent_channels, h, w) -> image (N, out_ch, h·2^depth, w·2^depth); mirror of ``ConvEncoder``.
 
-    ``out``: "sigmoid" (images in [0, 1]) or "tanh" (images in [-1, 1])."""
+    ``out``: "sigmoid" (images in [0, 1]) or "tanh" (images in [-1, 1]); ``norm`` as ``ConvEncoder``'s."""
 
     def __init__(self, out_ch: int = 3, channels: int = 32, latent_channels: int = 8, depth: int = 3,
-                 out: str = "sigmoid"):
+                 out: str = "sigmoid", norm: str = "batch"):
         super().__init__()
         c = channels * 2 ** (depth - 1)
-        layers = [nn.Conv2d(latent_channels, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+        layers = [nn.Conv2d(latent_channels, c, 3, padding=1, bias=False), *_norm(norm, c), nn.ReLU(inplace=True)]
         for i in reversed(range(1, depth)):
-            layers += _up(c, channels * 2 ** (i - 1))
+            layers += _up(c, channels * 2 ** (i - 1), norm)
             c = channels * 2 ** (i - 1)
         layers += [nn.ConvTranspose2d(c, out_ch, 4, 2, 1)]
         if out not in ("sigmoid", "tanh"):
@@ -138,7 +154,7 @@ class PatchDiscriminator(nn.Module):
         super().__init__()
         layers, c = [], in_ch
         for i in range(depth):
-            layers += _down(c, channels * 2 ** i, norm=norm and i > 0)
+            layers += _down(c, channels * 2 ** i, norm="batch" if norm and i > 0 else "none")
             c = channels * 2 ** i
         self.body = nn.Sequential(*layers)
         s = image_size // 2 ** depth

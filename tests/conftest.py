@@ -224,3 +224,14 @@ def synthetic_face_batch(n: int = 16, size: int = 32):
     from pycompgen.data import load_faces
     faces = load_faces(None, "train", size, synthetic_count=n)
     return torch.from_numpy(faces.images).permute(0, 3, 1, 2).contiguous()
+
+
+# ==== the repository's tools/ scripts as modules (zoo export) =====================================================
+def load_tool(name: str):
+    """``tools/<name>.py`` imported as a module (the tools are scripts, not a package)."""
+    import importlib.util
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(f"_tool_{name}", root / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -181,3 +181,69 @@ def test_trains_on_two_ray_workers(tmp_path):
     from pycompgen.training import load_checkpoint
     ck = load_checkpoint(out / "last.pt", expect_model="sketch2face")
     assert ck["stage"] == "cycle" and ck["epoch"] == 1 and set(ck["optimizers"]) == {"G", "D_s", "D_f"}
+
+
+def test_loss_scales_kld_per_value_and_none_on_the_cycle_hop():
+    """The KLD is a mean per latent value (not a per-image sum), taken on the encodings of real inputs only;
+    every weighted term is logged on its own."""
+    from pycompgen.networks import kl_divergence
+    cfg = cfg_for("train.stage=cycle", "sketch2face.n_critic=1")
+    st = build_system(cfg, "cpu")
+    b = st.prepare_batch(loader_batch(cfg, n=4), torch.Generator().manual_seed(0))
+    mu, logvar = st.models["E_s"](b["sketch"])
+    z, kld = st.encode(st.models, "s", b["sketch"])
+    torch.testing.assert_close(kld, kl_divergence(mu, logvar).mean() / mu[0].numel())
+    out = st._fakes(b, grad=True)
+    with torch.no_grad():
+        torch.testing.assert_close(out["kld_s"], st.encode(st.models, "s", b["sketch"])[1])  # no cycle-hop term
+        torch.testing.assert_close(out["kld_f"], st.encode(st.models, "f", b["face"])[1])
+    logs = st.train_step(b)
+    c = cfg.sketch2face
+    torch.testing.assert_close(logs["w_rec"] + logs["w_adv"] + logs["w_kld"], logs["loss_g"], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(logs["w_kld"], c.lambda_kld * logs["kld"])
+
+
+@pytest.mark.parametrize("mode, sizes", [("split", [4, 4]), ("reuse", [8, 8])])
+def test_each_critic_step_gets_fresh_real_and_fake_images(mode, sizes):
+    cfg = cfg_for("train.stage=cycle", "sketch2face.n_critic=2", f"sketch2face.critic_batches={mode}")
+    st = build_system(cfg, "cpu")
+    b = st.prepare_batch(loader_batch(cfg, n=8), torch.Generator().manual_seed(0))
+    seen = []
+    h = st.models["D_f"].register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    st.train_step(b)
+    h.remove()
+    # per critic step: D(real), D(fake), D(interpolates); then the generator's D(fake)
+    reals = [seen[3 * i] for i in range(2)]
+    assert [r.shape[0] for r in reals] == sizes
+    if mode == "split":  # disjoint slices of the batch, each with its own fakes
+        torch.testing.assert_close(torch.cat(reals), b["face"].float())
+        assert seen[1].shape[0] == seen[4].shape[0] == 4
+    else:
+        torch.testing.assert_close(reals[0], reals[1])
+    with pytest.raises(ValueError, match="critic_batches=split needs train.batch_size >= n_critic"):
+        cfg_for("sketch2face.n_critic=9").validate()
+
+
+def test_flips_in_every_training_stage_and_none_in_validation():
+    cfg = cfg_for("train.stage=latent")
+    st = build_system(cfg, "cpu", init=build_system(cfg_for("train.stage=pretrain"), "cpu").model_state())
+    x = loader_batch(cfg, n=16)
+    plain = st.split_batch(cfg, x, "cpu")
+    flipped = st.prepare_batch(x, torch.Generator().manual_seed(0))  # encoders frozen, T_* training: flips on
+    assert not torch.equal(flipped["face"], plain["face"])
+    st.eval_mode()
+    assert torch.equal(st.prepare_batch(x, torch.Generator().manual_seed(0))["face"], plain["face"])
+
+
+def test_generators_use_instance_norm_and_gan_defaults():
+    from torch import nn
+    cfg = cfg_for().validate()
+    nets = build_system(cfg, "cpu").models
+    kinds = {type(m) for k in ("E_s", "G_f") for m in nets[k].modules()}
+    assert nn.InstanceNorm2d in kinds and nn.BatchNorm2d not in kinds
+    bn = build_system(cfg_for("sketch2face.norm=batch").validate(), "cpu").models
+    assert any(isinstance(m, nn.BatchNorm2d) for m in bn["G_f"].modules())
+    assert cfg.train.ema_decay == 0.999 and cfg.train.fp32_networks == ["D_s", "D_f"]
+    assert get_system("sketch2face").selection(cfg) == ("val_loss", "min")
+    st = build_system(cfg, "cpu")
+    assert set(st.ema) == {"E_s", "G_s", "E_f", "G_f"}  # stage pretrain: its trainable generators

@@ -3,7 +3,6 @@ per stage is exported into a temporary zoo ($PYCOMPGEN_ZOO_DIR) and used from Py
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -11,16 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
 STAGES = ("step1", "approach1", "approach2", "approach3")
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"_zoo_tool_{name}", ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_tool(name)
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +265,66 @@ def test_shipped_entries_load_and_match_their_hashes(monkeypatch):
     from pycompgen import zoo
     if "compgen-64" not in zoo.list():
         pytest.skip("compgen-64 is not exported into pycompgen/zoo yet")
+    from pycompgen.data import synthetic_faces
+    from pycompgen.inference import compress_images, decompress_bytes
+    from pycompgen.metrics import ssim
+    from pycompgen.cli.common import pretrained_stage
     for name in zoo.list():
+        e = zoo.entry(name)
         pre = zoo.load(name)  # checks every file's sha256
-        assert "approach3" in pre and pre["approach3"].has_elm
-        assert "non-commercial" in pre.card
+        assert "non-commercial" in pre.card, name
+        lc = pre[next(iter(pre))]
+        x = torch.from_numpy(synthetic_faces(2, lc.image_size, seed=11)).permute(0, 3, 1, 2).float() / 255
+        if lc.model_name == "began":  # a refiner: a crude face in, a face out that keeps the input's layout
+            from pycompgen.evaluation.refiner import degrade, ssim_lowres
+            from pycompgen.systems.began import refine
+            crude = degrade(x, 16)
+            out = refine(lc.models, crude)
+            assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 1
+            assert ssim_lowres(out, crude, 16) > 0.5 and float((out - crude).abs().mean()) > 1e-3, name
+            continue
+        sizes = []
+        for q in zoo.qualities(e) or [None]:  # every rate point of a latent codec round-trips a face
+            ck = pretrained_stage(name, quality=q)
+            f = compress_images(ck, x[:1])
+            x_hat, _ = decompress_bytes(ck, f)
+            assert float(ssim(x_hat.clamp(0, 1), x[:1]).mean()) > 0.15, (name, q)  # compgen-64 (edges): 0.25 on this face
+            sizes.append(len(f))
+        assert sizes == sorted(sizes), name  # quality 1 = the lowest rate
+        if lc.model_name == "compgen" and "eb" not in lc.parts:
+            assert "approach3" in pre and pre["approach3"].has_elm
+
+
+def test_train_init_from_a_pretrained_entry(zoo_env, tmp_path, capsys):
+    """train --init zoo:NAME fine-tunes from an entry (every stage's networks, later stages winning);
+    zoo:NAME/STAGE takes one stage; another system's entry is a one-line error."""
+    from pycompgen import zoo
+    from pycompgen.cli import main
+    from pycompgen.config import load_config
+    from pycompgen.training import init_weights
+    pre = zoo.load("tiny")
+    cfg = load_config(TINY, ["train.stage=approach3"])
+    w = init_weights("zoo:tiny", cfg)
+    assert set(w) == {"f", "g", "h"}
+    for k in ("g", "h"):  # approach 3's g and h (the last stage wins), step 1's f
+        for n, v in pre["approach3"].models[k].state_dict().items():
+            torch.testing.assert_close(w[k][n], v)
+    one = init_weights("zoo:tiny/step1", cfg)
+    assert set(one) == {"f", "g"}
+    for n, v in pre["step1"].models["g"].state_dict().items():
+        torch.testing.assert_close(one["g"][n], v)
+    assert main(["train", "--config", TINY, "--stage", "approach3", "--init", "zoo:tiny", "--out",
+                 str(tmp_path / "ft"), "train.epochs=1", "train.max_steps_per_epoch=1", "train.progress=false"]) == 0
+    assert (tmp_path / "ft" / "last.pt").is_file()
+    rc = main(["train", "--config", str(ROOT / "configs" / "began-tiny.yaml"), "--init", "zoo:tiny", "--out",
+               str(tmp_path / "b"), "train.epochs=1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "entry 'tiny' is a 'compgen' model, not 'began'" in err and len(err.splitlines()) == 1
+
+
+def test_judge_pretrained_entry(zoo_env, capsys):
+    from pycompgen.cli import main
+    assert main(["judge", "--pretrained", "tiny", "--features", "zoo:tiny", "--n", "16", "--image-size", "32",
+                 "--bootstraps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "zoo:tiny step1" in out and "zoo:tiny approach3" in out

@@ -37,6 +37,37 @@ def write_try_inputs(folder: Path) -> list:
     return [face, sketch]
 
 
+def write_refine_inputs(folder: Path) -> Path:
+    """A crude face for the README's refine command: a synthetic 64x64 face downscaled to 16 px and back."""
+    import cv2
+    import torch
+    from pycompgen.data.synthetic import synthetic_faces
+    from pycompgen.evaluation.refiner import degrade
+    x = torch.from_numpy(synthetic_faces(1, 64, seed=3)).permute(0, 3, 1, 2).float() / 255
+    crude = (degrade(x, 16)[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    p = folder / "crude_face.png"
+    folder.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(p), crude[:, :, ::-1])
+    return p
+
+
+def write_refine_picture(folder: Path, names=("began-64-a", "began-64-b", "began-64-c"), n: int = 6) -> Path:
+    """docs/try/refine.png: synthetic faces degraded to 16 px, and each refiner's output (synthetic pixels only)."""
+    import torch
+    from pycompgen import zoo
+    from pycompgen.data.synthetic import synthetic_faces
+    from pycompgen.evaluation.figures import compose_grid, write_png
+    from pycompgen.evaluation.refiner import degrade
+    from pycompgen.systems.began import refine
+    x = torch.from_numpy(synthetic_faces(n, 64, seed=3)).permute(0, 3, 1, 2).float() / 255
+    crude = degrade(x, 16)
+    rows = [("synthetic face", x), ("16 px input", crude)]
+    for name in names:
+        if name in zoo.list():
+            rows.append((name, refine(zoo.load(name)["train"].models, crude)))
+    return Path(write_png(folder / "refine.png", compose_grid(rows, title="pycompgen refine (synthetic inputs)")))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--name", default="compgen-64", help="zoo entry (default compgen-64)")
@@ -45,7 +76,11 @@ def main(argv=None) -> int:
     ap.add_argument("--try-inputs", metavar="DIR", help="only write the README's Try-it inputs into DIR and exit")
     a = ap.parse_args(argv)
     if a.try_inputs:
-        print("\n".join(str(p) for p in write_try_inputs(Path(a.try_inputs))))
+        paths = write_try_inputs(Path(a.try_inputs)) + [write_refine_inputs(Path(a.try_inputs))]
+        from pycompgen import zoo
+        if "began-64-a" in zoo.list():
+            paths.append(write_refine_picture(Path(a.try_inputs)))
+        print("\n".join(str(p) for p in paths))
         return 0
     from pycompgen import zoo
     if a.name not in zoo.list():

@@ -4,6 +4,10 @@
     python tools/zoo_export.py --run-dir runs/quality-cpu2 --name compgen-64 \
         --results bench/results/quality-cpu2.json --description "Compgen, paper recipe, 64x64 CelebA"
 
+Another system's one-stage checkpoint (the benches call ``export_system`` with their card facts and metrics):
+
+    python tools/zoo_export.py --checkpoint runs/began-A/train/best.pt --name began-64-a --description "..."
+
 For each stage's best.pt (step1, approach1-3): stores the networks as a float16 state dict (a part identical to an
 earlier stage's, e.g. the frozen f, or approach 2's frozen h, is stored once and referred to), checks that SSIM of
 every stage's reconstruction moves by less than --tolerance (0.002) between float32 and float16 on --check-images
@@ -159,9 +163,165 @@ def export(run_dir, name, results_path=None, description="", zoo_dir=None, check
     return man["entries"][name]
 
 
+@torch.no_grad()
+def output_change(lc, stored: dict, x: torch.Tensor) -> float:
+    """|mean SSIM(fp32 output, x) − mean SSIM(stored-precision output, x)| of the system's ``reconstruct``."""
+    import copy
+    from pycompgen.ops import ssim
+    from pycompgen.registry import get_system
+    from pycompgen.zoo.core import to_float32
+    cls = get_system(lc.model_name)
+    m16 = {k: copy.deepcopy(v).eval() for k, v in lc.models.items()}
+    for part, sd in stored.items():
+        m16[part].load_state_dict(to_float32(sd))
+    b = cls.example_batch(lc.config, (x * 255).round().to(torch.uint8), torch.Generator().manual_seed(0))
+    a = cls.reconstruct(lc.stage, lc.models, b).float().clamp(0, 1)
+    c = cls.reconstruct(lc.stage, m16, b).float().clamp(0, 1)
+    return abs(float(ssim(a, b["x"])) - float(ssim(c, b["x"])))
+
+
+def _rel(path) -> str:
+    """A path as the manifest stores it: relative to the repository when inside it (no machine's absolute paths)."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def export_system(checkpoint, name, description, *, facts=None, metrics=None, metrics_md="", use=None,
+                  zoo_dir=None, check_images=64, tolerance=0.002, log=print) -> dict:
+    """A one-stage checkpoint of any system (its eval weights: the generator EMA where kept) -> zoo entry
+    ``name``: float16 weights (float32 when the output's SSIM moves by >= ``tolerance``), manifest entry with
+    ``metrics`` ({"summary": str, ...}), and a card from ``facts`` / ``metrics_md`` / ``use``."""
+    from pycompgen.data import synthetic_faces
+    from pycompgen.models import load_for_eval
+    from pycompgen.models.checkpoint import save_checkpoint
+    from pycompgen.zoo import card as cardmod
+    from pycompgen.zoo.core import FORMAT, read_manifest, sha256_file, to_storage, write_manifest, \
+        zoo_dir as default_zoo
+
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"bad entry name {name!r}")
+    zdir = Path(zoo_dir) if zoo_dir else default_zoo()
+    lc = load_for_eval(checkpoint, expect_model=None)
+    size = lc.image_size
+    x = torch.from_numpy(synthetic_faces(check_images, size, seed=7)).permute(0, 3, 1, 2).float() / 255
+    full = {p: lc.models[p].state_dict() for p in lc.parts}
+    dtype = torch.float16
+    stored = {p: to_storage(sd, dtype) for p, sd in full.items()}
+    delta = output_change(lc, stored, x)
+    if delta >= tolerance:
+        log(f"{name}: SSIM moves by {delta:.5f} >= {tolerance} in float16; keeping float32")
+        dtype, delta = torch.float32, 0.0
+        stored = {p: to_storage(sd, dtype) for p, sd in full.items()}
+    wdir = zdir / "weights" / name
+    payload = {"format": FORMAT, "model": lc.model_name, "stage": lc.stage, "epoch": lc.epoch,
+               "config": lc.config.to_dict(), "dtype": str(dtype).replace("torch.", ""), "models": stored,
+               "shared": {}, "metrics": {k: float(v) for k, v in lc.metrics.items()
+                                         if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+    f = save_checkpoint(wdir / f"{lc.stage}.pt", payload)
+    ent = {"file": f.relative_to(zdir).as_posix(), "sha256": sha256_file(f), "bytes": f.stat().st_size,
+           "dtype": payload["dtype"], "parts": sorted(full), "shared": {}, "epoch": lc.epoch,
+           "val_ssim": lc.metrics.get("val_ssim"), "ssim_change": round(delta, 6)}
+    export_info = {"dtype": payload["dtype"], "tolerance": tolerance, "check_images": check_images,
+                   "check_source": "synthetic", "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    text = cardmod.render_system(name, description, lc.model_name, lc.stage, lc.config, ent, dict(facts or {}),
+                                 metrics_md, list(use or []), export_info)
+    cpath = zdir / "cards" / f"{name}.md"
+    cpath.parent.mkdir(parents=True, exist_ok=True)
+    cpath.write_text(text)
+    man = read_manifest(zdir)
+    man["entries"][name] = {"name": name, "description": description, "model": lc.model_name,
+                            "image_size": int(size), "stages": {lc.stage: ent}, "metrics": dict(metrics or {}),
+                            "card": cpath.relative_to(zdir).as_posix(),
+                            "source": {"checkpoint": _rel(checkpoint)}, "export": export_info}
+    write_manifest(man, zdir)
+    log(f"zoo: entry {name!r} ({lc.model_name}, {payload['dtype']}, {ent['bytes'] / 1e6:.2f} MB, SSIM change "
+        f"{delta:.5f}) -> {zdir / 'manifest.json'}, card {cpath}")
+    return man["entries"][name]
+
+
+def export_rate_points(checkpoints, name, description, *, faces=None, faces_label="synthetic", facts=None,
+                       metrics_md="", zoo_dir=None, check_images=64, tolerance=0.002, log=print) -> dict:
+    """Latent-codec checkpoints of one system trained at several rate weights -> one zoo entry with rate points,
+    quality 1 = the lowest rate (ordered by the bpp of real files on ``faces``, N×3×H×W in [0, 1], default
+    synthetic faces). Each point is a float16 weights file (float32 when SSIM moves by >= ``tolerance``)."""
+    from pycompgen.data import synthetic_faces
+    from pycompgen.models import load_for_eval
+    from pycompgen.models.checkpoint import save_checkpoint
+    from pycompgen.zoo import card as cardmod
+    from pycompgen.zoo.core import FORMAT, read_manifest, sha256_file, to_storage, write_manifest, \
+        zoo_dir as default_zoo
+
+    zdir = Path(zoo_dir) if zoo_dir else default_zoo()
+    loaded = [load_for_eval(p, expect_model=None) for p in checkpoints]
+    for p, lc in zip(checkpoints, loaded):
+        if "eb" not in lc.parts:
+            raise ValueError(f"{p}: not a latent codec (no entropy bottleneck 'eb')")
+    size = loaded[0].image_size
+    if faces is None:
+        faces = torch.from_numpy(synthetic_faces(check_images, size, seed=7)).permute(0, 3, 1, 2).float() / 255
+    from pycompgen.evaluation.rd import latent_point  # real .pcg files, one per face
+    keep = ("n", "bytes_mean", "bpp", "bpp_payload", "ssim", "ms_ssim", "psnr")
+    pts = sorted((({k: v for k, v in latent_point(str(p), p, faces, log=lambda *a: None).items() if k in keep}, p, lc)
+                  for p, lc in zip(checkpoints, loaded)), key=lambda t: t[0]["bpp"])
+    wdir = zdir / "weights" / name
+    points = []
+    for q, (fp, path, lc) in enumerate(pts, 1):
+        full = {k: lc.models[k].state_dict() for k in lc.parts}
+        dtype = torch.float16
+        stored = {k: to_storage(sd, dtype) for k, sd in full.items()}
+        delta = output_change(lc, stored, faces[:check_images])
+        if delta >= tolerance:
+            dtype, delta = torch.float32, 0.0
+            stored = {k: to_storage(sd, dtype) for k, sd in full.items()}
+        payload = {"format": FORMAT, "model": lc.model_name, "stage": lc.stage, "epoch": lc.epoch,
+                   "config": lc.config.to_dict(), "dtype": str(dtype).replace("torch.", ""), "models": stored,
+                   "shared": {}, "metrics": {k: float(v) for k, v in lc.metrics.items()
+                                             if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+        f = save_checkpoint(wdir / f"q{q}.pt", payload)
+        points.append({"quality": q, "stage": lc.stage, "rate_weight": float(lc.config.train.rate_weight),
+                       "file": f.relative_to(zdir).as_posix(), "sha256": sha256_file(f), "bytes": f.stat().st_size,
+                       "dtype": payload["dtype"], "parts": sorted(full), "shared": {}, "epoch": lc.epoch,
+                       "ssim_change": round(delta, 6), "source": _rel(path),
+                       **{k: round(v, 5) if isinstance(v, float) else v for k, v in fp.items()}})
+        log(f"{name} quality {q}: λ={points[-1]['rate_weight']:g}, {fp['bpp']:.3f} bpp, SSIM {fp['ssim']:.4f} on "
+            f"{fp['n']} {faces_label} faces, {payload['dtype']} {points[-1]['bytes'] / 1e6:.2f} MB")
+    default = (len(points) + 1) // 2
+    export_info = {"dtype": "float16", "tolerance": tolerance, "check_images": min(check_images, len(faces)),
+                   "check_source": faces_label, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rows = ["| quality | rate weight λ | bpp (file, header included) | SSIM | PSNR | size |", "|---:|---:|---:|---:|---:|---:|"]
+    rows += [f"| {p['quality']} | {p['rate_weight']:g} | {p['bpp']:.3f} | {p['ssim']:.4f} | {p['psnr']:.2f} | "
+             f"{p['bytes'] / 1e6:.2f} MB |" for p in points]
+    lc = pts[default - 1][2]
+    text = cardmod.render_system(
+        name, description, lc.model_name, lc.stage, lc.config, points[default - 1], dict(facts or {}),
+        f"Real files on {faces_label} faces, one per face:\n\n" + "\n".join(rows) + ("\n\n" + metrics_md
+                                                                                  if metrics_md else ""),
+        [f"pycompgen compress --pretrained {name} --quality {default} faces/ -o out/",
+         f"pycompgen decompress out/*.pcg -o decoded/   # finds {name} and its rate point from the file"],
+        export_info)
+    cpath = zdir / "cards" / f"{name}.md"
+    cpath.parent.mkdir(parents=True, exist_ok=True)
+    cpath.write_text(text)
+    man = read_manifest(zdir)
+    best = points[default - 1]
+    man["entries"][name] = {
+        "name": name, "description": description, "model": lc.model_name, "image_size": int(size),
+        "stages": {best["stage"]: best}, "rate_points": points, "default_quality": default,
+        "metrics": {"summary": ", ".join(f"q{p['quality']} {p['bpp']:.2f} bpp SSIM {p['ssim']:.3f}" for p in points),
+                    "faces": faces_label},
+        "card": cpath.relative_to(zdir).as_posix(), "export": export_info}
+    write_manifest(man, zdir)
+    log(f"zoo: entry {name!r} with {len(points)} rate points -> {zdir / 'manifest.json'}")
+    return man["entries"][name]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run-dir", required=True, help="run folder with <stage>/best.pt")
+    ap.add_argument("--run-dir", help="Compgen run folder with <stage>/best.pt")
+    ap.add_argument("--checkpoint", help="another system's one-stage checkpoint (e.g. runs/began-A/train/best.pt)")
     ap.add_argument("--name", required=True, help="zoo entry name, e.g. compgen-64")
     ap.add_argument("--results", help="results JSON (bench/quality.py output, or a sweep.json) for the card")
     ap.add_argument("--description", default="", help="one-line description")
@@ -172,7 +332,13 @@ def main(argv=None) -> int:
     ap.add_argument("--tolerance", type=float, default=0.002, help="largest allowed SSIM change (default 0.002)")
     ap.add_argument("--strict", action="store_true", help="refuse to export when fp16 fails (default: keep fp32)")
     a = ap.parse_args(argv)
+    if bool(a.run_dir) == bool(a.checkpoint):
+        ap.error("give --run-dir (a Compgen run) or --checkpoint (another system's checkpoint)")
     try:
+        if a.checkpoint:
+            export_system(a.checkpoint, a.name, a.description, zoo_dir=a.zoo_dir, check_images=a.check_images,
+                          tolerance=a.tolerance)
+            return 0
         export(a.run_dir, a.name, a.results, a.description, a.zoo_dir, a.check_images, a.data, a.split,
                a.tolerance, a.strict)
     except (ValueError, FileNotFoundError) as e:

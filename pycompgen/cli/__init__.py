@@ -7,6 +7,7 @@ library functions.
 | evaluate | ``evaluate`` | ``pycompgen.evaluation.sweep`` |
 | generate | ``generate`` | ``pycompgen.evaluation.generate`` |
 | compress / decompress | ``compress`` / ``decompress`` | ``pycompgen.inference`` |
+| refine | ``refine`` | ``pycompgen.inference.refine`` (the BEGAN refiner) |
 | zoo | ``zoo`` | ``pycompgen.zoo`` |
 | judge | ``judge`` | ``pycompgen.evaluation.judge_generators`` |
 | tune | ``tune`` (also ``python tune/search.py``) | ``pycompgen.tune`` (Ray Tune) |
@@ -20,10 +21,10 @@ import argparse
 import sys
 from typing import Optional
 
-from . import compress, decompress, evaluate, generate, judge, train, zoo
+from . import compress, decompress, evaluate, generate, judge, refine, train, zoo
 from .common import check_data, make_config
 
-VERBS = ("train", "evaluate", "generate", "compress", "decompress", "zoo", "judge", "tune")
+VERBS = ("train", "evaluate", "generate", "compress", "decompress", "refine", "zoo", "judge", "tune")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pycompgen", description="Compgen: compress and generate faces from edge maps (Pandian et al.).")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(VERBS) + "}")
     sub.required = True
-    for verb in (train, evaluate, generate, zoo, compress, decompress, judge):
+    for verb in (train, evaluate, generate, zoo, compress, decompress, refine, judge):
         verb.add_parser(sub)
     sub.add_parser("tune", help="Ray Tune search over a system's hyper-parameters (= python tune/search.py; "
                                 "'pycompgen tune --help' for its options)", add_help=False)
@@ -50,6 +51,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             return compress.run(args)
         if args.command == "decompress":
             return decompress.run(args)
+        if args.command == "refine":
+            return refine.run(args)
         if args.command == "judge":
             return judge.run(args)
         if args.command == "zoo":

@@ -60,13 +60,26 @@ def one_of(checkpoint, pretrained, verb: str, required: bool = True) -> None:
         raise ValueError(f"{verb} needs a model: --pretrained NAME (see 'pycompgen zoo list') or --checkpoint PATH")
 
 
-def pretrained_stage(name: str, device="cpu", prefer: str = "approach3"):
-    """The stage of zoo entry ``name`` the codec verbs use, ready to code: ``prefer`` when it has a trained ELM,
+def pretrained_stage(name: str, device="cpu", prefer: str = "approach3", quality: int | None = None):
+    """The stage of zoo entry ``name`` the codec verbs use, ready to code: a latent codec's rate point
+    ``quality`` (1 = the lowest rate; default: the entry's default), else ``prefer`` when it has a trained ELM,
     else its last approach."""
     from pycompgen import zoo
     from pycompgen.inference import prepare_codec
-    pre = zoo.load(name, device=device)
+    pre = zoo.load(name, device=device, quality=quality)
+    if "eb" in pre[next(iter(pre))].parts:  # a latent codec: its one stage
+        return prepare_codec(pre[next(iter(pre))])
     return prepare_codec(pre[pre.elm_stage(prefer)])
+
+
+def check_quality(args) -> None:
+    if getattr(args, "quality", None) is not None and not args.pretrained:
+        raise ValueError("--quality picks a rate point of a --pretrained entry; a --checkpoint has one rate")
+
+
+def add_quality(p) -> None:
+    p.add_argument("--quality", type=int, metavar="Q", help="rate point of a --pretrained latent codec with several "
+                   "(1 = the lowest rate; 'pycompgen zoo info NAME' lists them)")
 
 
 # -- evaluate / generate: checkpoints, PSNRs and output folders ----------------------------------------------

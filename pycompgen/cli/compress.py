@@ -1,7 +1,7 @@
 """``pycompgen compress``: face images to ``.pcg`` files (edge map or latent bitstream) with a trained model."""
 from __future__ import annotations
 
-from .common import add_debug, one_of, pretrained_stage
+from .common import add_debug, add_quality, check_quality, one_of, pretrained_stage
 
 
 def add_parser(sub) -> None:
@@ -18,13 +18,15 @@ def add_parser(sub) -> None:
                    help="what to code: the Canny edge map (Compgen), or the latent through the checkpoint's "
                         "entropy bottleneck; auto: latent when the checkpoint has one, else edges")
     c.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")
+    add_quality(c)
     add_debug(c)
 
 
 def run(args) -> int:
     from pycompgen.inference import compress_files, load_checkpoint_for_codec
+    check_quality(args)
     one_of(args.checkpoint, args.pretrained, "compress")
-    ckpt = (pretrained_stage(args.pretrained, args.device) if args.pretrained
+    ckpt = (pretrained_stage(args.pretrained, args.device, quality=args.quality) if args.pretrained
             else load_checkpoint_for_codec(args.checkpoint, args.device))
     compress_files(ckpt, args.inputs, args.output, args.payload)
     return 0

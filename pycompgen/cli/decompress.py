@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_debug, one_of, pretrained_stage
+from .common import add_debug, add_quality, check_quality, one_of, pretrained_stage
 
 
 def add_parser(sub) -> None:
@@ -19,14 +19,16 @@ def add_parser(sub) -> None:
                    help="send the decoded edge map through the AWGN channel at this PSNR first (edge payload)")
     d.add_argument("--seed", type=int, default=0, help="channel noise seed (with --psnr)")
     d.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")
+    add_quality(d)
     add_debug(d)
 
 
 def run(args) -> int:
     from pycompgen.inference import decompress_files, load_checkpoint_for_codec
+    check_quality(args)
     one_of(args.checkpoint, args.pretrained, "decompress", required=False)
     if args.pretrained:
-        ckpt = pretrained_stage(args.pretrained, args.device)
+        ckpt = pretrained_stage(args.pretrained, args.device, quality=args.quality)
     elif args.checkpoint:
         ckpt = load_checkpoint_for_codec(args.checkpoint, args.device)
     else:

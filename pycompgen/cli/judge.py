@@ -16,6 +16,8 @@ def add_parser(sub) -> None:
                    "sketch2face/ checkpoints (e.g. runs/rd)")
     j.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH",
                    help="another generator checkpoint (repeatable)")
+    j.add_argument("--pretrained", action="append", default=[], metavar="NAME",
+                   help="also judge this zoo entry, of any system (repeatable; 'pycompgen zoo list')")
     j.add_argument("--zoo", metavar="ENTRY", help="also judge the zoo entry's Compgen approaches (e.g. compgen-64)")
     j.add_argument("--data", metavar="PATH", help="real faces (CelebA root or folder; default synthetic)")
     j.add_argument("--split", default="test", help="data split of the real faces (default test)")

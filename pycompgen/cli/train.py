@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
                    help="stage to train (sets train.stage; Compgen: step1 | approach1 | approach2 | approach3); "
                         "'pipeline' runs all of the system's stages in order into OUT/<stage>/")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt (pipeline: skip finished stages)")
-    t.add_argument("--init", metavar="CKPT", help="previous-step checkpoint to start from (sets train.init)")
+    t.add_argument("--init", metavar="CKPT", help="previous-step checkpoint to start from, or zoo:NAME[/STAGE] to "
+                                               "fine-tune from a pretrained entry (sets train.init)")
     ray = t.add_argument_group("distributed (Ray Train)")
     ray.add_argument("--workers", type=int, metavar="N", help="train with N Ray Train workers")
     ray.add_argument("--gpu", action="store_true", help="one GPU per Ray worker")

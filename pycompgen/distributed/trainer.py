@@ -54,7 +54,7 @@ def absolute_paths(cfg):
         cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
     if cfg.data.cache_dir:
         cfg.data.cache_dir = str(Path(cfg.data.cache_dir).expanduser().resolve())
-    if cfg.train.init:
+    if cfg.train.init and not cfg.train.init.startswith("zoo:"):
         cfg.train.init = str(Path(cfg.train.init).expanduser().resolve())
     cfg.out = str(Path(cfg.out).expanduser().resolve())
     return cfg
@@ -238,7 +238,7 @@ def train_distributed(cfg, args=None, **kw) -> dict:
     from pycompgen.tracking.console import RunConsole
     from pycompgen.tracking.artifacts import evaluation_metrics, log_model, run_evaluation
     from pycompgen.training import load_checkpoint, pipeline_stages, stage_checkpoint
-    from pycompgen.training.pipeline import stage_done
+    from pycompgen.training.pipeline import init_weights, stage_done
     import ray.train
 
     def opt(name, default=None):
@@ -328,7 +328,7 @@ def train_distributed(cfg, args=None, **kw) -> dict:
             if pipeline_mode:
                 init = _handover(cfg, stage, ckpts)
             else:
-                init = load_checkpoint(c.train.init, expect_model=c.model.name)["models"] if c.train.init else None
+                init = init_weights(c.train.init, c) if c.train.init else None
             run_id = tracker.stage_run(stage, c, tags={"pycompgen.ray_run": f"{storage_path}/{ray_name}"})
             current = run_id
             _log(f"{stage}: {c.epochs_for()} epoch(s) on {workers} worker(s); MLflow run {run_id}; "

@@ -1,6 +1,8 @@
 """Evaluation of trained models: the channel-PSNR sweep with figures, generation from sketches and noise, the
-judge (realism, faithfulness, diversity), face masks. Metrics are ``pycompgen.metrics``; loading trained models is
-``pycompgen.models``; running them on images is ``pycompgen.inference``."""
+judge (realism, faithfulness, diversity), face masks; and what the benches measure (``rd``, ``curves``,
+``machine``, ``presets``, ``budget``, ``edgediff``: imported by module, not re-exported here). Metrics are
+``pycompgen.metrics``; loading trained models is ``pycompgen.models``; running them on images is
+``pycompgen.inference``."""
 from pycompgen import metrics
 from pycompgen.inference import check_image_size, reconstruct
 from pycompgen.metrics import compute_metrics, edge_f1, ms_ssim, psnr, ssim

@@ -208,24 +208,46 @@ def discover(run_dir: Optional[str] = None, zoo: Optional[str] = None, extra: Op
                 continue
             specs += _plugin_specs(name, p, device, note)
     for label, path in (extra or {}).items():
-        ck = _load(path, None, device)
-        name = ck.model_name
-        if name == "compgen":
-            specs += compgen_specs(lambda s, ck=ck: ck.models if s == ck.stage else None, ck.config, f"{label} ",
-                                   {"checkpoint": str(path)})
-        elif name in ("began", "sketch2face"):
-            specs += _plugin_specs(name, path, device, note, label)
-        elif name in ADAPTERS:
-            specs.append(GeneratorSpec(label, name, ck.models, ADAPTERS[name], None, "x",
-                                       info={"checkpoint": str(path)}))
-        else:
-            note(f"judge: no adapter for system {name!r} ({path}): skipped (register_adapter)")
+        specs += loaded_specs(_load(path, None, device), label, str(path), device, note)
     return specs
 
 
-def _plugin_specs(name, path, device, note, label=None) -> list:
+def pretrained_specs(names, device="cpu", note=print) -> list:
+    """GeneratorSpecs of zoo entries of any system (``pycompgen judge --pretrained NAME``): Compgen's stages, a
+    refiner, a latent codec at its default rate point."""
+    from pycompgen import zoo as Z
+    specs = []
+    for n in names or ():
+        pre = Z.load(n, device=device)
+        if pre[next(iter(pre))].model_name == "compgen" and "eb" not in pre[next(iter(pre))].parts:
+            from .judge import zoo_models
+            specs += compgen_specs(lambda s, pre=pre: zoo_models(pre, s), pre.config, f"zoo:{n} ",
+                                   {"source": f"zoo:{n}"})
+            continue
+        for lc in pre.stages.values():
+            specs += loaded_specs(lc, f"zoo:{n}", f"zoo:{n}", device, note)
+    return specs
+
+
+def loaded_specs(ck, label: str, path: str, device="cpu", note=print) -> list:
+    """GeneratorSpecs of one loaded model (a checkpoint or a zoo stage): its system picks the adapter."""
+    name = ck.model_name
+    if name == "compgen" and "eb" in ck.parts:  # Compgen's autoencoder as a latent codec
+        return [GeneratorSpec(label, name, ck.models, ADAPTERS["compgen-ae"], None, "x", info={"checkpoint": path})]
+    if name == "compgen":
+        return compgen_specs(lambda s: ck.models if s == ck.stage else None, ck.config, f"{label} ",
+                             {"checkpoint": str(path)})
+    if name in ("began", "sketch2face"):
+        return _plugin_specs(name, path, device, note, label, loaded=ck)
+    if name in ADAPTERS:
+        return [GeneratorSpec(label, name, ck.models, ADAPTERS[name], None, "x", info={"checkpoint": str(path)})]
+    note(f"judge: no adapter for system {name!r} ({path}): skipped (register_adapter)")
+    return []
+
+
+def _plugin_specs(name, path, device, note, label=None, loaded=None) -> list:
     try:
-        ck = _load(path, name, device)
+        ck = loaded if loaded is not None else _load(path, name, device)
     except Exception as e:  # noqa: BLE001 -- a system still being written: note and go on
         note(f"judge: cannot load {name} checkpoint {path} ({type(e).__name__}: {e}): skipped")
         return []
@@ -248,6 +270,7 @@ def _plugin_specs(name, path, device, note, label=None) -> list:
 
 
 __all__ = ["GeneratorSpec", "ADAPTERS", "register_adapter", "make_batch", "generate", "discover", "compgen_specs",
+           "pretrained_specs", "loaded_specs",
            "compgen_elm", "compgen_ae", "began_refine", "sketch2face", "PSNRS"]
 
 
@@ -346,8 +369,9 @@ def run(args, note=print) -> dict:
         k, v = item.split("=", 1)
         extra[k] = v
     specs = discover(args.run_dir, args.zoo, extra, args.device, note)
+    specs += pretrained_specs(getattr(args, "pretrained", None), args.device, note)
     if not specs:
-        raise ValueError("judge: no generators found (give --run-dir, --zoo or --checkpoint LABEL=PATH)")
+        raise ValueError("judge: no generators found (give --run-dir, --pretrained NAME or --checkpoint LABEL=PATH)")
     rows = judge_all(specs, real, feats, n_boot=args.bootstraps, seed=args.seed, device=args.device, note=note)
     return {"feature_space": feats.name, "label": feats.label, "standard": feats.standard,
             "real": {"data": args.data or "synthetic", "split": args.split, "n": int(real.shape[0]),

@@ -181,14 +181,20 @@ def _outputs(inputs: list[Path], out: Path) -> list[Path]:
 
 
 def compress_files(ckpt, inputs, output, payload: str = "auto", note=print) -> list:
-    """Compress image files with ``ckpt`` into ``output`` (a folder, or a .pcg file for one input); each file is
-    written atomically; returns the paths written."""
-    inputs = [Path(p) for p in inputs]
+    """Compress image files or folders of images with ``ckpt`` into ``output`` (a folder, or a .pcg file for one
+    input): every input is read and compressed before anything is written (a bad input writes nothing), then each
+    file is written atomically; returns the paths written."""
+    from .images import expand_inputs
+    inputs = expand_inputs(inputs)
     outs = _outputs(inputs, Path(output))
     kind = choose_payload(ckpt, payload)
-    for src, dst in zip(inputs, outs):
-        x = read_images([src], ckpt.image_size)
-        data = compress_images(ckpt, x, kind)
+    images = [read_images([src], ckpt.image_size) for src in inputs]  # all readable before any work
+    files = []
+    for i, x in enumerate(images):
+        files.append(compress_images(ckpt, x, kind))
+        if len(images) > 20 and (i + 1) % 20 == 0:
+            note(f"compressed {i + 1}/{len(images)}")
+    for dst, data in zip(outs, files):
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(dst.name + ".tmp")
         tmp.write_bytes(data)
@@ -239,9 +245,11 @@ def find_decoder(data: bytes, name: str = "file", device: str = "cpu"):
         e = zoo.entry(entry_name)
         if e.get("system", e.get("model", "compgen")) != hdr.system:
             continue
-        pre = zoo.load(entry_name, device=device)
-        for lc in pre.stages.values():
-            if not missing_decoder_parts(lc, hdr.kind) and decoder_hash(lc, hdr.kind) == hdr.weights_hash:
-                return prepare_codec(lc)
+        for q in zoo.qualities(e) or [None]:  # every rate point of a latent codec
+            pre = zoo.load(entry_name, device=device, quality=q)
+            for lc in pre.stages.values():  # hashed as the writer hashed it: ready to code (code tables built)
+                if not missing_decoder_parts(lc, hdr.kind) and \
+                        decoder_hash(prepare_codec(lc), hdr.kind) == hdr.weights_hash:
+                    return lc
     raise ValueError(f"{name} was written by model {hdr.model_id}, which is not in the zoo "
                      f"({', '.join(zoo.names()) or 'empty'}): decode it with --checkpoint PATH")

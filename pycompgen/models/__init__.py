@@ -4,11 +4,11 @@ last.pt) and loading a checkpoint — or a zoo entry's weights (``pycompgen.zoo`
 Used alike by training (save, resume), evaluation, the codec verbs and the zoo. Networks are built through the
 system registry (``pycompgen.registry``), so this room imports no system.
 """
-from .checkpoint import (CHECKPOINT_NAMES, FORMAT, load_checkpoint, load_weights_only, save_checkpoint,
+from .checkpoint import (CHECKPOINT_NAMES, FORMAT, eval_weights, load_checkpoint, load_weights_only, save_checkpoint,
                          stage_checkpoint)
 from .loaded import (ELM_STAGES, STAGES, LoadedCheckpoint, load_for_eval, networks_from_payload,
                      resolve_checkpoints)
 
-__all__ = ["FORMAT", "CHECKPOINT_NAMES", "save_checkpoint", "load_checkpoint", "load_weights_only",
+__all__ = ["FORMAT", "CHECKPOINT_NAMES", "eval_weights", "save_checkpoint", "load_checkpoint", "load_weights_only",
            "stage_checkpoint", "LoadedCheckpoint", "load_for_eval", "networks_from_payload", "resolve_checkpoints",
            "STAGES", "ELM_STAGES"]

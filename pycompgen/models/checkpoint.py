@@ -3,8 +3,9 @@
 Payload: {"format": "pycompgen/1", "model": name, "stage": ..., "epoch": completed epochs, "config": Config.to_dict(),
 "models": {"f": state_dict, ...}, "optimizers": {name: state_dict}, "extra": {...} (a system's own state, e.g.
 a GAN's k_t), "metrics": {...}, "best_metric": the stage's selection metric, "best_value": its best value so far}
-(and "best_val_ssim" when that metric is val_ssim; older files hold only it). Files of pycompgen <= 0.1 hold one
-"optimizer" instead.
+(and "best_val_ssim" when that metric is val_ssim; older files hold only it); with a learning-rate schedule
+"schedulers": {name: state_dict}; with a generator EMA "ema": {"decay", "steps", "models": {net: state_dict}} — the
+weights evaluation and export use (``eval_weights``). Files of pycompgen <= 0.1 hold one "optimizer" instead.
 """
 from __future__ import annotations
 
@@ -82,4 +83,10 @@ def stage_checkpoint(folder) -> Optional[Path]:
     return next((folder / n for n in CHECKPOINT_NAMES if (folder / n).is_file()), None)
 
 
-__all__ = ["FORMAT", "CHECKPOINT_NAMES", "save_checkpoint", "load_checkpoint", "load_weights_only", "stage_checkpoint"]
+def eval_weights(payload: dict) -> dict:
+    """{net: state_dict} to run a trained model: the raw weights, with each network that has an EMA replaced by
+    its average (what validation measured)."""
+    return {**payload["models"], **((payload.get("ema") or {}).get("models") or {})}
+
+
+__all__ = ["FORMAT", "CHECKPOINT_NAMES", "eval_weights", "save_checkpoint", "load_checkpoint", "load_weights_only", "stage_checkpoint"]

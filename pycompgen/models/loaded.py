@@ -14,7 +14,7 @@ import torch
 from pycompgen.config import Config
 from pycompgen.registry import build_networks
 
-from .checkpoint import load_checkpoint, stage_checkpoint
+from .checkpoint import eval_weights, load_checkpoint, stage_checkpoint
 
 STAGES = ("step1", "approach1", "approach2", "approach3")
 ELM_STAGES = ("approach1", "approach2", "approach3")
@@ -59,7 +59,7 @@ def load_for_eval(path: str | os.PathLike, label: str | None = None, expect_mode
     name = payload.get("model")
     if expect_model is not None and name != expect_model:
         raise ValueError(f"checkpoint {p} holds model {name!r}, expected {expect_model!r}")
-    return networks_from_payload(payload, payload["models"], p, label=label, device=device)
+    return networks_from_payload(payload, eval_weights(payload), p, label=label, device=device)
 
 
 def networks_from_payload(payload: dict, state_dicts: dict, path, label: str | None = None,

@@ -13,10 +13,23 @@ Conventions:
 - ``self.optimizers``: {name: optimizer}; ``self.extra``: state that must be checkpointed (floats, ints, tensors).
 - Batches are dicts made by ``prepare_batch`` from the loader's uint8 images; ``x`` is always the image in [0, 1].
 - ``validation_step`` returns {"loss": scalar, "x_hat": images in [0, 1]}; the harness computes SSIM and PSNR of
-  ``x_hat`` against ``batch["x"]`` and keeps the checkpoint with the best validation SSIM.
+  ``x_hat`` against ``batch["x"]`` and keeps the checkpoint with the best value of the stage's selection metric
+  (``StageSpec.select``, or ``train.select``; Ray Tune optimises the same metric: ``System.selection``).
+
+GAN craft the harness gives every system (``train.*`` keys; a system sets its defaults in ``train_defaults``):
+- ``ema_decay``: an exponential moving average of ``ema_networks`` (the generators), updated after every
+  ``train_step``, checkpointed beside the raw weights (``payload["ema"]``, restored on resume) and used for
+  validation, figures and export (``pycompgen.models`` loads the EMA weights where a checkpoint has them).
+- ``lr_schedule``: ``step`` or ``plateau`` (on ``lr_metric``, default the selection metric) for every optimiser,
+  stepped once per epoch by ``fit``; scheduler state checkpointed and restored.
+- ``grad_clip``: each optimiser's gradient norm clipped in ``step``.
+- ``fp32_networks``: networks whose forward runs in float32 under bf16 autocast (a critic with a gradient penalty).
 """
 from __future__ import annotations
 
+import copy
+import types
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, ClassVar, Optional
 
@@ -42,6 +55,19 @@ class StageSpec:
     epochs: int = 10      # default epoch count (``train.epochs`` overrides)
     description: str = ""
     select: tuple = ("val_ssim", "max")  # validation metric (and direction) that picks the stage's best.pt
+
+
+def _float32_forward(self, *args, **kwargs):
+    """A network's forward with autocast off and floating inputs in float32 (``train.fp32_networks``)."""
+    args = [a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+    with torch.autocast(args[0].device.type if args and torch.is_tensor(args[0]) else "cpu", enabled=False):
+        return type(self).forward(self, *args, **kwargs)
+
+
+def force_float32(module: nn.Module) -> nn.Module:
+    """Run ``module`` in float32 even inside a bf16 autocast region (state dict unchanged; a deepcopy keeps it)."""
+    module.forward = types.MethodType(_float32_forward, module)
+    return module
 
 
 def load_net(name: str, module: nn.Module, sd: dict, source: str) -> None:
@@ -138,7 +164,8 @@ class System:
     section: ClassVar[Optional[type]] = None  # dataclass of the system's own hyper-parameters (cfg.<name>)
     psnr_sweep: ClassVar[bool] = False       # whether pycompgen.evaluation's channel-PSNR sweep applies
     step_log_keys: ClassVar[tuple] = ()      # train_step scalars also logged every step (MLflow), e.g. BEGAN's k_t
-    tune_metric: ClassVar[tuple] = ("val_ssim", "max")  # what Ray Tune optimises for this system (metric, mode)
+    ema_networks: ClassVar[tuple] = ()       # networks that get an EMA when train.ema_decay > 0 (generators)
+    train_defaults: ClassVar[dict] = {}      # the system's values for train.* keys left at None (e.g. ema_decay)
 
     # -- construction -------------------------------------------------------------------------------------------------
     def __init__(self, cfg, device, init: Optional[dict] = None, *, resume_state: Optional[dict] = None,
@@ -176,14 +203,42 @@ class System:
         if self.channels_last:
             for m in self.models.values():
                 m.to(memory_format=torch.channels_last)
+        for k in self._named(cfg.train.fp32_networks, "train.fp32_networks", self.spec.uses):
+            force_float32(self.models[k])
+        self.ema: dict[str, nn.Module] = {}
+        self.ema_steps = 0
+        if cfg.train.ema_decay:
+            names = self.ema_networks if cfg.train.ema_networks is None else cfg.train.ema_networks
+            for k in self._named(names, "train.ema_networks", self.spec.trainable, lenient=cfg.train.ema_networks
+                                 is None):
+                self.ema[k] = copy.deepcopy(self.models[k]).requires_grad_(False).eval()
         self.extra: dict = self.initial_extra()
         self.optimizers: dict[str, torch.optim.Optimizer] = self.configure_optimizers()
+        self.schedulers: dict = self.configure_schedulers()
         if resume_state is not None:
             self.load_training_state(resume_state)
         self.nets = {k: (wrap_module(m) if k in self.spec.trainable else m) for k, m in self.models.items()}
         self.train_mode()
 
+    def _named(self, names, key: str, allowed, lenient: bool = False) -> list:
+        """``names`` checked against ``allowed`` (a one-line error naming ``key``; ``lenient``: drop the others)."""
+        names = list(names or ())
+        bad = [k for k in names if k not in allowed]
+        if bad and not lenient:
+            raise ValueError(f"{key}: stage {self.spec.name!r} of {self.name!r} has no such network(s) {bad} "
+                             f"(networks: {', '.join(allowed)})")
+        return [k for k in names if k in allowed]
+
     # -- what a system declares ---------------------------------------------------------------------------------------
+    @classmethod
+    def selection(cls, cfg) -> tuple:
+        """(metric, "min" | "max") that picks best.pt for ``cfg.train.stage`` and that Ray Tune optimises:
+        ``train.select`` if set, else the stage's ``StageSpec.select``."""
+        if cfg.train.select:
+            from pycompgen.config import parse_metric
+            return parse_metric(cfg.train.select)
+        return tuple(cls.get_stage(cfg.train.stage or cls.pipeline()[0]).select)
+
     @classmethod
     def get_stage(cls, stage: str) -> StageSpec:
         if stage not in cls.stages:
@@ -251,6 +306,37 @@ class System:
         params = [p for k in self.spec.trainable for p in self.models[k].parameters()]
         return {"main": adam(params, lr=self.cfg.train.lr)}
 
+    def configure_schedulers(self) -> dict:
+        """{optimiser name: scheduler} for ``train.lr_schedule`` (none: {}); stepped once per epoch by ``fit``."""
+        t = self.cfg.train
+        if t.lr_schedule == "step":
+            return {k: torch.optim.lr_scheduler.StepLR(o, step_size=t.lr_step, gamma=t.lr_gamma)
+                    for k, o in self.optimizers.items()}
+        if t.lr_schedule == "plateau":
+            _, mode = self.plateau_metric()
+            return {k: torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode=mode, factor=t.lr_gamma,
+                                                                  patience=t.lr_patience, min_lr=t.lr_min)
+                    for k, o in self.optimizers.items()}
+        return {}
+
+    def plateau_metric(self) -> tuple:
+        if self.cfg.train.lr_metric:
+            from pycompgen.config import parse_metric
+            return parse_metric(self.cfg.train.lr_metric, "train.lr_metric")
+        return self.selection(self.cfg)
+
+    def schedule_step(self, metrics: dict) -> None:
+        """End of an epoch: step every scheduler (plateau: only after a validation that gave its metric)."""
+        if self.cfg.train.lr_schedule == "plateau":
+            key, _ = self.plateau_metric()
+            if key not in metrics:
+                return
+            for s in self.schedulers.values():
+                s.step(float(metrics[key]))
+        else:
+            for s in self.schedulers.values():
+                s.step()
+
     def prepare_batch(self, batch, generator: torch.Generator) -> dict:
         return {"x": images01(batch, self.cfg.data.image_size, self.device)}
 
@@ -294,7 +380,39 @@ class System:
         opt = self.optimizers[optimizer]
         opt.zero_grad(set_to_none=True)
         loss.backward(inputs=inputs)
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]],
+                                           self.cfg.train.grad_clip)
         opt.step()
+
+    # -- generator EMA ------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """After a train step: ema ← d·ema + (1 − d)·model with d = min(ema_decay, (1 + n)/(10 + n)) (a short
+        warm-up, so early averages are not dominated by the random start); buffers (BatchNorm) are copied."""
+        if not self.ema:
+            return
+        self.ema_steps += 1
+        d = min(self.cfg.train.ema_decay, (1.0 + self.ema_steps) / (10.0 + self.ema_steps))
+        for k, e in self.ema.items():
+            m = self.models[k]
+            ep = [p for p in e.parameters() if p.is_floating_point()]
+            mp = [p.detach() for p in m.parameters() if p.is_floating_point()]
+            torch._foreach_lerp_(ep, mp, 1.0 - d)
+            for eb, mb in zip(e.buffers(), m.buffers()):
+                eb.copy_(mb)
+
+    @contextmanager
+    def ema_weights(self):
+        """Within: ``self.models[k]`` is the EMA copy of each averaged network (validation, figures)."""
+        saved = {k: self.models[k] for k in self.ema}
+        self.models.update(self.ema)
+        try:
+            yield
+        finally:
+            self.models.update(saved)
+            for e in self.ema.values():
+                e.eval()
 
     @staticmethod
     def requires_grad(module: nn.Module, flag: bool) -> None:
@@ -330,6 +448,17 @@ class System:
                 self.optimizers[k].load_state_dict(sd)
         for k, v in (state.get("extra") or {}).items():
             self.extra[k] = v.to(self.device) if torch.is_tensor(v) else v
+        for k, sd in (state.get("schedulers") or {}).items():
+            if k in self.schedulers:
+                self.schedulers[k].load_state_dict(sd)
+        ema = state.get("ema") or {}
+        if self.ema:
+            for k, e in self.ema.items():  # a run resumed with EMA newly on starts its average from the weights
+                if k in ema.get("models", {}):
+                    load_net(k, e, ema["models"][k], "the resume checkpoint's EMA")
+                else:
+                    e.load_state_dict(self.models[k].state_dict())
+            self.ema_steps = int(ema.get("steps", 0))
 
     def payload(self, epoch: int, metrics: dict, best: float) -> dict:
         """The checkpoint payload (see pycompgen.models.checkpoint; ``save_checkpoint`` stamps its format)."""
@@ -337,6 +466,9 @@ class System:
             "model": self.name, "stage": self.spec.name, "epoch": int(epoch),
             "config": self.cfg.to_dict(), "models": self.model_state(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            **({"schedulers": {k: s.state_dict() for k, s in self.schedulers.items()}} if self.schedulers else {}),
+            **({"ema": {"decay": float(self.cfg.train.ema_decay), "steps": self.ema_steps,
+                        "models": {k: e.state_dict() for k, e in self.ema.items()}}} if self.ema else {}),
             "extra": {k: (v.detach().cpu() if torch.is_tensor(v) else v) for k, v in self.extra.items()},
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool))},
             **self.best_fields(best),
@@ -345,12 +477,12 @@ class System:
     def best_fields(self, best: float) -> dict:
         """{"best_metric", "best_value"} of the stage's selection metric, plus "best_val_ssim" when that metric is
         val_ssim (the name older payloads, summaries and MLflow charts use)."""
-        key = self.spec.select[0]
+        key = self.selection(self.cfg)[0]
         fields = {"best_metric": key, "best_value": float(best)}
         if key == "val_ssim":
             fields["best_val_ssim"] = float(best)
         return fields
 
 
-__all__ = ["System", "StageSpec", "load_net", "image_batch", "images01", "native_bf16", "resolve_precision", "latent_rate",
+__all__ = ["System", "StageSpec", "load_net", "force_float32", "image_batch", "images01", "native_bf16", "resolve_precision", "latent_rate",
            "check_fields", "FIELD_RULES"]

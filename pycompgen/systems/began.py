@@ -12,16 +12,22 @@ Networks (images in the project's range [0, 1]):
   concatenated to the features when the resolution is in ``began.inject``. Output 0.5·(out + 1), linear like
   BEGAN's generator (a tanh output saturated at 0 within one epoch at lr 1e-3 on CelebA, and its gradient died
   there), clamped to [0, 1] in eval mode.
-  Variants as the paper's Fig. 2, from the most expressive (A: fewest injected scales) to the most restrictive
-  (C: every scale); ``began.variant`` picks them, ``began.inject`` (a list of resolutions) overrides it:
+  Variants as the paper's Fig. 2, from the most expressive (A) to the most restrictive (C); every injected image is
+  a *downscaled* version of the input (the paper: "a series of downsized versions of the training sample"):
+  injecting the full-resolution image would make the identity G(x) = x optimal for the reconstruction term.
+  ``began.variant`` picks them, ``began.inject`` (a list of resolutions below the image size) overrides it:
 
   | variant | injected after upsampling (64x64) | in general |
   |---|---|---|
   | A | 16 | the first upsampling only |
-  | B | 16, 32 | every upsampling but the last (the full resolution) |
-  | C | 16, 32, 64 | every upsampling |
+  | B | 32 | the finest downscaled version only (image_size / 2) |
+  | C | 16, 32 | every downscaled version |
 
-Losses exactly as the paper's eq. (4), with L(v) = mean |v − D(v)| and v_LR the downscaled inputs of x:
+  (At 32x32 only 16 is below the image size: the three variants coincide.)
+
+Losses as the paper's eq. (4), with L(v) = mean |v − D(v)| and v_LR the downscaled inputs of x, on images mapped to
+BEGAN's range [−1, 1] (v ↦ 2v − 1; γ and λ_k were set for that scale, so on [0, 1] every k_t step would be half as
+large); the refiner's input and output stay in [0, 1]:
   L_D = L(x) − k_t·L(G(v_LR));  L_G = (1 − λ_r)·L(G(v_LR)) + λ_r·mean |x − G(v_LR)|;
   k_{t+1} = clip(k_t + λ_k·(γ·L(x) − L(G(v_LR))), 0, 1).
 k_t is extra state (checkpointed with the networks, restored on resume); under DDP the two losses of its update
@@ -30,7 +36,10 @@ One ``train_step`` = a D step, a G step (back-propagating through D into G only:
 the k_t update; it logs k_t (after the update) and the convergence measure M_global = L(x) + |γ·L(x) − L(G)|.
 Both go to MLflow every step (``step_log_keys``: ``step_k_t``, ``step_m_global``) and as epoch averages
 (``train_k_t``, ``train_m_global``, also in metrics.jsonl); the latest values are kept in the extra state (``k_t``,
-``m_global``) and so in every checkpoint. Ray Tune minimises ``val_m_global`` for this system (``tune_metric``).
+``m_global``) and so in every checkpoint. ``best.pt`` is the epoch of lowest ``val_m_global`` (validation SSIM to
+the input would reward copying), which Ray Tune also minimises; the learning rates halve when ``val_m_global``
+stalls (BEGAN's schedule: ``train.lr_schedule=plateau``), and G keeps an exponential moving average
+(``train.ema_decay`` 0.999) that validation, figures and the zoo use.
 
 Defaults from the paper (Adam lr 1e-3, 64x64, lowest input 8x8, n = 64) and the BEGAN paper (γ = 0.5,
 λ_k = 0.001, k_0 = 0); the paper's batch of 25 is ``train.batch_size=25`` (a harness key; bench/refiner.py sets it).
@@ -62,14 +71,14 @@ def upsample_scales(image_size: int) -> list:
 
 
 def variant_scales(variant: str, image_size: int) -> list:
-    """The injected resolutions of variant A, B or C (see the module docstring)."""
-    ups = upsample_scales(image_size)
+    """The injected resolutions of variant A, B or C (see the module docstring): downscaled versions only."""
+    lower = upsample_scales(image_size)[:-1]  # 16, ..., image_size / 2
     if variant == "A":
-        return ups[:1]
+        return lower[:1]
     if variant == "B":
-        return ups[:-1] if len(ups) > 1 else ups
+        return lower[-1:]
     if variant == "C":
-        return ups
+        return lower
     raise ValueError(f"began.variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
 
 
@@ -96,18 +105,19 @@ class BEGANConfig:
 
     def validate(self, cfg) -> None:
         size = cfg.data.image_size
-        ups = upsample_scales(size) if size >= 2 * LOWEST and size & (size - 1) == 0 else None
+        ups = upsample_scales(size)[:-1] if size >= 4 * LOWEST and size & (size - 1) == 0 else None
         if ups is None:
-            raise ValueError(f"the BEGAN refiner needs a power-of-two data.image_size >= {2 * LOWEST} (its lowest "
-                             f"input is {LOWEST}x{LOWEST}), got {size}")
+            raise ValueError(f"the BEGAN refiner needs a power-of-two data.image_size >= {4 * LOWEST} (its lowest "
+                             f"input is {LOWEST}x{LOWEST}, and it injects downscaled versions), got {size}")
         check_fields("began", self, ">= 1", "channels", "embedding")
         if self.variant not in VARIANTS:
             raise ValueError(f"began.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.inject is not None:
             bad = [s for s in self.inject if not isinstance(s, int) or s not in ups]
             if bad or len(set(self.inject)) != len(self.inject):
-                raise ValueError(f"began.inject must list distinct resolutions among {ups} (after each upsampling "
-                                 f"of the {LOWEST}x{LOWEST} input for data.image_size={size}), got {self.inject}")
+                raise ValueError(f"began.inject must list distinct resolutions among {ups} (downscaled versions, "
+                                 f"after an upsampling of the {LOWEST}x{LOWEST} input, for data.image_size={size}), "
+                                 f"got {self.inject}")
         check_fields("began", self, ">= 0", "gamma", "lambda_k")
         check_fields("began", self, "in [0, 1]", "lambda_r", "k0")
         check_fields("began", self, "> 0", "lr_g", "lr_d")
@@ -204,8 +214,14 @@ class BEGANRefiner(nn.Module):
         return out if self.training else out.clamp(0.0, 1.0)
 
 
+def pm1(v: torch.Tensor) -> torch.Tensor:
+    """[0, 1] images -> BEGAN's range [−1, 1] (what D sees and the losses measure)."""
+    return v * 2.0 - 1.0
+
+
 def ae_loss(D: nn.Module, v: torch.Tensor) -> torch.Tensor:
-    """L(v) = mean |v − D(v)| (float32)."""
+    """L(v) = mean |v' − D(v')| with v' = 2v − 1 (float32)."""
+    v = pm1(v)
     return (v.float() - D(v).float()).abs().mean()
 
 
@@ -216,9 +232,11 @@ class BEGAN(System):
     description = "BEGAN image refiner (seed 003): downscaled image in, refined face out"
     section = BEGANConfig
     step_log_keys = ("k_t", "m_global")  # every training step to MLflow (step_k_t, step_m_global)
-    tune_metric = ("val_m_global", "min")  # BEGAN's convergence measure (val_ssim would favour lambda_r -> 1)
     stages = {"train": StageSpec("train", ("g", "D"), ("g", "D"), (), 30,
-                                 "refiner g and autoencoder discriminator D, BEGAN losses with reconstruction (eq. 4)")}
+                                 "refiner g and autoencoder discriminator D, BEGAN losses with reconstruction (eq. 4)",
+                                 select=("val_m_global", "min"))}
+    ema_networks = ("g",)
+    train_defaults = {"ema_decay": 0.999, "lr_schedule": "plateau", "lr_patience": 1}
 
     @classmethod
     def build_networks(cls, cfg) -> dict:
@@ -241,15 +259,16 @@ class BEGAN(System):
             x_ref = self.nets["g"](x)
             # discriminator step: reconstruct real faces, fail on refined ones (weighted by k_t)
             n = x.shape[0]
-            rec = self.nets["D"](torch.cat([x, x_ref.detach().to(x.dtype)]))
-        err = (torch.cat([x, x_ref.detach().to(x.dtype)]).float() - rec.float()).abs()
+            both = pm1(torch.cat([x, x_ref.detach().to(x.dtype)]))
+            rec = self.nets["D"](both)
+        err = (both.float() - rec.float()).abs()
         l_real, l_fake_d = err[:n].mean(), err[n:].mean()
         loss_d = l_real - k * l_fake_d
         self.step(loss_d, "D")
         # generator step through the (updated) D into g only
         with self.autocast():
             l_fake = ae_loss(self.models["D"], x_ref)
-        l_rcn = (x.float() - x_ref.float()).abs().mean()
+        l_rcn = 2.0 * (x.float() - x_ref.float()).abs().mean()  # on the [−1, 1] scale, as L(·)
         loss_g = (1.0 - c.lambda_r) * l_fake + c.lambda_r * l_rcn
         self.step(loss_g, "g", inputs=list(self.models["g"].parameters()))
         # equilibrium: k_{t+1} = clip(k_t + λ_k (γ L(x) − L(G)), 0, 1), M_global = L(x) + |γ L(x) − L(G)|
@@ -277,7 +296,7 @@ class BEGAN(System):
         x_hat = x_hat.float()
         l_real = ae_loss(self.models["D"], x)
         l_fake = ae_loss(self.models["D"], x_hat)
-        l_rcn = (x - x_hat).abs().mean()
+        l_rcn = 2.0 * (x - x_hat).abs().mean()
         m_global = l_real + (c.gamma * l_real - l_fake).abs()
         return {"loss": m_global, "x_hat": x_hat, "l_real": l_real, "l_fake": l_fake, "l_rcn": l_rcn,
                 "m_global": m_global, "loss_g": (1.0 - c.lambda_r) * l_fake + c.lambda_r * l_rcn}

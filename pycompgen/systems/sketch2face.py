@@ -13,8 +13,17 @@ latent, identity at start) exist only in the "latent" stage.
 
 Losses (the paper's eqs (1)-(5)): generator λ_rec·L1(x, x_rec) − λ_adv·D(y) + λ_KLD·KLD(z); critic
 −λ_real·D(x) + λ_fake·D(y) + λ_gp·GP with GP = E[(‖∇_x̂ D(x̂)‖₂ − 1)²] on random interpolates x̂ (Gulrajani et al.).
-One ``train_step`` = ``n_critic`` critic updates (default 5, on this batch's real images and fakes), then one
-generator update.
+Scales: L1 is a per-pixel mean on [-1, 1] images and the KLD a per-latent-value mean (a per-image sum over 512
+values × 0.01 gave an effective β of ~12 against the L1 and blurred the outputs); the KLD is taken on the
+encodings of real inputs only (equation 3 has none on the cycle hop). Every weighted term is logged (``w_rec``,
+``w_adv``, ``w_kld``) so their scales can be compared.
+One ``train_step`` = ``n_critic`` critic updates, each on its own slice of the batch (fresh real images and fresh
+fakes per critic step, as WGAN-GP; ``critic_batches=reuse``: every step on the whole batch), then one generator
+update on the whole batch. Flips are on in every stage. The generators' encoders and decoders use instance
+normalisation by default (``sketch2face.norm``; CycleGAN's choice): BatchNorm would mix the statistics of the
+translation and the cycle passes, which see different distributions. Harness defaults: an EMA of the generators
+(E_*, G_*, T_*), the critics in float32 (their gradient penalty), best.pt by the validation cycle L1
+(``val_loss``; SSIM would not judge a GAN).
 
 Stages (``--stage pipeline`` runs them in this order):
 - ``pretrain``: each domain's VAE-GAN reconstructs its own domain against its critic (like Compgen's step 1);
@@ -62,7 +71,7 @@ class Sketch2FaceConfig:
     n_critic: int = 5                     # critic updates per generator update
     lambda_rec: float = 10.0
     lambda_adv: float = 1.0
-    lambda_kld: float = 0.01
+    lambda_kld: float = 0.1               # on the per-value mean KLD (see the module docstring)
     lambda_gp: float = 10.0
     lambda_real: float = 1.0
     lambda_fake: float = 1.0
@@ -70,7 +79,9 @@ class Sketch2FaceConfig:
     lr_d: float = 1e-4
     lr_latent: float = 1e-3               # T_sf, T_fs in the "latent" stage
     betas: list[float] = field(default_factory=lambda: [0.5, 0.9])
-    flip: bool = True                     # random horizontal flips (training batches)
+    flip: bool = True                     # random horizontal flips (training batches, every stage)
+    norm: str = "instance"                # encoders/decoders: instance | batch (mixes the two passes) | none
+    critic_batches: str = "split"         # split: each critic step on its own slice of the batch | reuse
 
     def validate(self, cfg) -> None:
         if self.sketch_source not in ("cufsf", "canny"):
@@ -80,6 +91,13 @@ class Sketch2FaceConfig:
                      "lambda_fake")
         check_fields("sketch2face", self, "> 0", "lr_g", "lr_d", "lr_latent")
         check_fields("sketch2face", self, "two numbers in [0, 1)", "betas")
+        if self.norm not in ("batch", "instance", "none"):
+            raise ValueError(f"sketch2face.norm must be batch, instance or none, got {self.norm!r}")
+        if self.critic_batches not in ("split", "reuse"):
+            raise ValueError(f"sketch2face.critic_batches must be split or reuse, got {self.critic_batches!r}")
+        if self.critic_batches == "split" and cfg.train.batch_size < self.n_critic:
+            raise ValueError(f"sketch2face.critic_batches=split needs train.batch_size >= n_critic "
+                             f"({self.n_critic}), got {cfg.train.batch_size}")
         if cfg.data.image_size not in (32, 64):
             raise ValueError(f"sketch2face supports data.image_size 32 or 64, got {cfg.data.image_size}")
 
@@ -135,16 +153,20 @@ class Sketch2Face(System):
     name = "sketch2face"
     description = "Sketch2face: unpaired sketch <-> face CycleGAN with VAE generators and WGAN-GP critics"
     section = Sketch2FaceConfig
+    _SEL = ("val_loss", "min")  # the validation cycle L1 (latent means)
     stages = {
         "pretrain": StageSpec("pretrain", VAES + CRITICS, VAES + CRITICS, (), 20,
-                              "per-domain VAE-GANs: E_d/G_d reconstruct domain d against critic D_d"),
+                              "per-domain VAE-GANs: E_d/G_d reconstruct domain d against critic D_d", select=_SEL),
         "cycle": StageSpec("cycle", VAES + CRITICS, VAES + CRITICS, (), 20,
-                           "CycleGAN with VAE generators trained from scratch"),
+                           "CycleGAN with VAE generators trained from scratch", select=_SEL),
         "stitched": StageSpec("stitched", VAES + CRITICS, VAES + CRITICS, VAES + CRITICS, 20,
-                              "pretrained VAE-GANs stitched across domains, trained whole"),
+                              "pretrained VAE-GANs stitched across domains, trained whole", select=_SEL),
         "latent": StageSpec("latent", VAES + CRITICS + LATENT, CRITICS + LATENT, VAES + CRITICS, 20,
-                            "pretrained VAEs frozen; only the latent linear layers T_sf, T_fs (and critics) train"),
+                            "pretrained VAEs frozen; only the latent linear layers T_sf, T_fs (and critics) train",
+                            select=_SEL),
     }
+    ema_networks = VAES + LATENT
+    train_defaults = {"ema_decay": 0.999, "fp32_networks": list(CRITICS)}
 
     def __init__(self, cfg, device, init=None, *, resume_state=None, wrap_module=lambda m: m):
         # no DDP (see the module docstring): gradients are all-reduced in ``step``
@@ -157,8 +179,8 @@ class Sketch2Face(System):
         c, size = cfg.sketch2face, cfg.data.image_size
         nets = {}
         for d, ch in DOMAINS.items():
-            nets[f"E_{d}"] = ConvEncoder(ch, c.channels, c.latent_channels)
-            nets[f"G_{d}"] = ConvDecoder(ch, c.channels, c.latent_channels, out="tanh")
+            nets[f"E_{d}"] = ConvEncoder(ch, c.channels, c.latent_channels, norm=c.norm)
+            nets[f"G_{d}"] = ConvDecoder(ch, c.channels, c.latent_channels, out="tanh", norm=c.norm)
             nets[f"D_{d}"] = PatchDiscriminator(ch, c.disc_channels, image_size=size, norm=False)
         for k in LATENT:
             nets[k] = LatentLinear(c.latent_channels, size // 8)
@@ -237,7 +259,10 @@ class Sketch2Face(System):
         return {"sketch": x[:, :1] * 2 - 1, "face": x[:, 1:] * 2 - 1, "x": x[:, 1:].contiguous()}
 
     def prepare_batch(self, batch, generator: torch.Generator) -> dict:
-        return self.split_batch(self.cfg, batch, self.device, generator if self.models["E_s"].training else None)
+        # flips while training (any trainable network in train mode: also the "latent" stage, whose encoders are
+        # frozen); none in validation (eval mode everywhere)
+        training = any(self.models[k].training for k in self.spec.trainable)
+        return self.split_batch(self.cfg, batch, self.device, generator if training else None)
 
     @classmethod
     def example_batch(cls, cfg, x_uint8, generator) -> dict:
@@ -246,9 +271,10 @@ class Sketch2Face(System):
     # -- forward passes -----------------------------------------------------------------------------------------------
     @staticmethod
     def encode(nets, d: str, x, sample: bool = True):
+        """(z, KLD as a mean per latent value and image)."""
         mu, logvar = nets[f"E_{d}"](x)
         z = reparameterize(mu, logvar) if sample else mu
-        return z, kl_divergence(mu, logvar).mean()
+        return z, kl_divergence(mu, logvar).mean() / mu[0].numel()
 
     @classmethod
     def translate(cls, nets, src: str, x, sample: bool = True):
@@ -277,22 +303,29 @@ class Sketch2Face(System):
             else:
                 out["y_f"], out["kld_s"] = self.translate(nets, "s", b["sketch"])   # sketch -> fake face
                 out["y_s"], out["kld_f"] = self.translate(nets, "f", b["face"])     # face -> fake sketch
-                if grad:
-                    out["rec_s"], k1 = self.translate(nets, "f", out["y_f"])       # -> sketch again
-                    out["rec_f"], k2 = self.translate(nets, "s", out["y_s"])       # -> face again
-                    out["kld_s"], out["kld_f"] = out["kld_s"] + k2, out["kld_f"] + k1
+                if grad:  # the cycle hop: no KLD term (equation 3)
+                    out["rec_s"], _ = self.translate(nets, "f", out["y_f"])        # -> sketch again
+                    out["rec_f"], _ = self.translate(nets, "s", out["y_s"])        # -> face again
         return out
 
     def train_step(self, batch: dict) -> dict:
         c = self.cfg.sketch2face
         real = {"s": batch["sketch"], "f": batch["face"]}
         logs = {}
-        with torch.no_grad():
-            fk = self._fakes(batch, grad=False)
-        for _ in range(c.n_critic):
+        n = real["s"].shape[0]
+        if c.critic_batches == "split":  # fresh real images and fresh fakes for every critic step
+            bounds = [(i * n // c.n_critic, (i + 1) * n // c.n_critic) for i in range(c.n_critic)]
+        else:
+            bounds = [(0, n)] * c.n_critic
+        fk = None
+        for i, (a, b) in enumerate(bounds):
+            part = {"sketch": real["s"][a:b], "face": real["f"][a:b]}
+            if fk is None or c.critic_batches == "split":
+                with torch.no_grad():
+                    fk = self._fakes(part, grad=False)
             for d in ("s", "f"):
                 with self.autocast():
-                    loss_d, wdist, gp = critic_loss(self.models[f"D_{d}"], real[d], fk[f"y_{d}"].float(), c)
+                    loss_d, wdist, gp = critic_loss(self.models[f"D_{d}"], real[d][a:b], fk[f"y_{d}"].float(), c)
                 self.step(loss_d, f"D_{d}")
                 logs[f"loss_d_{d}"], logs[f"wdist_{d}"], logs[f"gp_{d}"] = loss_d.detach(), wdist, gp
         # generator: eq (1) (pretrain) / eq (3) (cycle variants)
@@ -305,7 +338,8 @@ class Sketch2Face(System):
         gen = [p for k in self.spec.trainable if k not in CRITICS for p in self.models[k].parameters()]
         self.step(loss_g, "G", inputs=gen)
         logs.update({"loss": rec.detach(), "loss_g": loss_g.detach(), "adv": adv.detach(), "kld": kld.detach(),
-                     "loss_d": (logs["loss_d_s"] + logs["loss_d_f"]) / 2})
+                     "w_rec": (c.lambda_rec * rec).detach(), "w_adv": (-c.lambda_adv * adv).detach(),
+                     "w_kld": (c.lambda_kld * kld).detach(), "loss_d": (logs["loss_d_s"] + logs["loss_d_f"]) / 2})
         return logs
 
     def validation_step(self, batch: dict) -> dict:
@@ -346,6 +380,8 @@ class Sketch2Face(System):
                 n = p.numel()
                 p.grad = flat[i:i + n].view_as(p).clone()
                 i += n
+        if self.cfg.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.train.grad_clip)
         opt.step()
         if world > 1:
             self._broadcast(params=False)

@@ -11,8 +11,8 @@ from torch import nn
 
 def models_from_payload(payload: dict, device="cpu") -> tuple[object, dict]:
     """(Config, {name: module in eval mode}) rebuilt from a checkpoint payload."""
-    from pycompgen.models import networks_from_payload
-    lc = networks_from_payload(payload, payload["models"], "<checkpoint payload>", device=device)
+    from pycompgen.models import eval_weights, networks_from_payload
+    lc = networks_from_payload(payload, eval_weights(payload), "<checkpoint payload>", device=device)
     return lc.config, {k: lc.models[k] for k in payload["models"]}
 
 

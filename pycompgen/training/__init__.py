@@ -4,7 +4,7 @@ from pycompgen.metrics import image_psnr
 from pycompgen.models import load_checkpoint, save_checkpoint, stage_checkpoint
 from pycompgen.systems.compgen.losses import distortion, latent_mse
 from .loop import EpochShuffleSampler, evaluate, fit, resolve_device, train_one_epoch
-from .pipeline import PIPELINE, make_loaders, pipeline_stages, run_pipeline, stage_done, train_local
+from .pipeline import PIPELINE, init_weights, make_loaders, pipeline_stages, run_pipeline, stage_done, train_local
 from pycompgen.systems import StageSpec, System, build_system, get_system  # noqa: E402
 
 
@@ -14,7 +14,7 @@ def __getattr__(name):  # Compgen's edge channel, kept here for existing callers
         return getattr(system, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["fit", "train_one_epoch", "evaluate", "train_local", "run_pipeline", "make_loaders", "pipeline_stages",
+__all__ = ["fit", "train_one_epoch", "evaluate", "train_local", "init_weights", "run_pipeline", "make_loaders", "pipeline_stages",
            "stage_done", "build_system", "get_system", "System", "StageSpec", "PIPELINE", "save_checkpoint",
            "load_checkpoint", "distortion", "latent_mse", "image_psnr", "make_channel", "prepare_batch",
            "resolve_device", "EpochShuffleSampler"]

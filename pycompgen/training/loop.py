@@ -105,6 +105,7 @@ def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int =
             break
         b = system.prepare_batch(batch, gen)
         logs = system.train_step(b)
+        system.update_ema()
         loss = logs["loss"]
         if i % 25 == 0 and not torch.isfinite(loss):  # occasional check: each one syncs an accelerator
             raise FloatingPointError(f"{name}: non-finite loss {loss.item()} at epoch {epoch + 1}, step {i + 1} "
@@ -138,7 +139,13 @@ def train_one_epoch(system: System, loader: Iterable, epoch: int, *, rank: int =
 @torch.no_grad()
 def evaluate(system: System, loader: Iterable, *, max_batches: Optional[int] = None, progress: bool = False) -> dict:
     """Validation: mean SSIM and PSNR of ``system.validation_step``'s reconstruction (Compgen step 1: g(f(x));
-    approaches: g(h(z+n))) and its loss, with batch randomness from a fixed seed (comparable across epochs)."""
+    approaches: g(h(z+n))) and its loss, with batch randomness from a fixed seed (comparable across epochs). With a
+    generator EMA (``train.ema_decay``) validation runs the averaged networks."""
+    with system.ema_weights():
+        return _evaluate(system, loader, max_batches=max_batches, progress=progress)
+
+
+def _evaluate(system: System, loader: Iterable, *, max_batches: Optional[int], progress: bool) -> dict:
     cfg = system.cfg
     system.eval_mode()
     gen = _seeded_generator(system.device, cfg.train.seed * 7919 + 424242)
@@ -189,7 +196,7 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
         print(f"{system.spec.name}: precision {'bfloat16 autocast' if system.amp == 'bf16' else 'float32'}"
               f"{', channels_last' if system.channels_last else ''} (train.amp={cfg.train.amp}, "
               f"train.channels_last={cfg.train.channels_last}, device {device})", flush=True)
-    key, mode = system.spec.select  # the metric that picks best.pt
+    key, mode = system.selection(cfg)  # the metric that picks best.pt (and that Ray Tune optimises)
     sign = 1.0 if mode == "max" else -1.0
     best = -math.inf  # best sign * metric so far
     metrics: dict = {}
@@ -215,6 +222,7 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
             best = sign * m[key]
             m["is_best"] = True
         m.update(system.best_fields(sign * best))
+        system.schedule_step(m)  # after this epoch's validation: the next epoch's learning rates
         m["epoch_time_s"] = time.perf_counter() - t0
         metrics = m
         if progress:

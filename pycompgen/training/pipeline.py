@@ -53,10 +53,31 @@ def check_compatible(state: dict, cfg, path) -> None:
                          f"{cfg.data.image_size}; set data.image_size={size} or retrain")
 
 
+def init_weights(spec: str, cfg) -> dict:
+    """{net: state_dict} that ``train.init`` names: a checkpoint file, or ``zoo:NAME`` (a pretrained entry: every
+    stage's networks, later stages winning, as a pipeline hands them over) / ``zoo:NAME/STAGE`` (one stage) —
+    fine-tuning from an entry. The entry must be of ``cfg``'s system and image size (one-line error otherwise)."""
+    if not str(spec).startswith("zoo:"):
+        state = load_checkpoint(spec, expect_model=cfg.model.name)
+        check_compatible(state, cfg, spec)
+        return state["models"]
+    from pycompgen import zoo
+    name, _, stage = str(spec)[4:].partition("/")
+    pre = zoo.load(name, stages=stage or None)
+    out: dict = {}
+    for s, lc in pre.stages.items():
+        if lc.model_name != cfg.model.name:
+            raise ValueError(f"train.init={spec}: entry {name!r} is a {lc.model_name!r} model, not "
+                             f"{cfg.model.name!r}")
+        if lc.image_size != cfg.data.image_size:
+            raise ValueError(f"train.init={spec}: entry {name!r} was trained on {lc.image_size}x{lc.image_size} "
+                             f"images but data.image_size={cfg.data.image_size}")
+        out.update({k: lc.models[k].state_dict() for k in lc.parts})
+    return out
+
+
 def _init_from(path: str, cfg) -> dict:
-    state = load_checkpoint(path, expect_model=cfg.model.name)
-    check_compatible(state, cfg, path)
-    return state["models"]
+    return init_weights(path, cfg)
 
 
 def summary_line(m: dict, seconds: float, out: Path) -> str:
@@ -183,5 +204,5 @@ def run_pipeline(cfg, stages=None, resume: bool = False, verbose: bool = True) -
     return results
 
 
-__all__ = ["train_local", "run_pipeline", "make_loaders", "check_compatible", "PIPELINE", "pipeline_stages",
+__all__ = ["train_local", "run_pipeline", "make_loaders", "check_compatible", "init_weights", "PIPELINE", "pipeline_stages",
            "summary_line", "stage_done"]

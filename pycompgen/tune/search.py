@@ -97,8 +97,9 @@ def new_settings(args, space, space_src, storage, name):
         "sweep_images": args.sweep_images, "trial_sweep": not args.no_trial_sweep,
         "max_concurrent": args.max_concurrent, "experiment": args.experiment,
     }
-    from pycompgen.systems import get_system
-    settings["metric"], settings["mode"] = get_system(cfg.model.name).tune_metric  # what "best" means
+    sel = cfg.copy()
+    sel.train.stage = stage
+    settings["metric"], settings["mode"] = system.selection(sel)  # what "best" means: the stage's best.pt metric
     # Validate the space against the config now (a bad value fails here, not inside a trial).
     sample = {k: (v if not is_searched(v) else _first(v)) for k, v in space.items()
               if "." not in k or is_searched(v)}

@@ -8,8 +8,8 @@
 Entries are described by ``manifest.json``; weights are fp16 state dicts checked by sha256 at load (see
 ``pycompgen.zoo.core``). ``PYCOMPGEN_ZOO_DIR`` points the zoo at another folder (tests, private models).
 """
-from .core import (DEFAULT_NAME, ENV_DIR, FORMAT, STAGES, Pretrained, entry, load, names, read_manifest,
-                   sha256_file, verify_file, write_manifest, zoo_dir)
+from .core import (DEFAULT_NAME, ENV_DIR, FORMAT, STAGES, Pretrained, entry, load, names, qualities, rate_point,
+                   read_manifest, sha256_file, verify_file, write_manifest, zoo_dir)
 
 
 def info(name: str) -> dict:
@@ -19,7 +19,8 @@ def info(name: str) -> dict:
 
 def entry_bytes(e: dict) -> int:
     """Bytes of an entry's weight files (each file counted once)."""
-    files = {info["file"]: int(info.get("bytes", 0)) for info in (e.get("stages") or {}).values()}
+    infos = [*(e.get("stages") or {}).values(), *(e.get("rate_points") or [])]
+    files = {info["file"]: int(info.get("bytes", 0)) for info in infos}
     return sum(files.values())
 
 
@@ -55,5 +56,5 @@ def list():  # noqa: A001 - the zoo's public name, as in the issue: pycompgen.zo
     return names()
 
 
-__all__ = ["list", "load", "info", "card_text", "entry_bytes", "format_list", "names", "entry", "Pretrained",
+__all__ = ["list", "load", "info", "qualities", "rate_point", "card_text", "entry_bytes", "format_list", "names", "entry", "Pretrained",
            "zoo_dir", "read_manifest", "write_manifest", "sha256_file", "verify_file", "FORMAT", "STAGES", "ENV_DIR", "DEFAULT_NAME"]

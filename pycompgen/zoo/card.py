@@ -67,6 +67,33 @@ def _mb(n):
     return f"{n / 1e6:.2f} MB"
 
 
+def render_system(name: str, description: str, system: str, stage: str, cfg, entry: dict, facts: dict,
+                  metrics_md: str, use: list, export: dict) -> str:
+    """The card of a one-stage entry of any system: ``facts`` {label: text} (data, recipe, epochs, wall time,
+    machine, command, date), ``metrics_md`` (markdown: validation beside training-subset figures), ``use``
+    (command lines)."""
+    L = [f"# Model card: `{name}`", "", description, "", "## Use", "", "```bash", *use, "```", "",
+         "```python", "import pycompgen.zoo as zoo", f'pre = zoo.load("{name}")   # pre["{stage}"].models',
+         "```", "", "## Data, recipe, machine", ""]
+    L += [f"- {k}: {v}" for k, v in facts.items()]
+    sec = cfg.sections.get(system)
+    if sec is not None:
+        import dataclasses
+        L.append(f"- `{system}` settings: " + ", ".join(f"{f.name} {getattr(sec, f.name)}"
+                                                         for f in dataclasses.fields(sec)))
+    t = cfg.train
+    L.append(f"- harness: batch {t.batch_size}, generator EMA {t.ema_decay or 0:g}, lr schedule "
+             f"{t.lr_schedule or 'none'} (x{t.lr_gamma:g}), best.pt by {t.select or 'the stage selection metric'}")
+    L += ["", "## Metrics", "", metrics_md, "", "## Files", "", "| stage | file | stored | size | sha256 | change vs fp32 |",
+          "|---|---|---|---:|---|---:|",
+          f"| {stage} | `{entry['file']}` | {entry['dtype']} ({', '.join(entry['parts'])}) | {_mb(entry['bytes'])} | "
+          f"`{entry['sha256'][:16]}…` | {entry.get('ssim_change', float('nan')):.5f} SSIM |", "",
+          f"Weights are stored as {entry['dtype']} and loaded as float32; the SSIM change of the output was measured "
+          f"on {export.get('check_images')} {export.get('check_source')} images (limit {export.get('tolerance')}).",
+          "", "## Licence", "", LICENCE, ""]
+    return "\n".join(L)
+
+
 def render(name: str, description: str, results: dict, stages: dict, cfgs: dict, latent_shape, export: dict) -> str:
     """The card's markdown. ``stages``: manifest stage entries; ``cfgs``: {stage: Config}."""
     last = cfgs[next(reversed(cfgs))]

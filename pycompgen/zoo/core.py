@@ -1,15 +1,20 @@
-"""The model zoo: named pretrained Compgen models shipped inside the package.
+"""The model zoo: named pretrained models of the project's systems shipped inside the package.
 
 Layout of the zoo folder (``pycompgen/zoo/`` or ``$PYCOMPGEN_ZOO_DIR``)::
 
     manifest.json                       {"format": "pycompgen-zoo/1", "default": NAME, "entries": {NAME: entry}}
-    weights/<name>/<stage>.pt           one file per stage (step1, approach1, approach2, approach3)
+    weights/<name>/<stage>.pt           one file per stage (Compgen: step1, approach1-3; BEGAN: train)
     cards/<name>.md                     the model card
 
 A weights file is a dict of tensors and plain values (``torch.load(weights_only=True)``)::
 
     {"format": "pycompgen-zoo/1", "model": "compgen", "stage": ..., "epoch": ..., "config": Config.to_dict(),
      "dtype": "float16" | "float32", "models": {part: state_dict}, "shared": {part: stage}, "metrics": {...}}
+
+An entry with several rate points (a latent codec trained at several rate weights λ) lists them under
+``rate_points``: [{"quality": 1, "rate_weight": λ, "file", "sha256", "bytes", "dtype", "parts", "bpp", "ssim",
+...}, ...], quality 1 the lowest rate, as CompressAI's zoo; ``default_quality`` is the one ``stages`` holds;
+``load(name, quality=Q)`` loads point Q as the entry's (only) stage.
 
 Floating tensors are stored in ``dtype`` (float16 unless the export found the SSIM moved by >= 0.002) and turned
 back into float32 on load. ``shared`` names parts stored once in another stage's file (the frozen f, and g of
@@ -165,9 +170,28 @@ def _load_stage_file(path: Path, stage: str) -> dict:
     return payload
 
 
+def qualities(e: dict) -> list:
+    """The quality levels of an entry (1 = the lowest rate); [] for an entry with one rate point."""
+    return sorted(int(p["quality"]) for p in e.get("rate_points") or [])
+
+
+def rate_point(e: dict, quality: int) -> dict:
+    """The rate point ``quality`` of entry ``e``; ValueError naming the valid range."""
+    qs = qualities(e)
+    if not qs:
+        if int(quality) == 1:
+            return {}
+        raise ValueError(f"--quality {quality}: pretrained model {e['name']!r} has one rate point (quality 1 only)")
+    if int(quality) not in qs:
+        raise ValueError(f"--quality {quality} is out of range for pretrained model {e['name']!r} "
+                         f"(1..{qs[-1]}, 1 = the lowest rate)")
+    return next(p for p in e["rate_points"] if int(p["quality"]) == int(quality))
+
+
 def load(name: str = DEFAULT_NAME, device: str | torch.device = "cpu", stages=None,
-         root: str | os.PathLike | None = None) -> Pretrained:
-    """Load the pretrained entry ``name`` (all stages, or the given ones) as float32 networks on ``device``.
+         root: str | os.PathLike | None = None, quality: int | None = None) -> Pretrained:
+    """Load the pretrained entry ``name`` (all stages, or the given ones) as float32 networks on ``device``;
+    ``quality``: the rate point of an entry that has several (default: its ``default_quality``).
 
     Each weights file's sha256 is checked first (ValueError naming the file, expected and actual hash); an
     unknown name is a ValueError naming the available entries.
@@ -175,7 +199,10 @@ def load(name: str = DEFAULT_NAME, device: str | torch.device = "cpu", stages=No
     base = Path(root if root is not None else zoo_dir())
     e = entry(name, base)
     files = e.get("stages") or {}
-    want = [s for s in STAGES if s in files] if stages is None else [stages] if isinstance(stages, str) else stages
+    if quality is not None and (point := rate_point(e, quality)):
+        files = {point["stage"]: point}
+    order = [s for s in STAGES if s in files] + [s for s in files if s not in STAGES]  # other systems' stages
+    want = order if stages is None else [stages] if isinstance(stages, str) else stages
     for s in want:
         if s not in files:
             raise ValueError(f"pretrained model {name!r} has no stage {s!r} (stages: {', '.join(files)})")
