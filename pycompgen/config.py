@@ -56,6 +56,7 @@ class ModelConfig:
     elm_channels: int = 64           # ELM conv width
     elm_num_res: int = 2             # ELM residual blocks (with BatchNorm)
     elm_hidden: int = 1024           # FC1 width
+    elm_dropout: float = 0.0         # dropout on h's FC input and hidden layer (beyond the paper: regularisation)
     elm_skips: bool = False          # beyond the paper: gated skip features from h's convs into g (see ELM)
     entropy_bottleneck: bool = False  # step 1 also trains an entropy bottleneck "eb" on y (a real latent bitstream)
 
@@ -69,6 +70,12 @@ class DataConfig:
     canny_high: float = 0.60         # ~10-20 % edge pixels on 64x64 faces)
     blur_sigma: Optional[float] = None
     synthetic_count: int = 512
+    # training-time augmentation (pycompgen.data.augment; Compgen: edge maps are made from the augmented face)
+    augment_flip: bool = False       # horizontal flips
+    augment_shift: float = 0.0       # max shift, fraction of the side
+    augment_scale: float = 0.0       # max relative zoom
+    augment_rotate: float = 0.0      # max rotation (degrees)
+    augment_jitter: float = 0.0      # brightness / contrast / saturation factors in [1 -/+ jitter]
 
 
 @dataclass
@@ -109,6 +116,9 @@ class TrainConfig:
     lr_patience: Optional[int] = None  # None = the system's (2 unless it says otherwise)
     lr_min: float = 0.0
     lr_metric: Optional[str] = None  # plateau metric "METRIC[:min|max]" (None = the selection metric)
+    weight_decay: float = 0.0        # decoupled (AdamW) weight decay of the default optimiser's weight matrices
+    train_subset: int = 1000         # a fixed subset of training faces (at most the validation set's size)
+                                     # validated beside val each epoch: trainsub_ssim, gap_ssim (0 = off)
     grad_clip: float = 0.0           # clip each optimiser's gradient norm to this (0 = off)
     fp32_networks: Optional[list[str]] = None  # networks run in float32 under bf16 autocast (e.g. a critic with
                                                # a gradient penalty); None = the system's ([] unless it says)
@@ -241,6 +251,13 @@ class Config:
         for name in ("lr_step", "lr_patience"):
             if getattr(t, name) < 1 - (name == "lr_patience"):
                 raise ValueError(f"train.{name} must be >= {1 - (name == 'lr_patience')}, got {getattr(t, name)}")
+        if t.weight_decay < 0 or t.train_subset < 0:
+            raise ValueError(f"train.weight_decay and train.train_subset must be >= 0, got {t.weight_decay}, "
+                             f"{t.train_subset}")
+        if not 0.0 <= m.elm_dropout < 1.0:
+            raise ValueError(f"model.elm_dropout must be in [0, 1), got {m.elm_dropout}")
+        from pycompgen.data.augment import Augment
+        Augment.from_config(d).check()
         if t.lr_min < 0 or t.grad_clip < 0:
             raise ValueError(f"train.lr_min and train.grad_clip must be >= 0, got {t.lr_min}, {t.grad_clip}")
         for key in ("select", "lr_metric"):

@@ -183,6 +183,11 @@ def test_cli_evaluate_and_generate(run_dir, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "10 dB" in text and "-2 dB" in text and "approach3" in text and "latent 4x4x4" in text
     assert (out / "sweep.json").is_file() and (out / "grids" / "psnr_-2.png").is_file()
+    sw = json.loads((out / "sweep.json").read_text())  # the fixed training faces beside the split, and the gap
+    ts = sw["train_subset"]
+    assert ts["n_images"] > 0 and "fixed training faces" in text and "## Gap" in (out / "sweep.md").read_text()
+    assert ts["gap"]["approach3"]["10"]["ssim"] == pytest.approx(ts["approaches"]["approach3"]["10"]["ssim"]
+                                                                 - sw["approaches"]["approach3"]["10"]["ssim"])
 
     sk = _sketch_folder(tmp_path / "sketches")
     gout = tmp_path / "gen"
@@ -190,6 +195,8 @@ def test_cli_evaluate_and_generate(run_dir, tmp_path, capsys):
                "--sketches", str(sk), "--unconditional", "4", *TINY])
     assert rc == 0
     assert cv2.imread(str(gout / "sketches_p000.png")) is not None
+    assert sorted(f.name for f in (gout / "faces").iterdir()) == ["s0.png", "s1.png", "s2.png"]  # one per sketch
+    assert cv2.imread(str(gout / "faces" / "s1.png")).shape == (32, 32, 3)
     assert cv2.imread(str(gout / "unconditional.png")) is not None
     summary = json.loads((gout / "generate.json").read_text())
     assert summary["psnr"] == -5.0

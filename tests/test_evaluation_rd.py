@@ -152,13 +152,15 @@ def test_read_curves_keeps_the_last_record_of_an_epoch_and_plots(tmp_path):
     s = tmp_path / "step1"
     s.mkdir()
     recs = [{"epoch": 1, "val_ssim": 0.1, "train_loss": 1.0}, {"epoch": 2, "val_ssim": 0.2},
-            {"epoch": 2, "val_ssim": 0.3, "epoch_time_s": 4.0}, {"epoch": 3, "val_ssim": None}]
+            {"epoch": 2, "val_ssim": 0.3, "epoch_time_s": 4.0}, {"epoch": 3, "val_ssim": None},
+            {"epoch": 4, "val_ssim": 0.4, "trainsub_ssim": 0.5, "gap_ssim": 0.1}]
     (s / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n\n")
     c = curves.read_curves(tmp_path, ["step1", "approach3"])
     assert list(c) == ["step1"]                                        # a stage without metrics.jsonl is left out
-    assert [r["epoch"] for r in c["step1"]] == [1, 2, 3]
+    assert [r["epoch"] for r in c["step1"]] == [1, 2, 3, 4]
     assert c["step1"][1] == {"epoch": 2, "val_ssim": 0.3, "val_loss": None, "train_loss": None,
-                             "epoch_time_s": 4.0, "images_per_s": None}
+                             "epoch_time_s": 4.0, "images_per_s": None, "trainsub_ssim": None, "gap_ssim": None}
+    assert c["step1"][3]["trainsub_ssim"] == 0.5 and c["step1"][3]["gap_ssim"] == 0.1  # the training subset
     out = curves.plot_curves(c, tmp_path / "figs" / "curves.png", title="t")
     assert out == str(tmp_path / "figs" / "curves.png") and _is_png(out)
 

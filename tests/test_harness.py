@@ -25,8 +25,10 @@ def test_compgen_matches_pre_harness_code(tmp_path, one_thread, monkeypatch):
     harness (commit f7b16f1, tests/data/record_compgen_equivalence.py) up to float rounding."""
     from pycompgen.systems import base
     # the recorded code's optimiser: Adam's per-tensor (foreach) step; the fused kernel rounds differently (~1e-6)
-    monkeypatch.setattr(base, "adam", lambda params, lr, betas=(0.9, 0.999): torch.optim.Adam(params, lr=lr,
-                                                                                                betas=tuple(betas)))
+    def recorded_adam(params, lr, betas=(0.9, 0.999), weight_decay=0.0):
+        assert weight_decay == 0.0  # the recorded code had none
+        return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
+    monkeypatch.setattr(base, "adam", recorded_adam)
     rec = json.loads(RECORDED.read_text())
     cfg = _cfg(tmp_path)
     res = run_pipeline(cfg, verbose=False)

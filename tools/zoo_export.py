@@ -152,7 +152,9 @@ def export(run_dir, name, results_path=None, description="", zoo_dir=None, check
     man["entries"][name] = {
         "name": name, "description": desc, "model": loaded[base].model_name,
         "image_size": int(last.data.image_size), "latent_shape": lat, "training": tr,
-        "stages": entries, "metrics": cardmod.metrics_summary(results.get("sweep") or {}),
+        "stages": entries, "metrics": {**cardmod.metrics_summary(results.get("sweep") or {}),
+                                       **({"train_subset": cardmod.metrics_summary(results["train_sweep"])}
+                                          if results.get("train_sweep") else {})},
         "card": cpath.relative_to(zdir).as_posix(),
         "source": {"run_dir": str(run_dir), "results": str(results_path) if results_path else None,
                    "machine": results.get("machine"), "date_utc": results.get("date_utc")},

@@ -72,6 +72,13 @@ def pretrained_stage(name: str, device="cpu", prefer: str = "approach3", quality
     return prepare_codec(pre[pre.elm_stage(prefer)])
 
 
+def positive(n: int, flag: str = "--batch-size") -> int:
+    """``n`` if >= 1, else a one-line error naming ``flag``."""
+    if n < 1:
+        raise ValueError(f"{flag} must be >= 1, got {n}")
+    return n
+
+
 def check_quality(args) -> None:
     if getattr(args, "quality", None) is not None and not args.pretrained:
         raise ValueError("--quality picks a rate point of a --pretrained entry; a --checkpoint has one rate")

@@ -1,7 +1,7 @@
 """``pycompgen compress``: face images to ``.pcg`` files (edge map or latent bitstream) with a trained model."""
 from __future__ import annotations
 
-from .common import add_debug, add_quality, check_quality, one_of, pretrained_stage
+from .common import add_debug, add_quality, check_quality, one_of, positive, pretrained_stage
 
 
 def add_parser(sub) -> None:
@@ -17,6 +17,8 @@ def add_parser(sub) -> None:
     c.add_argument("--payload", choices=("auto", "edges", "latent"), default="auto",
                    help="what to code: the Canny edge map (Compgen), or the latent through the checkpoint's "
                         "entropy bottleneck; auto: latent when the checkpoint has one, else edges")
+    c.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="images per forward pass (default 64)")
     c.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")
     add_quality(c)
     add_debug(c)
@@ -28,5 +30,5 @@ def run(args) -> int:
     one_of(args.checkpoint, args.pretrained, "compress")
     ckpt = (pretrained_stage(args.pretrained, args.device, quality=args.quality) if args.pretrained
             else load_checkpoint_for_codec(args.checkpoint, args.device))
-    compress_files(ckpt, args.inputs, args.output, args.payload)
+    compress_files(ckpt, args.inputs, args.output, args.payload, batch_size=positive(args.batch_size))
     return 0

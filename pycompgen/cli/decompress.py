@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import add_debug, add_quality, check_quality, one_of, pretrained_stage
+from .common import add_debug, add_quality, check_quality, one_of, positive, pretrained_stage
 
 
 def add_parser(sub) -> None:
@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
     d.add_argument("--psnr", type=float, metavar="DB",
                    help="send the decoded edge map through the AWGN channel at this PSNR first (edge payload)")
     d.add_argument("--seed", type=int, default=0, help="channel noise seed (with --psnr)")
+    d.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="images per forward pass (default 64)")
     d.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")
     add_quality(d)
     add_debug(d)
@@ -37,5 +39,5 @@ def run(args) -> int:
         if not first.is_file():
             raise FileNotFoundError(f"compressed file not found: {first}")
         ckpt = find_decoder(first.read_bytes(), name=str(first), device=args.device)
-    decompress_files(ckpt, args.files, args.output, args.psnr, args.seed)
+    decompress_files(ckpt, args.files, args.output, args.psnr, args.seed, batch_size=positive(args.batch_size))
     return 0

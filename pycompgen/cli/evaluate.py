@@ -21,6 +21,8 @@ def add_parser(sub) -> None:
                    "(default eval.psnrs)")
     e.add_argument("--pretrained", metavar="NAME", help="evaluate a pretrained zoo model (see 'pycompgen zoo list'); "
                    "not with --checkpoint")
+    e.add_argument("--train-subset", type=int, default=1000, metavar="N",
+                   help="also sweep N fixed training faces and report the train - val gap (default 1000; 0: off)")
 
 
 def run(cfg, args) -> int:
@@ -48,9 +50,25 @@ def run(cfg, args) -> int:
     else:
         res = sweep(cfg, ckpts, data=cfg.data.path, psnrs=_psnrs(cfg, args), out_dir=out, split=split,
                     progress=bool(getattr(cfg.train, "progress", False)))
+    n_sub = int(_get(args, "train_subset", 0) or 0)
+    if n_sub < 0:
+        raise ValueError(f"--train-subset must be >= 0, got {n_sub}")
+    if n_sub and split != "train":
+        from pycompgen.evaluation.generalise import add_train_subset
+        from pycompgen.models import load_for_eval
+        loaded = dict(pre.stages) if pre is not None else {lab: load_for_eval(p, label=lab, expect_model="compgen")
+                                                           for lab, p in ckpts.items()}
+        add_train_subset(cfg, loaded, res, out, n_sub)
     c, h, w = res["latent_shape"]
     print(f"\nSSIM of x_hat vs x, {res['n_images']} {split} images, latent {c}x{h}x{w}, channel PSNR in dB:")
     print(format_pivot(res, "ssim", markdown=False))
+    if res.get("train_subset"):
+        ts = res["train_subset"]
+        print(f"\nSSIM on {ts['n_images']} fixed training faces (gap = train - {split}):")
+        print(format_pivot({**res, "ae": ts["ae"], "approaches": ts["approaches"]}, "ssim", markdown=False))
+        for lab, per in ts["gap"].items():
+            if lab != "ae":
+                print(f"gap {lab}: " + ", ".join(f"{k} dB {v['ssim']:+.4f}" for k, v in per.items()))
     if res.get("approaches"):
         print("\nedge-F1 (Canny(x_hat) vs clean edges):")
         print(format_pivot(res, "edge_f1", markdown=False))

@@ -81,8 +81,9 @@ def run(cfg, args) -> int:
         if pre is not None:
             summary["checkpoints"][label]["pretrained"] = pre.name
         summary["outputs"][label] = res
-        files = (res.get("sketches", {}).get("grids", []) + ([res["unconditional"]["grid"]]
-                                                              if "unconditional" in res else []))
+        files = (res.get("sketches", {}).get("grids", []) + ([res["sketches"]["faces"] + "/ (one PNG per sketch)"]
+                                                              if "sketches" in res else [])
+                 + ([res["unconditional"]["grid"]] if "unconditional" in res else []))
         print(f"{label}: " + ", ".join(files))
     write_json(out / "generate.json", summary)
     print(f"generate: {len(ckpts)} checkpoint(s), channel PSNR {psnr_key(psnr)} dB, "

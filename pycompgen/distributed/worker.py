@@ -115,7 +115,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     from torch.utils.data import DataLoader, DistributedSampler
 
     from pycompgen.config import Config
-    from pycompgen.training import EpochShuffleSampler, fit, load_checkpoint, save_checkpoint
+    from pycompgen.training import EpochShuffleSampler, fit, load_checkpoint, save_checkpoint, train_subset_indices
 
     torch.set_num_threads(max(1, int(loop_config.get("threads") or 1)))
     ctx = ray.train.get_context()
@@ -139,6 +139,9 @@ def train_loop_per_worker(loop_config: dict) -> None:
                pin_memory=device.type == "cuda")
     train_loader = DataLoader(train_set, batch_size=per_worker, sampler=sampler, **lkw)
     val_loader = DataLoader(val_set, batch_size=per_worker, sampler=ShardSampler(len(val_set), rank, world), **lkw)
+    sub = train_subset_indices(len(train_set), len(val_set), t.train_subset, t.seed)  # validated beside val
+    sub_loader = (DataLoader(torch.utils.data.Subset(train_set, sub), batch_size=per_worker,
+                             sampler=ShardSampler(len(sub), rank, world), **lkw) if sub else None)
     if loop_config.get("fault"):
         train_loader = _FaultyLoader(train_loader, FaultInjector(loop_config["fault"], rank))
 
@@ -203,7 +206,8 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     wrap = (lambda m: ray.train.torch.prepare_model(m)) if world > 1 else (lambda m: m.to(device))
     fit(cfg, device=device, train_loader=train_loader, val_loader=val_loader, init=init,
-        resume_state=resume_state, wrap_module=wrap, on_epoch_end=on_epoch_end, rank=rank)
+        resume_state=resume_state, wrap_module=wrap, on_epoch_end=on_epoch_end, rank=rank,
+        train_eval_loader=sub_loader)
     if local is not None:
         shutil.rmtree(local, ignore_errors=True)
 

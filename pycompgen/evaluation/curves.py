@@ -7,7 +7,8 @@ from pathlib import Path
 
 
 def read_curves(run_dir: Path, stages) -> dict:
-    """{stage: [{epoch, val_ssim, val_loss, train_loss, epoch_time_s, images_per_s}, ...]} from each stage's
+    """{stage: [{epoch, val_ssim, val_loss, train_loss, epoch_time_s, images_per_s, trainsub_ssim, gap_ssim}, ...]}
+    (the last two where the run validated a training subset, else None) from each stage's
     metrics.jsonl (a resumed run may repeat an epoch: the last record of an epoch wins)."""
     out = {}
     for name in stages:
@@ -19,13 +20,15 @@ def read_curves(run_dir: Path, stages) -> dict:
             if line.strip():
                 r = json.loads(line)
                 by_epoch[int(r["epoch"])] = {k: r.get(k) for k in ("epoch", "val_ssim", "val_loss", "train_loss",
-                                                                     "epoch_time_s", "images_per_s")}
+                                                                     "epoch_time_s", "images_per_s",
+                                                                     "trainsub_ssim", "gap_ssim")}
         out[name] = [by_epoch[e] for e in sorted(by_epoch)]
     return out
 
 
 def plot_curves(curves: dict, path: Path, title: str = "") -> str:
-    """Validation SSIM per epoch, one line per stage (approaches: averaged over the training PSNR range)."""
+    """Validation SSIM per epoch, one line per stage (approaches: averaged over the training PSNR range), and dashed
+    in the same colour the fixed training subset's SSIM where the run measured it (the gap is memorisation)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -34,9 +37,12 @@ def plot_curves(curves: dict, path: Path, title: str = "") -> str:
     for name, rows in curves.items():
         pts = [(r["epoch"], r["val_ssim"]) for r in rows if r.get("val_ssim") is not None]
         if pts:
-            ax.plot(*zip(*pts), marker=".", label=name)
+            line, = ax.plot(*zip(*pts), marker=".", label=name)
+            sub = [(r["epoch"], r["trainsub_ssim"]) for r in rows if r.get("trainsub_ssim") is not None]
+            if sub:
+                ax.plot(*zip(*sub), ls="--", color=line.get_color(), label=f"{name} (training subset)")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation SSIM")
+    ax.set_ylabel("SSIM (validation; dashed: training subset)")
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title(title, fontsize=9)

@@ -94,14 +94,18 @@ def sketch_pairs_grids(sketches: torch.Tensor, faces: torch.Tensor, out_dir: str
 def run_sketches(models: dict, folder: str | os.PathLike, out_dir: str | os.PathLike, image_size: int,
                  psnr: float = DEFAULT_GEN_PSNR, seed: int = 0, limit: int | None = None, title: str = "",
                  stem: str = "sketches") -> dict:
-    """Load a sketch folder, generate faces, write pair grids. Returns a summary dict."""
+    """Load a sketch folder, generate faces, write pair grids and one PNG per sketch (``out_dir/faces/<the
+    sketch's stem>.png``). Returns a summary dict."""
     from pycompgen.data import load_sketches
+    from pycompgen.inference.images import output_names, write_pngs
     sk, names = load_sketches(folder, image_size=image_size, limit=limit, return_names=True)
+    dests = output_names([Path(n) for n in names], Path(out_dir) / "faces")
     _, faces = generate_from_edges(models, sk, psnr=psnr, seed=seed, image_size=image_size)
     t = f"{title} | sketches at channel PSNR {figures.psnr_key(psnr)} dB".strip(" |")
     paths = sketch_pairs_grids(sk, faces, out_dir, t, stem=stem)
+    write_pngs(faces, dests)
     return {"folder": str(folder), "n": int(sk.shape[0]), "psnr": float(psnr), "seed": int(seed),
-            "names": names, "grids": paths}
+            "names": names, "grids": paths, "faces": str(Path(out_dir) / "faces")}
 
 
 def run_unconditional(models: dict, n: int, out_dir: str | os.PathLike, image_size: int,

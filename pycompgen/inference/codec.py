@@ -103,28 +103,74 @@ def compress_images(ckpt, x, payload: str = "auto") -> bytes:
     import torch
     kind = choose_payload(ckpt, payload)
     n, _, h, w = x.shape
-    if (h, w) != (ckpt.image_size, ckpt.image_size):
-        raise ValueError(f"images are {h}x{w}, but the model was trained on {ckpt.image_size}x{ckpt.image_size}")
+    _check_size(ckpt, h, w)
+    dev = next(ckpt.models["g"].parameters()).device
+    x = x.to(dev)
+    shape = None
+    if kind == "edges":
+        data = encode_edges(_edges(ckpt, x))
+    else:
+        with torch.no_grad():
+            data, shape = compress_latent(ckpt.models, ckpt.models["eb"], x)
+    return pack(data, system=ckpt.model_name, weights_hash=decoder_hash(ckpt, kind), height=h, width=w, count=n,
+                kind=kind, params=_params(ckpt, kind, shape and shape[1:]))
+
+
+def compress_batch(ckpt, x, payload: str = "auto") -> list:
+    """Faces x (N,3,H,W) in [0,1] -> N complete ``.pcg`` files (one face each), with one forward pass (edge
+    detection or the encoder) for the whole batch and the decoder hash computed once; each file is what
+    ``compress_images`` writes for that face alone."""
+    import torch
+    kind = choose_payload(ckpt, payload)
+    n, _, h, w = x.shape
+    _check_size(ckpt, h, w)
     dev = next(ckpt.models["g"].parameters()).device
     x = x.to(dev)
     if kind == "edges":
+        z = _edges(ckpt, x)
+        payloads = [encode_edges(z[i:i + 1]) for i in range(n)]
+    else:
+        with torch.no_grad():
+            y = ckpt.models["f"](x)
+        y = (y[0] if isinstance(y, tuple) else y).float()
+        payloads = [ckpt.models["eb"].compress(y[i:i + 1]) for i in range(n)]
+    hsh = decoder_hash(ckpt, kind)
+    params = _params(ckpt, kind, None if kind == "edges" else y.shape[1:])
+    return [pack(d, system=ckpt.model_name, weights_hash=hsh, height=h, width=w, count=1, kind=kind,
+                 params=params) for d in payloads]
+
+
+def _check_size(ckpt, h: int, w: int) -> None:
+    if (h, w) != (ckpt.image_size, ckpt.image_size):
+        raise ValueError(f"images are {h}x{w}, but the model was trained on {ckpt.image_size}x{ckpt.image_size}")
+
+
+def _edges(ckpt, x):
+    d = ckpt.config.data
+    return canny(x, d.canny_low, d.canny_high, blur_sigma=d.blur_sigma)
+
+
+def _params(ckpt, kind: str, latent_shape=None) -> dict:
+    if kind == "edges":
         d = ckpt.config.data
-        z = canny(x, d.canny_low, d.canny_high, blur_sigma=d.blur_sigma)
-        data = encode_edges(z)
         params = dict(coder_params(), canny_low=d.canny_low, canny_high=d.canny_high)
         if d.blur_sigma is not None:
             params["blur_sigma"] = d.blur_sigma
-    else:
-        eb = ckpt.models["eb"]
-        with torch.no_grad():
-            data, shape = compress_latent(ckpt.models, eb, x)
-        params = {"latent_shape": list(shape[1:])}
-    return pack(data, system=ckpt.model_name, weights_hash=decoder_hash(ckpt, kind), height=h, width=w, count=n,
-                kind=kind, params=params)
+        return params
+    return {"latent_shape": [int(v) for v in latent_shape]}
 
 
 def decompress_bytes(ckpt, data: bytes, name: str = "file", psnr: float | None = None, seed: int = 0):
     """A ``.pcg`` file's bytes -> (x̂ (N,3,H,W) on CPU, Header). Checks the system and the decoder's weights."""
+    hdr, kind, inp = decode_payload(ckpt, data, name, psnr, seed)
+    return run_decoder(ckpt, kind, inp).cpu(), hdr
+
+
+def decode_payload(ckpt, data: bytes, name: str = "file", psnr: float | None = None, seed: int = 0,
+                   hashes: dict | None = None):
+    """A ``.pcg`` file's bytes -> (Header, kind, the decoder's input on its device): the edge map z (through the
+    AWGN channel at ``psnr``, noise seeded by ``seed``) or the decoded latent ŷ. ``hashes`` caches
+    {kind: decoder hash} across files. The checks of ``decompress_bytes``."""
     import torch
     hdr, _ = unpack(data, name=name)
     if hdr.kind not in DECODER_PARTS:
@@ -134,29 +180,61 @@ def decompress_bytes(ckpt, data: bytes, name: str = "file", psnr: float | None =
         raise ValueError(f"{name} was written by model {hdr.model_id}, but this checkpoint is system "
                          f"{ckpt.model_name!r}" + (f" without trained {', '.join(missing)}" if missing else "")
                          + ": use the same checkpoint")
-    hdr, payload = unpack(data, expect_system=ckpt.model_name, expect_hash=decoder_hash(ckpt, hdr.kind), name=name)
+    hashes = {} if hashes is None else hashes
+    if hdr.kind not in hashes:
+        hashes[hdr.kind] = decoder_hash(ckpt, hdr.kind)
+    hdr, payload = unpack(data, expect_system=ckpt.model_name, expect_hash=hashes[hdr.kind], name=name)
     if (hdr.height, hdr.width) != (ckpt.image_size, ckpt.image_size):
         raise ValueError(f"{name} holds {hdr.height}x{hdr.width} images, but the model was trained on "
                          f"{ckpt.image_size}x{ckpt.image_size}")
-    g = ckpt.models["g"]
-    dev = next(g.parameters()).device
+    dev = next(ckpt.models["g"].parameters()).device
     if hdr.kind == "edges":
         z = torch.from_numpy(decode_edge_bits(payload, hdr.count, hdr.height, hdr.width,
-                                          **params_from_header(hdr.params))).float().to(dev)
+                                              **params_from_header(hdr.params))).float().to(dev)
         if psnr is not None:
             gen = torch.Generator(device=dev)
             gen.manual_seed(int(seed))
             z = awgn(z, float(psnr), normalize=True, peak=1.0, generator=gen)
-        with torch.no_grad():
-            x_hat = decode_edges({"h": ckpt.models["h"], "g": g}, z)
-    else:
-        if psnr is not None:
-            raise ValueError("--psnr applies to edge-map payloads only")
-        shape = hdr.params.get("latent_shape")
-        if not isinstance(shape, list) or len(shape) != 3:
-            raise ValueError(f"{name}: the header lacks a valid latent_shape")
-        x_hat = decompress_latent(ckpt.models, ckpt.models["eb"], payload, (hdr.count, *shape))
-    return x_hat.cpu(), hdr
+        return hdr, "edges", z
+    if psnr is not None:
+        raise ValueError("--psnr applies to edge-map payloads only")
+    shape = hdr.params.get("latent_shape")
+    if not isinstance(shape, list) or len(shape) != 3:
+        raise ValueError(f"{name}: the header lacks a valid latent_shape")
+    return hdr, "latent", ckpt.models["eb"].decompress(payload, (hdr.count, *shape)).to(dev)
+
+
+def run_decoder(ckpt, kind: str, inp):
+    """x̂ of a batch of decoder inputs (``decode_payload``'s): g(h(z)) for edge maps, g(ŷ) for latents."""
+    import torch
+    g = ckpt.models["g"]
+    with torch.no_grad():
+        if kind == "edges":
+            return decode_edges({"h": ckpt.models["h"], "g": g}, inp)
+        return g(inp)
+
+
+def decompress_batch(ckpt, blobs, psnr: float | None = None, seed: int = 0, batch_size: int = 64) -> list:
+    """Many ``.pcg`` files [(name, bytes)] -> [(x̂ on CPU, Header)] in order: every file is checked and its payload
+    decoded first (a bad file fails before any network runs), then the decoder runs on batches of up to
+    ``batch_size`` images that share a payload kind."""
+    import torch
+    hashes: dict = {}
+    items = [decode_payload(ckpt, data, name, psnr, seed, hashes) for name, data in blobs]
+    out: list = [None] * len(items)
+    for kind in ("edges", "latent"):
+        idx = [i for i, (_, k, _) in enumerate(items) if k == kind]
+        start = 0
+        while start < len(idx):  # batches of whole files, at most batch_size images (a file of more: alone)
+            group, n = [], 0
+            while start < len(idx) and (not group or n + items[idx[start]][2].shape[0] <= batch_size):
+                group.append(idx[start])
+                n += items[idx[start]][2].shape[0]
+                start += 1
+            x_hat = run_decoder(ckpt, kind, torch.cat([items[i][2] for i in group])).cpu()
+            for i, part in zip(group, x_hat.split([items[i][2].shape[0] for i in group])):
+                out[i] = (part, items[i][0])
+    return out
 
 
 def rate_line(name: str, nbytes: int, header_bytes: int, n: int, h: int, w: int) -> str:
@@ -180,20 +258,21 @@ def _outputs(inputs: list[Path], out: Path) -> list[Path]:
     return [out / (p.stem + SUFFIX) for p in inputs]
 
 
-def compress_files(ckpt, inputs, output, payload: str = "auto", note=print) -> list:
+def compress_files(ckpt, inputs, output, payload: str = "auto", note=print, batch_size: int = 64) -> list:
     """Compress image files or folders of images with ``ckpt`` into ``output`` (a folder, or a .pcg file for one
-    input): every input is read and compressed before anything is written (a bad input writes nothing), then each
-    file is written atomically; returns the paths written."""
+    input): every input is read and compressed (``batch_size`` images per forward pass) before anything is written
+    (a bad input writes nothing), then each file is written atomically; returns the paths written."""
+    import torch
     from .images import expand_inputs
     inputs = expand_inputs(inputs)
     outs = _outputs(inputs, Path(output))
     kind = choose_payload(ckpt, payload)
     images = [read_images([src], ckpt.image_size) for src in inputs]  # all readable before any work
     files = []
-    for i, x in enumerate(images):
-        files.append(compress_images(ckpt, x, kind))
-        if len(images) > 20 and (i + 1) % 20 == 0:
-            note(f"compressed {i + 1}/{len(images)}")
+    for i in range(0, len(images), batch_size):  # one forward pass per batch, one file per image
+        files += compress_batch(ckpt, torch.cat(images[i:i + batch_size]), kind)
+        if len(images) > batch_size:
+            note(f"compressed {len(files)}/{len(images)}")
     for dst, data in zip(outs, files):
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(dst.name + ".tmp")
@@ -204,22 +283,27 @@ def compress_files(ckpt, inputs, output, payload: str = "auto", note=print) -> l
     return outs
 
 
-def decompress_files(ckpt, files, output, psnr: float | None = None, seed: int = 0, note=print) -> list:
-    """Decode ``.pcg`` files with ``ckpt`` (a LoadedCheckpoint) into PNGs in ``output``; everything is decoded
-    before anything is written; returns the PNG paths."""
+def decompress_files(ckpt, files, output, psnr: float | None = None, seed: int = 0, note=print,
+                     batch_size: int = 64) -> list:
+    """Decode ``.pcg`` files with ``ckpt`` (a LoadedCheckpoint) into PNGs in ``output``, ``batch_size`` images per
+    forward pass; everything is decoded before anything is written; returns the PNG paths."""
     import cv2
     import numpy as np
     import torch
     out = Path(output)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output {out} is a file: decompress writes PNGs into a folder")
-    decoded = []
-    for f in files:                                          # decode everything before writing anything
-        p = Path(f)
+    paths = [Path(f) for f in files]
+    for p in paths:
         if not p.is_file():
             raise FileNotFoundError(f"compressed file not found: {p}")
-        x_hat, hdr = decompress_bytes(ckpt, p.read_bytes(), name=str(p), psnr=psnr, seed=seed)
-        decoded.append((p, x_hat, hdr))
+    decoded = []                                             # decode everything before writing anything
+    for i in range(0, len(paths), 4 * batch_size):
+        chunk = paths[i:i + 4 * batch_size]
+        res = decompress_batch(ckpt, [(str(p), p.read_bytes()) for p in chunk], psnr, seed, batch_size)
+        decoded += [(p, x_hat, hdr) for p, (x_hat, hdr) in zip(chunk, res)]
+        if len(paths) > 4 * batch_size:
+            note(f"decoded {len(decoded)}/{len(paths)}")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for p, x_hat, hdr in decoded:

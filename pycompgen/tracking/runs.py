@@ -27,7 +27,8 @@ KIND_TAG = "pycompgen.kind"
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # Per-epoch metrics logged to MLflow (keys of fit()'s metrics, plus throughput of all workers).
-EPOCH_METRICS = ("train_loss", "val_ssim", "val_psnr", "val_loss", "best_val_ssim", "images_per_s",
+EPOCH_METRICS = ("train_loss", "val_ssim", "val_psnr", "val_loss", "best_val_ssim", "trainsub_ssim", "gap_ssim",
+                 "images_per_s",
                  "images_per_s_worker", "epoch_time_s", "train_time_s")
 
 

@@ -177,17 +177,29 @@ def _evaluate(system: System, loader: Iterable, *, max_batches: Optional[int], p
             "val_images": int(n_all), **{f"val_{k}": v / n_all for k, v in zip(keys, rest)}}
 
 
+def train_subset_indices(n_train: int, n_val: int, size: int, seed: int = 0) -> list:
+    """The fixed training faces validated beside val: ``min(size, n_val, n_train)`` indices of a permutation seeded
+    by ``seed`` alone (the same faces every epoch, run and resume); [] when ``size`` is 0."""
+    k = min(int(size), int(n_val), int(n_train))
+    if k <= 0:
+        return []
+    g = torch.Generator().manual_seed(int(seed) * 9973 + 1729)
+    return sorted(torch.randperm(int(n_train), generator=g)[:k].tolist())
+
+
 def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, resume_state: Optional[dict] = None,
         wrap_module: Callable[[nn.Module], nn.Module] = lambda m: m,
         on_epoch_end: Optional[Callable[[int, dict, dict], None]] = None, rank: int = 0,
-        start_epoch: int = 0) -> dict:
+        start_epoch: int = 0, train_eval_loader: Optional[Iterable] = None) -> dict:
     """Train stage ``cfg.train.stage`` of system ``cfg.model.name`` for ``cfg.epochs_for()`` epochs; returns the
     final metrics.
 
     ``init``: previous-step weights {"f": state_dict, ...}. ``resume_state``: a checkpoint payload to continue from
     (its ``epoch`` overrides ``start_epoch``). ``wrap_module`` wraps each trainable network (DDP). After every epoch
     ``on_epoch_end(epoch, metrics, state)`` gets the metrics and the full checkpoint payload (live tensors: save or
-    copy it before returning). Progress bars only on rank 0 with ``train.progress``.
+    copy it before returning). Progress bars only on rank 0 with ``train.progress``. ``train_eval_loader``: a fixed
+    subset of the training faces (``train_subset_loader``) validated like ``val_loader`` at every validation, as
+    ``trainsub_ssim`` / ``trainsub_psnr`` / ``trainsub_loss`` and the gap ``gap_ssim`` = trainsub_ssim - val_ssim.
     """
     device = resolve_device(device)
     cfg.validate()
@@ -217,6 +229,11 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
         m.update(train_one_epoch(system, train_loader, epoch, rank=rank, progress=progress))
         if val_loader is not None and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == epochs):
             m.update(evaluate(system, val_loader, max_batches=cfg.train.max_val_batches, progress=False))
+            if train_eval_loader is not None:
+                tm = evaluate(system, train_eval_loader, max_batches=cfg.train.max_val_batches, progress=False)
+                m.update({"trainsub_" + k[4:]: v for k, v in tm.items()})
+                if "trainsub_ssim" in m and "val_ssim" in m:
+                    m["gap_ssim"] = m["trainsub_ssim"] - m["val_ssim"]
         m["is_best"] = False
         if key in m and sign * m[key] > best:
             best = sign * m[key]
@@ -228,6 +245,7 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
         if progress:
             from tqdm.auto import tqdm
             val = (f" val_ssim {m['val_ssim']:.4f} val_psnr {m['val_psnr']:.2f} dB" if "val_ssim" in m else "")
+            val += f" (train subset {m['trainsub_ssim']:.4f})" if "trainsub_ssim" in m else ""
             tqdm.write(f"{system.spec.name} epoch {epoch + 1}/{epochs}: loss {m['train_loss']:.5f}{val} "
                        f"{m['images_per_s']:.0f} img/s")
         if on_epoch_end is not None:
@@ -235,5 +253,5 @@ def fit(cfg, *, device, train_loader, val_loader, init: Optional[dict] = None, r
     return {**metrics, **system.best_fields(sign * best)}
 
 
-__all__ = ["fit", "train_one_epoch", "evaluate", "resolve_device",
+__all__ = ["fit", "train_one_epoch", "evaluate", "resolve_device", "train_subset_indices",
            "EpochShuffleSampler"]

@@ -16,7 +16,7 @@ import yaml
 
 from pycompgen.systems import get_system
 from pycompgen.models import load_checkpoint, save_checkpoint, stage_checkpoint
-from .loop import EpochShuffleSampler, fit, resolve_device
+from .loop import EpochShuffleSampler, fit, resolve_device, train_subset_indices
 
 PIPELINE = ("step1", "approach1", "approach2", "approach3")  # Compgen's
 
@@ -43,6 +43,15 @@ def make_loaders(cfg, *, shuffle_seed: Optional[int] = None):
                                                sampler=EpochShuffleSampler(len(train_set), seed), **kw)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=t.batch_size, shuffle=False, **kw)
     return train_loader, val_loader
+
+
+def train_subset_loader(cfg, train_set, n_val: int):
+    """DataLoader over the fixed training subset (``train.train_subset`` faces, at most ``n_val``), or None."""
+    idx = train_subset_indices(len(train_set), n_val, cfg.train.train_subset, cfg.train.seed)
+    if not idx:
+        return None
+    return torch.utils.data.DataLoader(torch.utils.data.Subset(train_set, idx), batch_size=cfg.train.batch_size,
+                                       shuffle=False)
 
 
 def check_compatible(state: dict, cfg, path) -> None:
@@ -128,6 +137,7 @@ def train_local(cfg, resume: bool = False, init: Optional[dict] = None, verbose:
     with open(out / "config.yaml", "w") as fh:
         yaml.safe_dump(cfg.to_dict(), fh, sort_keys=False)
     train_loader, val_loader = make_loaders(cfg)
+    sub_loader = train_subset_loader(cfg, train_loader.dataset, len(val_loader.dataset))
 
     def on_epoch_end(epoch: int, metrics: dict, state: dict) -> None:
         save_checkpoint(last, state)
@@ -138,7 +148,7 @@ def train_local(cfg, resume: bool = False, init: Optional[dict] = None, verbose:
 
     t0 = time.perf_counter()
     metrics = fit(cfg, device=device, train_loader=train_loader, val_loader=val_loader, init=init,
-                  resume_state=resume_state, on_epoch_end=on_epoch_end)
+                  resume_state=resume_state, on_epoch_end=on_epoch_end, train_eval_loader=sub_loader)
     metrics = dict(metrics, out=str(out), last=str(last), best=str(best) if best.is_file() else None)
     if verbose:
         print(summary_line(metrics, time.perf_counter() - t0, best if best.is_file() else last))
@@ -204,5 +214,5 @@ def run_pipeline(cfg, stages=None, resume: bool = False, verbose: bool = True) -
     return results
 
 
-__all__ = ["train_local", "run_pipeline", "make_loaders", "check_compatible", "init_weights", "PIPELINE", "pipeline_stages",
+__all__ = ["train_local", "run_pipeline", "make_loaders", "train_subset_loader", "check_compatible", "init_weights", "PIPELINE", "pipeline_stages",
            "summary_line", "stage_done"]

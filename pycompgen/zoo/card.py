@@ -41,6 +41,21 @@ def sweep_table(sw: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def gap_table(train: dict, val: dict) -> str:
+    """Markdown: SSIM on the training subset beside validation and their difference, per AE / approach row."""
+    rows = ["| model | channel PSNR (dB) | SSIM, training faces | SSIM, validation faces | gap |",
+            "|---|---:|---:|---:|---:|"]
+    if train.get("ae") and val.get("ae"):
+        t, v = train["ae"]["ssim"], val["ae"]["ssim"]
+        rows.append(f"| AE (step 1, g(f(x))) | – | {_f(t)} | {_f(v)} | {_f(t - v)} |")
+    for lab, per in (val.get("approaches") or {}).items():
+        for k, m in per.items():
+            t = ((train.get("approaches") or {}).get(lab) or {}).get(k, {}).get("ssim")
+            rows.append(f"| {lab} | {k} | {_f(t)} | {_f(m.get('ssim'))} | "
+                        f"{_f(None if t is None else t - m['ssim'])} |")
+    return "\n".join(rows) + "\n"
+
+
 def metrics_summary(sw: dict) -> dict:
     out = {}
     if not sw:
@@ -157,13 +172,22 @@ def render(name: str, description: str, results: dict, stages: dict, cfgs: dict,
     L += ["## Validation metrics (full channel-PSNR sweep)", "",
           "SSIM / MS-SSIM / PSNR of x̂ vs x; edge-F1 of Canny(x̂) vs the clean edge map. Approach rows: x̂ from the "
           "noisy edge map at each channel PSNR; the AE row is step 1's g(f(x)).", "", sweep_table(sw)]
+    tsw = results.get("train_sweep") or {}
+    if tsw and sw:
+        L += ["## Training faces beside validation", "",
+              f"The same sweep on {tsw.get('n_images', '?')} fixed training faces (the harness's training subset, "
+              f"`train.train_subset`) and on the validation faces: a gap says the model memorised its training "
+              f"faces.", "", gap_table(tsw, sw)]
     curves = results.get("curves") or {}
     if curves:
-        L += ["## Learning curves (validation SSIM per epoch)", ""]
+        L += ["## Learning curves (validation SSIM per epoch; training subset where measured)", ""]
         for st, rows in curves.items():
             vals = [r.get("val_ssim") for r in rows if isinstance(r, dict) and r.get("val_ssim") is not None]
             if vals:
                 L.append(f"- {st}: " + " ".join(f"{v:.3f}" for v in vals))
+            subs = [r.get("trainsub_ssim") for r in rows if isinstance(r, dict) and r.get("trainsub_ssim") is not None]
+            if subs:
+                L.append(f"- {st}, training subset: " + " ".join(f"{v:.3f}" for v in subs))
         L.append("")
     # figures in the repository only (sample grids with dataset pixels are written by the benchmark, not committed)
     repo = Path(__file__).resolve().parents[2]

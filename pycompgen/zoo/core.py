@@ -150,6 +150,19 @@ class Pretrained:
         """The model card's text ('' when the entry has none)."""
         return Path(self.card_path).read_text() if self.card_path and Path(self.card_path).is_file() else ""
 
+    def to_checkpoint(self, stage: str, path: str | os.PathLike) -> Path:
+        """Write ``stage`` as a training checkpoint (float32 weights, no optimiser state) at ``path``: a run folder
+        that starts from an entry's step 1, e.g. ``OUT/step1/best.pt`` for a pipeline's later stages."""
+        from pycompgen.models import save_checkpoint
+        lc = self[stage]
+        cfg = lc.config.copy()
+        cfg.train.stage = stage
+        return save_checkpoint(path, {
+            "model": lc.model_name, "stage": stage, "epoch": int(lc.epoch), "config": cfg.to_dict(),
+            "models": {k: lc.models[k].state_dict() for k in lc.parts},
+            "metrics": {k: v for k, v in lc.metrics.items() if isinstance(v, (int, float, str, bool))},
+            "source": f"zoo:{self.name}/{stage}"})
+
     def elm_stage(self, prefer: str = "approach3") -> str:
         """The stage used for generation: ``prefer`` when present, else the last approach."""
         if prefer in self.stages and self.stages[prefer].has_elm:

@@ -75,7 +75,8 @@ class Decoder(nn.Module):
 class ELM(nn.Module):
     """h: noisy edge map (N,1,H,W) -> y_hat with y's shape (N, latent_channels, H/8, W/8).
 
-    Three [k5 s2] convs down to H/8, ``num_res`` residual blocks with BatchNorm, FC1 - ReLU - FC2, reshape.
+    Three [k5 s2] convs down to H/8, ``num_res`` residual blocks with BatchNorm, FC1 - ReLU - FC2, reshape
+    (``dropout`` > 0, beyond the paper: dropout on FC1's input and output while training).
 
     ``skips=True`` (beyond the paper, ``model.elm_skips``): h also hands its H/4 and H/2 conv features to g
     (``forward(z, return_skips=True)`` -> (y_hat, (s16, s32))), projected by 3x3 convs to g's widths
@@ -86,7 +87,7 @@ class ELM(nn.Module):
     """
 
     def __init__(self, image_size: int = 64, channels: int = 64, num_res: int = 2, hidden: int = 1024,
-                 latent_channels: int = 16, skips: bool = False, g_channels: int = 128):
+                 latent_channels: int = 16, skips: bool = False, g_channels: int = 128, dropout: float = 0.0):
         super().__init__()
         if image_size % DOWNSAMPLE:
             raise ValueError(f"ELM needs image_size divisible by {DOWNSAMPLE}, got {image_size}")
@@ -103,6 +104,7 @@ class ELM(nn.Module):
         self.fc1 = nn.Linear(channels * s * s, hidden)
         self.fc2 = nn.Linear(hidden, latent_channels * s * s)
         self.act = nn.ReLU(inplace=True)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # on FC1's input and on its output
         self.skips = skips
         if skips:
             gc2 = max(g_channels // 2, 1)
@@ -113,16 +115,19 @@ class ELM(nn.Module):
                 nn.init.zeros_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def _fc(self, t: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(self.act(self.fc1(self.drop(t)))))
+
     def forward(self, z_noisy: torch.Tensor, return_skips: bool = False):
         _check_image(z_noisy, 1, "ELM h", self.image_size)
         if not (self.skips and return_skips):
             t = self.res(self.convs(z_noisy)).flatten(1)
-            return self.fc2(self.act(self.fc1(t))).view(z_noisy.shape[0], *self.latent)
+            return self._fc(t).view(z_noisy.shape[0], *self.latent)
         c = self.convs
         t32 = c[1](c[0](z_noisy))
         t16 = c[4](c[3](c[2](t32)))
         t8 = self.res(c[7](c[6](c[5](t16))))
-        y_hat = self.fc2(self.act(self.fc1(t8.flatten(1)))).view(z_noisy.shape[0], *self.latent)
+        y_hat = self._fc(t8.flatten(1)).view(z_noisy.shape[0], *self.latent)
         gate = torch.sigmoid(self.gate(t8.mean((2, 3))))
         g16, g32 = gate[:, :t16.shape[1], None, None], gate[:, t16.shape[1]:, None, None]
         return y_hat, (self.proj16(t16 * g16), self.proj32(t32 * g32))
@@ -134,7 +139,8 @@ def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
         "f": Encoder(m.channels, m.latent_channels, m.num_res, m.num_mult, m.norm, image_size=image_size),
         "g": Decoder(m.channels, m.latent_channels, m.num_res, m.num_mult, m.norm),
         "h": ELM(image_size, m.elm_channels, m.elm_num_res, m.elm_hidden, m.latent_channels,
-                 skips=getattr(m, "elm_skips", False), g_channels=m.channels),
+                 skips=getattr(m, "elm_skips", False), g_channels=m.channels,
+                 dropout=float(getattr(m, "elm_dropout", 0.0))),
     }
     if getattr(m, "entropy_bottleneck", False):
         from pycompgen.codec.entropy import EntropyBottleneck

@@ -15,6 +15,7 @@ import torch
 
 from dataclasses import replace
 
+from pycompgen.data.augment import Augment
 from pycompgen.registry import register_system
 from pycompgen.systems.base import StageSpec, System, image_batch, images01, latent_rate
 
@@ -30,12 +31,18 @@ def make_channel(cfg):
     return EdgeChannel(canny_low=d.canny_low, canny_high=d.canny_high, blur_sigma=d.blur_sigma, psnr=psnr, peak=1.0)
 
 
-def prepare_batch(batch, cfg, device, channel, generator, needs_edges: bool = True) -> dict:
-    """Loader batch (uint8 (N,3,H,W)) -> {"x"} or, with edges, {"x", "z", "z_noisy"} on ``device``."""
+def prepare_batch(batch, cfg, device, channel, generator, needs_edges: bool = True, augment=None) -> dict:
+    """Loader batch (uint8 (N,3,H,W)) -> {"x"} or, with edges, {"x", "z", "z_noisy"} on ``device``. ``augment``
+    (a ``pycompgen.data.augment.Augment``, training only) transforms the faces first: the edge map is then the
+    augmented face's, so face and edges stay aligned."""
     if not needs_edges:
-        return {"x": images01(batch, cfg.data.image_size, device)}
+        x = images01(batch, cfg.data.image_size, device)
+        return {"x": augment(x, generator) if augment is not None else x}
     x = image_batch(batch, cfg.data.image_size)
-    if x.dtype != torch.uint8:
+    if augment is not None and augment.active:
+        x = x.to(device, non_blocking=True)
+        x = augment(x.float().div_(255.0) if x.dtype == torch.uint8 else x.float().clamp(0, 1), generator)
+    elif x.dtype != torch.uint8:
         x = (x.clamp(0, 1) * 255).round().to(torch.uint8)
     return channel(x, device, generator=generator)
 
@@ -156,6 +163,7 @@ class Compgen(System):
     def __init__(self, cfg, device, init=None, **kw):
         self.loss_fn, self.reconstruct_fn, self.needs_edges = _STEPS[cfg.train.stage]
         self.channel = make_channel(cfg) if self.needs_edges else None
+        self.augment = Augment.from_config(cfg.data).check()
         super().__init__(cfg, device, init, **kw)
 
     @classmethod
@@ -208,7 +216,10 @@ class Compgen(System):
         return {"step1": [], "approach1": ["step1"], "approach2": ["step1", "approach1"]}[cls.get_stage(stage).name]
 
     def prepare_batch(self, batch, generator) -> dict:
-        return prepare_batch(batch, self.cfg, self.device, self.channel, generator, self.needs_edges)
+        # augmentation (data.augment_*) while training: any trainable network in train mode; none in validation
+        training = any(self.models[k].training for k in self.spec.trainable)
+        return prepare_batch(batch, self.cfg, self.device, self.channel, generator, self.needs_edges,
+                             self.augment if training and self.augment.active else None)
 
     def loss(self, nets: dict, batch: dict):
         """(loss, logs) of the stage with ``nets`` (``self.nets`` to train, ``self.models`` to validate)."""
