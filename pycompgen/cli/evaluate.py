@@ -27,8 +27,8 @@ def add_parser(sub) -> None:
 
 def run(cfg, args) -> int:
     """Channel-PSNR sweep of the checkpoints; prints the SSIM table and writes sweep.json/.md, plot, grids."""
-    from pycompgen.evaluation.sweep import format_pivot, sweep, sweep_pretrained
-    from pycompgen.models import load_checkpoint, resolve_checkpoints
+    from pycompgen.evaluation.sweep import format_pivot, resolve_device, sweep_loaded, sweep_pretrained
+    from pycompgen.models import load_checkpoint, load_for_eval, resolve_checkpoints
     from pycompgen.registry import get_system
 
     pre = _pretrained(cfg, args)
@@ -47,18 +47,18 @@ def run(cfg, args) -> int:
     if pre is not None:
         res = sweep_pretrained(cfg, pre, data=cfg.data.path, psnrs=_psnrs(cfg, args), out_dir=out, split=split,
                                progress=bool(getattr(cfg.train, "progress", False)))
-    else:
-        res = sweep(cfg, ckpts, data=cfg.data.path, psnrs=_psnrs(cfg, args), out_dir=out, split=split,
-                    progress=bool(getattr(cfg.train, "progress", False)))
+    else:  # loaded once: the sweep and the training-subset sweep share them
+        dev = resolve_device(cfg.train.device)
+        loaded = {lab: load_for_eval(p, label=lab, expect_model=cfg.model.name, device=dev)
+                  for lab, p in ckpts.items()}
+        res = sweep_loaded(cfg, loaded, data=cfg.data.path, psnrs=_psnrs(cfg, args), out_dir=out, split=split,
+                           device=dev, progress=bool(getattr(cfg.train, "progress", False)))
     n_sub = int(_get(args, "train_subset", 0) or 0)
     if n_sub < 0:
         raise ValueError(f"--train-subset must be >= 0, got {n_sub}")
     if n_sub and split != "train":
         from pycompgen.evaluation.generalise import add_train_subset
-        from pycompgen.models import load_for_eval
-        loaded = dict(pre.stages) if pre is not None else {lab: load_for_eval(p, label=lab, expect_model="compgen")
-                                                           for lab, p in ckpts.items()}
-        add_train_subset(cfg, loaded, res, out, n_sub)
+        add_train_subset(cfg, dict(pre.stages) if pre is not None else loaded, res, out, n_sub)
     c, h, w = res["latent_shape"]
     print(f"\nSSIM of x_hat vs x, {res['n_images']} {split} images, latent {c}x{h}x{w}, channel PSNR in dB:")
     print(format_pivot(res, "ssim", markdown=False))

@@ -26,6 +26,18 @@ def read_curves(run_dir: Path, stages) -> dict:
     return out
 
 
+def plot_rows(ax, label: str, rows: list, sub_label: str | None = None) -> None:
+    """On ``ax``: validation SSIM per epoch of ``rows`` (read_curves records), and dashed in the same colour the
+    training subset's where measured."""
+    pts = [(r["epoch"], r["val_ssim"]) for r in rows if r.get("val_ssim") is not None]
+    if not pts:
+        return
+    line, = ax.plot(*zip(*pts), marker=".", label=label)
+    sub = [(r["epoch"], r["trainsub_ssim"]) for r in rows if r.get("trainsub_ssim") is not None]
+    if sub:
+        ax.plot(*zip(*sub), ls="--", color=line.get_color(), label=sub_label)
+
+
 def plot_curves(curves: dict, path: Path, title: str = "") -> str:
     """Validation SSIM per epoch, one line per stage (approaches: averaged over the training PSNR range), and dashed
     in the same colour the fixed training subset's SSIM where the run measured it (the gap is memorisation)."""
@@ -35,12 +47,7 @@ def plot_curves(curves: dict, path: Path, title: str = "") -> str:
     path = Path(path)
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for name, rows in curves.items():
-        pts = [(r["epoch"], r["val_ssim"]) for r in rows if r.get("val_ssim") is not None]
-        if pts:
-            line, = ax.plot(*zip(*pts), marker=".", label=name)
-            sub = [(r["epoch"], r["trainsub_ssim"]) for r in rows if r.get("trainsub_ssim") is not None]
-            if sub:
-                ax.plot(*zip(*sub), ls="--", color=line.get_color(), label=f"{name} (training subset)")
+        plot_rows(ax, name, rows, sub_label=f"{name} (training subset)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("SSIM (validation; dashed: training subset)")
     ax.grid(alpha=0.3)

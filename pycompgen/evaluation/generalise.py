@@ -13,6 +13,7 @@ from typing import Sequence
 from pycompgen.data import FaceArray
 from pycompgen.training.loop import train_subset_indices
 
+from .curves import plot_rows
 from .figures import psnr_key
 from .sweep import format_pivot, sweep_loaded
 
@@ -103,14 +104,7 @@ def plot_lever_curves(levers: dict, path, stages=("approach1", "approach3")) -> 
     fig, axes = plt.subplots(1, len(stages), figsize=(5.5 * len(stages), 4.2), dpi=110)
     for ax, stage in zip(list(getattr(axes, "flat", [axes])), stages):
         for lever, v in levers.items():
-            rows = [r for r in v["curves"].get(stage, []) if r.get("val_ssim") is not None]
-            if not rows:
-                continue
-            ep = [r["epoch"] for r in rows]
-            line, = ax.plot(ep, [r["val_ssim"] for r in rows], marker=".", label=lever)
-            sub = [(r["epoch"], r["trainsub_ssim"]) for r in rows if r.get("trainsub_ssim") is not None]
-            if sub:
-                ax.plot(*zip(*sub), ls="--", color=line.get_color())
+            plot_rows(ax, lever, v["curves"].get(stage, []))
         ax.set_title(f"{stage}: solid validation, dashed training subset", fontsize=8)
         ax.set_xlabel("epoch")
         ax.set_ylabel("SSIM (over the training PSNR range)")

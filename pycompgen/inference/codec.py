@@ -62,14 +62,18 @@ def decoder_hash(ckpt, kind: str) -> bytes:
 
 
 # -- latents (API for systems with an entropy bottleneck) -------------------------------------------------------
-def compress_latent(models: dict, bottleneck, x):
-    """x (N,3,H,W) in [0,1] -> (payload bytes, latent shape (N, C, h, w)); y = f(x) coded by ``bottleneck``."""
+def encode_latent(models: dict, x):
+    """y = f(x) (float32) that a latent file carries: a VAE's encoder gives (μ, log σ²) and the file carries μ."""
     import torch
     with torch.no_grad():
         y = models["f"](x)
-    if isinstance(y, tuple):  # a VAE's encoder gives (μ, log σ²): the file carries μ
-        y = y[0]
-    return bottleneck.compress(y.float()), tuple(y.shape)
+    return (y[0] if isinstance(y, tuple) else y).float()
+
+
+def compress_latent(models: dict, bottleneck, x):
+    """x (N,3,H,W) in [0,1] -> (payload bytes, latent shape (N, C, h, w)); y = f(x) coded by ``bottleneck``."""
+    y = encode_latent(models, x)
+    return bottleneck.compress(y), tuple(y.shape)
 
 
 def decompress_latent(models: dict, bottleneck, data: bytes, shape):
@@ -120,7 +124,6 @@ def compress_batch(ckpt, x, payload: str = "auto") -> list:
     """Faces x (N,3,H,W) in [0,1] -> N complete ``.pcg`` files (one face each), with one forward pass (edge
     detection or the encoder) for the whole batch and the decoder hash computed once; each file is what
     ``compress_images`` writes for that face alone."""
-    import torch
     kind = choose_payload(ckpt, payload)
     n, _, h, w = x.shape
     _check_size(ckpt, h, w)
@@ -130,9 +133,7 @@ def compress_batch(ckpt, x, payload: str = "auto") -> list:
         z = _edges(ckpt, x)
         payloads = [encode_edges(z[i:i + 1]) for i in range(n)]
     else:
-        with torch.no_grad():
-            y = ckpt.models["f"](x)
-        y = (y[0] if isinstance(y, tuple) else y).float()
+        y = encode_latent(ckpt.models, x)
         payloads = [ckpt.models["eb"].compress(y[i:i + 1]) for i in range(n)]
     hsh = decoder_hash(ckpt, kind)
     params = _params(ckpt, kind, None if kind == "edges" else y.shape[1:])

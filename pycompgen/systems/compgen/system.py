@@ -163,7 +163,7 @@ class Compgen(System):
     def __init__(self, cfg, device, init=None, **kw):
         self.loss_fn, self.reconstruct_fn, self.needs_edges = _STEPS[cfg.train.stage]
         self.channel = make_channel(cfg) if self.needs_edges else None
-        self.augment = Augment.from_config(cfg.data).check()
+        self.augment = Augment.from_config(cfg.data)  # its ranges are checked by Config.validate
         super().__init__(cfg, device, init, **kw)
 
     @classmethod
