@@ -142,6 +142,14 @@ def main(argv=None) -> int:
         t = latent_point(label + " (train subset)", path, faces["train"], log=lambda *a: None)
         points[label] = {"checkpoint": path, "train_wall_s": epoch_seconds(path), "val": v, "train_subset": t,
                          "ssim_train_minus_val": t["ssim"] - v["ssim"], "bpp_train_minus_val": t["bpp"] - v["bpp"]}
+    res = ROOT / "bench" / "results" if not args.smoke else run_dir
+    prev_path = res / f"latent-{args.machine}.json"
+    if prev_path.is_file():  # points of systems not run now stay, marked with the command and date that measured them
+        prev = json.loads(prev_path.read_text())
+        for label, p in prev.get("points", {}).items():
+            if label not in points:
+                points[label] = {**p, "measured_by": p.get("measured_by", prev.get("command")),
+                                 "measured_date": p.get("measured_date", prev.get("date"))}
     cmd = "python bench/latent_codecs.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
                                                                               else sys.argv[1:]))
     doc = {"benchmark": "latent_codecs", "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -157,12 +165,18 @@ def main(argv=None) -> int:
         v, t = p["val"], p["train_subset"]
         md.append(f"| {label} | {v['bpp']:.3f} | {v['ssim']:.4f} | {v['psnr']:.2f} | {t['bpp']:.3f} | "
                   f"{t['ssim']:.4f} | {p['ssim_train_minus_val']:+.4f} | {p['train_wall_s'] / 60:.1f} min |")
-    res = ROOT / "bench" / "results" if not args.smoke else run_dir
+    if any("measured_by" in p for p in points.values()):
+        md.append("")
+        by: dict = {}
+        for label, p in points.items():
+            if "measured_by" in p:
+                by.setdefault((p["measured_by"], p["measured_date"]), []).append(label)
+        md += [f"{', '.join(labels)}: measured by `{cmd}` ({date})" for (cmd, date), labels in by.items()]
     (res / f"latent-{args.machine}.json").write_text(json.dumps(doc, indent=1))
     (res / f"latent-{args.machine}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     if args.export:
-        export(args, doc, points, faces["val"], md)
+        export(args, doc, {k: p for k, p in points.items() if k in runs}, faces["val"], md)
     return 0
 
 

@@ -35,7 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "celeba"))
     ap.add_argument("--images", type=int, default=500, help="validation faces (the first N; default 500)")
     ap.add_argument("--snrs", default="-10,-5,0,5,10,15,20", help="average-power channel SNRs (dB)")
-    ap.add_argument("--compgen", default="compgen-64,compgen-64-plus", help="zoo entries sent as edge maps")
+    ap.add_argument("--compgen", default="compgen-64,compgen-64-plus,compgen-64-color",
+                    help="zoo entries sent as edge maps (a colour-hint entry: edge map + hint, analog)")
     ap.add_argument("--latent", default="compgen-ae-64", help="zoo latent codec (all rate points); '' = none")
     ap.add_argument("--codecs", default=",".join(LADDERS), help=f"comma list of {', '.join(LADDERS)}")
     ap.add_argument("--no-thumbnails", dest="thumbnails", action="store_false",
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     from pycompgen.evaluation.generalise import train_subset
     from pycompgen.evaluation.machine import machine_summary
     from pycompgen.evaluation import separation as S
+    from pycompgen.systems.compgen.system import hint_spec
     from pycompgen.evaluation.sweep import write_json
     from pycompgen.inference.codec import prepare_codec
 
@@ -67,8 +69,10 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         pre = zoo.load(name)
         st = pre.elm_stage()
-        compgen[f"Compgen {name} (analog edge map)"] = S.compgen_over_channel(pre.models(st), pre[st].config.data,
-                                                                              x, snrs)
+        hs = hint_spec(pre.models(st))[0]
+        what = f"edge map + {hs}x{hs} hint, {4096 + 3 * hs * hs} uses" if hs else "edge map"
+        compgen[f"Compgen {name} (analog {what})"] = S.compgen_over_channel(pre.models(st), pre[st].config.data,
+                                                                            x, snrs)
         wall[name] = round(time.perf_counter() - t, 1)
     ladders = {}
     for c in [s for s in args.codecs.split(",") if s]:

@@ -29,6 +29,16 @@ def _check_section(name: str, cls: type) -> None:
         raise ValueError(f"config section {name!r} clashes with a built-in section")
 
 
+def check_hint(m, image_size: int) -> None:
+    """model.hint_size / hint_bits: a thumbnail no larger than h's H/4 grid that divides the image; bits 1..8."""
+    bits = m.hint_bits if isinstance(m.hint_bits, (list, tuple)) else [m.hint_bits]
+    if not (1 <= int(m.hint_size) <= image_size // 4 and image_size % int(m.hint_size) == 0):
+        raise ValueError(f"model.hint_size must divide data.image_size and be at most image_size/4 "
+                         f"({image_size // 4}), got {m.hint_size}")
+    if not bits or any(not isinstance(b, int) or not 1 <= b <= 8 for b in bits):
+        raise ValueError(f"model.hint_bits must be a list of integers in 1..8, got {m.hint_bits!r}")
+
+
 def register_section(name: str, cls: type) -> None:
     _check_section(name, cls)
     SECTIONS[name] = cls
@@ -58,6 +68,9 @@ class ModelConfig:
     elm_hidden: int = 1024           # FC1 width
     elm_dropout: float = 0.0         # dropout on h's FC input and hidden layer (beyond the paper: regularisation)
     elm_skips: bool = False          # beyond the paper: gated skip features from h's convs into g (see ELM)
+    hint_size: int = 0               # beyond the paper: h also takes a hint_size^2 RGB thumbnail (0: edges only)
+    hint_bits: list[int] = field(default_factory=lambda: [4])  # the thumbnail's bits per value; training draws one per
+    # image from the list, files use the largest (a zoo entry's --quality picks one)
     entropy_bottleneck: bool = False  # step 1 also trains an entropy bottleneck "eb" on y (a real latent bitstream)
 
 
@@ -256,6 +269,8 @@ class Config:
                              f"{t.train_subset}")
         if not 0.0 <= m.elm_dropout < 1.0:
             raise ValueError(f"model.elm_dropout must be in [0, 1), got {m.elm_dropout}")
+        if m.hint_size:
+            check_hint(m, d.image_size)
         from pycompgen.data.augment import Augment
         Augment.from_config(d).check()
         if t.lr_min < 0 or t.grad_clip < 0:

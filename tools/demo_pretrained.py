@@ -68,6 +68,26 @@ def write_refine_picture(folder: Path, names=("began-64-a", "began-64-b", "began
     return Path(write_png(folder / "refine.png", compose_grid(rows, title="pycompgen refine (synthetic inputs)")))
 
 
+def write_color_picture(folder: Path, name: str = "compgen-64-color", n: int = 6) -> Path:
+    """docs/try/color.png: synthetic faces, the edges-only compgen-64 and the colour-hint entry at each rate point,
+    each through a real .pcg file (synthetic pixels only; mean file size in the column title)."""
+    import torch
+    from pycompgen import zoo
+    from pycompgen.cli.common import pretrained_stage
+    from pycompgen.data.synthetic import synthetic_faces
+    from pycompgen.evaluation.figures import compose_grid, write_png
+    from pycompgen.inference import compress_batch, decompress_batch
+    x = torch.from_numpy(synthetic_faces(n, 64, seed=3)).permute(0, 3, 1, 2).float() / 255
+    rows = [("synthetic face", x)]
+    for label, entry, q in [("compgen-64", "compgen-64", None)] + \
+            [(f"{name} q{q}", name, q) for q in zoo.qualities(zoo.entry(name))]:
+        ck = pretrained_stage(entry, quality=q)
+        files = compress_batch(ck, x)
+        out = torch.cat([d[0] for d in decompress_batch(ck, [(str(i), f) for i, f in enumerate(files)])])
+        rows.append((f"{label}\n{sum(map(len, files)) / n:.0f} B", out))
+    return Path(write_png(folder / "color.png", compose_grid(rows, title="compress -> decompress (synthetic faces)")))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--name", default="compgen-64", help="zoo entry (default compgen-64)")
@@ -80,6 +100,8 @@ def main(argv=None) -> int:
         from pycompgen import zoo
         if "began-64-a" in zoo.list():
             paths.append(write_refine_picture(Path(a.try_inputs)))
+        if "compgen-64-color" in zoo.list():
+            paths.append(write_color_picture(Path(a.try_inputs)))
         print("\n".join(str(p) for p in paths))
         return 0
     from pycompgen import zoo

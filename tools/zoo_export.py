@@ -40,7 +40,7 @@ def ssim_change(lc, stored: dict, x: torch.Tensor, psnrs, seed: int = 0) -> floa
     import copy
     from pycompgen.data import EdgeChannel
     from pycompgen.ops import ssim
-    from pycompgen.systems.compgen.system import decode_edges
+    from pycompgen.systems.compgen.system import decode_edges, make_hint
     from pycompgen.zoo.core import to_float32
 
     m32 = lc.models
@@ -58,8 +58,9 @@ def ssim_change(lc, stored: dict, x: torch.Tensor, psnrs, seed: int = 0) -> floa
     for i, p in enumerate(psnrs):
         g = torch.Generator().manual_seed(seed * 1000 + i)
         zn = ch.noisy(z, psnr=float(p), generator=g)
-        a = float(ssim(decode_edges(m32, zn).clamp(0, 1), x))
-        b = float(ssim(decode_edges(m16, zn).clamp(0, 1), x))
+        t = make_hint(m32, x, float(p), torch.Generator().manual_seed(seed * 1000 + i + 500))  # None: edges only
+        a = float(ssim(decode_edges(m32, zn, t).clamp(0, 1), x))
+        b = float(ssim(decode_edges(m16, zn, t).clamp(0, 1), x))
         worst = max(worst, abs(a - b))
     return worst
 
@@ -71,7 +72,7 @@ def check_faces(cfg, data, split, n):
                        synthetic_count=max(n * 8, 64), seed=cfg.train.seed)
     n = min(n, len(faces))
     x = face_batch(faces, 0, n).float() / 255.0
-    return x, ("synthetic" if data is None else f"{data} ({split})"), n
+    return x, ("synthetic" if data is None else f"{Path(data).name} ({split})"), n  # no machine's paths
 
 
 def export(run_dir, name, results_path=None, description="", zoo_dir=None, check_images=64, data=None,
@@ -156,7 +157,7 @@ def export(run_dir, name, results_path=None, description="", zoo_dir=None, check
                                        **({"train_subset": cardmod.metrics_summary(results["train_sweep"])}
                                           if results.get("train_sweep") else {})},
         "card": cpath.relative_to(zdir).as_posix(),
-        "source": {"run_dir": str(run_dir), "results": str(results_path) if results_path else None,
+        "source": {"run_dir": _rel(run_dir), "results": _rel(results_path) if results_path else None,
                    "machine": results.get("machine"), "date_utc": results.get("date_utc")},
         "export": export_info}
     write_manifest(man, zdir)

@@ -14,9 +14,10 @@ def add_parser(sub) -> None:
     c.add_argument("--checkpoint", metavar="PATH", help="trained checkpoint (e.g. approach3/best.pt)")
     c.add_argument("--pretrained", metavar="NAME", help="a pretrained zoo model (see 'pycompgen zoo list'); "
                    "not with --checkpoint")
-    c.add_argument("--payload", choices=("auto", "edges", "latent"), default="auto",
-                   help="what to code: the Canny edge map (Compgen), or the latent through the checkpoint's "
-                        "entropy bottleneck; auto: latent when the checkpoint has one, else edges")
+    c.add_argument("--payload", choices=("auto", "edges", "edges+hint", "latent"), default="auto",
+                   help="what to code: the Canny edge map (Compgen), the edge map and its colour hint (a Compgen "
+                        "model with model.hint_size), or the latent through the checkpoint's entropy bottleneck; "
+                        "auto: latent when the checkpoint has one, else edges+hint or edges as the model takes")
     c.add_argument("--batch-size", type=int, default=64, metavar="N",
                    help="images per forward pass (default 64)")
     c.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")

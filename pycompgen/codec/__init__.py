@@ -4,6 +4,7 @@
 |---|---|
 | ``container`` | ``.pcg`` files: magic, version, system, weights hash, sizes, coder parameters, payload, CRC32 |
 | ``edges`` | lossless context-adaptive arithmetic coding of binary edge maps; bilevel baselines |
+| ``hint`` | Compgen's colour hint: a quantised thumbnail, predicted and range-coded |
 | ``entropy`` | ``EntropyBottleneck``: factorised prior (Ballé et al. 2018) with range coding |
 
 Codecs import no system and no evaluation: a trained model's codec (faces ↔ ``.pcg`` with its networks, behind
@@ -18,7 +19,7 @@ import importlib
 _EXPORTS = {
     "pack": "container", "unpack": "container", "weights_hash": "container", "Header": "container",
     "encode_edges": "edges", "decode_edges": "edges", "edge_baselines": "edges",
-    "EntropyBottleneck": "entropy",
+    "EntropyBottleneck": "entropy", "encode_hint": "hint", "decode_hint": "hint",
 }
 __all__ = sorted(_EXPORTS)
 

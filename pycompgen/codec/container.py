@@ -4,13 +4,14 @@ Layout (all integers big-endian)::
 
     magic  b"PCG1"                                    4 bytes
     format version                                    u8
-    payload kind (1 = edges, 2 = latent)              u8
+    payload kind (1 = edges, 2 = latent, 3 = edges+hint) u8
     system name (e.g. "compgen")                      u8 length + UTF-8
     weights hash of the decoding networks             16 bytes (see ``weights_hash``)
     image height, width                               u16, u16
     number of images                                  u16
     coder parameters                                  varint length + compact key/value encoding (below)
-    payload                                           the rest, up to the CRC
+    payload                                           the rest, up to the CRC (edges+hint: varint length
+                                                      of the edge stream, the edge stream, the hint stream)
     CRC32 over everything before it                   u32
 
 Coder parameters are a dict of str -> None | bool | int | float | str | list[int], written as (key, typed value)
@@ -36,13 +37,13 @@ import numpy as np
 MAGIC = b"PCG1"
 FORMAT_VERSION = 1
 HASH_BYTES = 16
-KINDS = {"edges": 1, "latent": 2}
+KINDS = {"edges": 1, "latent": 2, "edges+hint": 3}
 _KIND_NAMES = {v: k for k, v in KINDS.items()}
 _FIXED = struct.Struct(">4sBB")
 _DIMS = struct.Struct(">HHH")
 # one-byte keys for common coder parameters (append only: the index is part of the format)
 PARAM_KEYS = ("coder", "template", "delta", "alpha", "prob_bits", "canny_low", "canny_high", "blur_sigma",
-              "latent_shape", "precision")
+              "latent_shape", "precision", "hint_size", "hint_bits", "hint_scale")
 _T_NONE, _T_TRUE, _T_FALSE, _T_INT, _T_F32, _T_F64, _T_STR, _T_INTS = range(8)
 
 

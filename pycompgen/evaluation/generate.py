@@ -17,7 +17,7 @@ import torch
 
 from . import figures
 from pycompgen.inference import check_image_size
-from pycompgen.systems.compgen.system import decode_edges
+from pycompgen.systems.compgen.system import decode_edges, hint_spec
 
 DEFAULT_GEN_PSNR = -5.0
 
@@ -25,6 +25,12 @@ DEFAULT_GEN_PSNR = -5.0
 def _noisy(z: torch.Tensor, psnr: float, generator: torch.Generator) -> torch.Tensor:
     from pycompgen.ops import awgn
     return awgn(z, float(psnr), normalize=True, peak=1.0, generator=generator)
+
+
+def _edges_only(models: dict) -> None:
+    if hint_spec(models)[0]:
+        raise ValueError("this model decodes edge maps with a colour hint (model.hint_size): sketches and noise "
+                         "carry none, so generate needs an edges-only model (e.g. --pretrained compgen-64-plus)")
 
 
 def _gen(device: torch.device, seed: int) -> torch.Generator:
@@ -38,6 +44,7 @@ def generate_from_edges(models: dict, z: torch.Tensor, psnr: float = DEFAULT_GEN
                         image_size: int | None = None, batch_size: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
     """Edge maps / sketches (N,1,H,W) {0,1} -> (noisy input, x̂ (N,3,H,W)) with x̂ = g(h(awgn(z)))."""
     h, g = models["h"], models["g"]
+    _edges_only(models)
     dev = next(h.parameters()).device
     if z.dim() != 4 or z.shape[1] != 1:
         raise ValueError(f"edge maps must be N×1×H×W, got shape {tuple(z.shape)}")

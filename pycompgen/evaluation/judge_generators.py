@@ -46,9 +46,17 @@ class GeneratorSpec:
 
 # ----------------------------------------------------------------------------------------------- adapters
 def compgen_elm(models: dict, batch: dict) -> torch.Tensor:
-    """x̂ = decode_edges(models, z_noisy): Compgen's reconstruction from the noisy edge map."""
-    from pycompgen.systems.compgen.system import decode_edges
-    return decode_edges(models, batch["z_noisy"])
+    """x̂ = decode_edges(models, z_noisy): Compgen's reconstruction from the noisy edge map (with a colour-hint
+    model, also from the face's hint through the channel at the batch's PSNR, seeded)."""
+    from pycompgen.systems.compgen.system import decode_edges, hint_spec, make_hint
+    hint = None
+    if hint_spec(models)[0]:
+        if batch.get("pure_noise"):
+            raise ValueError("a colour-hint model has no unconditional generation: noise carries no hint")
+        x = batch["x"]
+        g = torch.Generator(device=x.device).manual_seed(7919)
+        hint = make_hint(models, x, batch.get("psnr"), g)
+    return decode_edges(models, batch["z_noisy"], hint)
 
 
 def compgen_ae(models: dict, batch: dict) -> torch.Tensor:
@@ -105,6 +113,7 @@ def make_batch(x: torch.Tensor, spec: GeneratorSpec, seed: int = 0, device="cpu"
         g = torch.Generator(device=device).manual_seed(int(seed))
         zin = torch.zeros_like(z) if spec.pure_noise else z
         b["z_noisy"] = ch.noisy(zin, psnr=float(spec.psnr), generator=g)
+        b["psnr"], b["pure_noise"] = float(spec.psnr), bool(spec.pure_noise)
     return b
 
 

@@ -63,6 +63,35 @@ def edge_points(ckpt_path, x, log=print) -> list:
 
 
 @torch.no_grad()
+def hint_points(lc, x, bits=None, label: str = "Compgen + colour hint", log=print, batch_size: int = 100) -> list:
+    """Compgen with a colour hint (``lc``: a loaded approach-3 checkpoint or zoo stage with ``model.hint_size``):
+    one edges+hint .pcg file per face at each hint bit depth in ``bits`` (default ``model.hint_bits``) ->
+    x̂ = g(h(z, hint)); one RD point per bit depth (the rate knob), sorted by rate."""
+    from pycompgen.inference import compress_batch, decompress_batch
+    from pycompgen.systems.compgen.system import hint_spec
+    size, own = hint_spec(lc.models)
+    if not size:
+        raise ValueError(f"hint_points: {lc.path} takes no colour hint (model.hint_size=0)")
+    h = lc.models["h"]
+    out = []
+    try:
+        for b in (bits or lc.config.model.hint_bits):
+            h.hint_bits = int(b)
+            files = []
+            for i in range(0, x.shape[0], batch_size):
+                files += compress_batch(lc, x[i:i + batch_size], "edges+hint")
+            dec = decompress_batch(lc, [(f"face {i}", f) for i, f in enumerate(files)], batch_size=batch_size)
+            hdr = dec[0][1]
+            p = point(f"{label} {size}x{size} @ {b} bits", [len(f) for f in files], hdr.nbytes,
+                      torch.cat([d[0] for d in dec]), x, hint_size=size, hint_bits=int(b))
+            out.append(p)
+            log(f"{p['codec']}: {p['bpp']:.3f} bpp ({p['bpp_payload']:.3f} without header), SSIM {p['ssim']:.4f}")
+    finally:
+        h.hint_bits = own
+    return sorted(out, key=lambda p: p["bpp"])
+
+
+@torch.no_grad()
 def latent_point(label, ckpt_path, x, log=print) -> dict:
     """A system with an entropy bottleneck: its latent -> one .pcg file per face -> its decoder."""
     from pycompgen.inference import compress_images, decompress_bytes, load_checkpoint_for_codec

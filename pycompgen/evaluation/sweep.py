@@ -21,7 +21,7 @@ import torch
 from pycompgen.inference import check_image_size
 from pycompgen.metrics import METRIC_NAMES, compute_metrics
 from pycompgen.models import load_for_eval
-from pycompgen.systems.compgen.system import elm_forward
+from pycompgen.systems.compgen.system import elm_forward, make_hint
 
 from . import figures
 from .figures import psnr_key
@@ -112,6 +112,11 @@ def sweep_models(approaches: dict[str, dict], faces, out_dir: str | os.PathLike,
         g = torch.Generator(device=dev)
         g.manual_seed(int(seed) * 1_000_003 + 7919 * (i + 1))
         gens.append(g)
+    hint_gens = []
+    for i in range(len(psnrs)):
+        g = torch.Generator(device=dev)
+        g.manual_seed(int(seed) * 1_000_003 + 7919 * (i + 1) + 1)
+        hint_gens.append(g)
     ae_acc = _Acc()
     accs = {lab: {k: _Acc() for k in keys} for lab in approaches}
     grid: dict[str, Any] = {}
@@ -148,8 +153,8 @@ def sweep_models(approaches: dict[str, dict], faces, out_dir: str | os.PathLike,
             zn = channel.noisy(z, p, generator=gens[i])
             if first:
                 grid["noisy"][key] = zn[:k].cpu()
-            for lab, mods in approaches.items():
-                yh, xh = elm_forward(mods, zn)
+            for lab, mods in approaches.items():  # a colour hint goes through the channel with its own noise
+                yh, xh = elm_forward(mods, zn, make_hint(mods, x, p, hint_gens[i]))
                 accs[lab][key].add(compute_metrics(xh, x, z, **mkw))
                 if first:
                     grid["out"][(lab, key)] = (yh[:k].cpu(), xh[:k].cpu())
@@ -343,8 +348,9 @@ def sweep_loaded(cfg, loaded: dict, data=None, psnrs: Sequence[float] | None = N
     if len(set(sizes.values())) != 1:
         raise ValueError(f"checkpoints were trained on different image sizes: {sizes}")
     image_size = next(iter(sizes.values()))
+    users = {lab: lc for lab, lc in loaded.items() if lc.has_elm} or loaded  # step 1 never sees an edge map
     edge_cfgs = {lab: (lc.config.data.canny_low, lc.config.data.canny_high, lc.config.data.blur_sigma)
-                 for lab, lc in loaded.items()}
+                 for lab, lc in users.items()}
     if len(set(edge_cfgs.values())) != 1:
         raise ValueError(f"checkpoints were trained with different Canny settings (low, high, blur): {edge_cfgs}")
     canny_low, canny_high, blur_sigma = next(iter(edge_cfgs.values()))

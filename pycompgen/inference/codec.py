@@ -3,6 +3,8 @@
 - Edge payload (Compgen): x -> Canny edge map z (the checkpoint config's ``data.canny_low/high/blur_sigma``) ->
   lossless context-adaptive coding (``pycompgen.codec.edges``); decoding runs the approach-3 path
   x̂ = g(h(z)) (optionally through the AWGN channel first, ``--psnr``). Decoding needs the networks g and h.
+- Edges+hint payload (Compgen with a colour hint, ``model.hint_size``): the edge map as above, then the quantised
+  thumbnail (``pycompgen.codec.hint``); decoding runs x̂ = g(h(z, hint)); ``--psnr`` sends both through the channel.
 - Latent payload (systems whose checkpoint holds an entropy bottleneck, network key ``"eb"``):
   y = f(x) -> ``EntropyBottleneck.compress``; decoding x̂ = g(ŷ). Decoding needs g and eb.
 
@@ -13,16 +15,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pycompgen.codec.container import pack, unpack, weights_hash
+from pycompgen.codec.container import _read_varint, _varint, pack, unpack, weights_hash
 from pycompgen.codec.edges import coder_params, encode_edges, params_from_header
 from pycompgen.codec.edges import decode_edges as decode_edge_bits
+from pycompgen.codec.hint import decode_hint, dequantise, encode_hint, quantise, thumbnail
 from pycompgen.data import decode_image
 from pycompgen.models import load_for_eval
 from pycompgen.ops import awgn, canny
-from pycompgen.systems.compgen.system import decode_edges
+from pycompgen.systems.compgen.system import decode_edges, hint_spec
 
 SUFFIX = ".pcg"
-DECODER_PARTS = {"edges": ("g", "h"), "latent": ("eb", "g")}
+DECODER_PARTS = {"edges": ("g", "h"), "latent": ("eb", "g"), "edges+hint": ("g", "h")}
 
 
 # -- models ---------------------------------------------------------------------------------------------------
@@ -45,11 +48,20 @@ def missing_decoder_parts(ckpt, kind: str) -> list:
     return [k for k in DECODER_PARTS[kind] if k not in ckpt.models or k not in ckpt.parts]
 
 
+def _hint_of(ckpt) -> tuple[int, int]:
+    return hint_spec(ckpt.models) if "h" in ckpt.models else (0, 0)
+
+
 def choose_payload(ckpt, payload: str = "auto") -> str:
     has_eb = "eb" in ckpt.models and "eb" in ckpt.parts
+    hinted = bool(_hint_of(ckpt)[0])
     if payload == "auto":
-        payload = "latent" if has_eb else "edges"
-    if payload == "edges" and not ckpt.has_elm:
+        payload = "latent" if has_eb else "edges+hint" if hinted else "edges"
+    if payload in ("edges", "edges+hint") and ckpt.has_elm and (payload == "edges+hint") != hinted:
+        raise ValueError(f"checkpoint {ckpt.path} " + ("decodes edge maps with a colour hint: use the edges+hint "
+                                                       "payload" if hinted else "takes no colour hint (model."
+                                                       "hint_size=0): use the edges payload"))
+    if payload in ("edges", "edges+hint") and not ckpt.has_elm:
         raise ValueError(f"checkpoint {ckpt.path} (stage {ckpt.stage}) has no trained ELM h and decoder g: edge "
                          f"maps decode with an approach checkpoint (e.g. approach3/best.pt)")
     if payload == "latent" and not has_eb:
@@ -110,14 +122,16 @@ def compress_images(ckpt, x, payload: str = "auto") -> bytes:
     _check_size(ckpt, h, w)
     dev = next(ckpt.models["g"].parameters()).device
     x = x.to(dev)
-    shape = None
+    shape, params = None, None
     if kind == "edges":
         data = encode_edges(_edges(ckpt, x))
+    elif kind == "edges+hint":
+        data, params = _edges_hint(ckpt, x)
     else:
         with torch.no_grad():
             data, shape = compress_latent(ckpt.models, ckpt.models["eb"], x)
     return pack(data, system=ckpt.model_name, weights_hash=decoder_hash(ckpt, kind), height=h, width=w, count=n,
-                kind=kind, params=_params(ckpt, kind, shape and shape[1:]))
+                kind=kind, params=params or _params(ckpt, kind, shape and shape[1:]))
 
 
 def compress_batch(ckpt, x, payload: str = "auto") -> list:
@@ -129,13 +143,18 @@ def compress_batch(ckpt, x, payload: str = "auto") -> list:
     _check_size(ckpt, h, w)
     dev = next(ckpt.models["g"].parameters()).device
     x = x.to(dev)
+    hsh = decoder_hash(ckpt, kind)
+    if kind == "edges+hint":
+        z, q = _edges(ckpt, x), _hint_codes(ckpt, x)
+        coded = [_edges_hint(ckpt, None, z[i:i + 1], q[i:i + 1]) for i in range(n)]
+        return [pack(d, system=ckpt.model_name, weights_hash=hsh, height=h, width=w, count=1, kind=kind,
+                     params=params) for d, params in coded]
     if kind == "edges":
         z = _edges(ckpt, x)
         payloads = [encode_edges(z[i:i + 1]) for i in range(n)]
     else:
         y = encode_latent(ckpt.models, x)
         payloads = [ckpt.models["eb"].compress(y[i:i + 1]) for i in range(n)]
-    hsh = decoder_hash(ckpt, kind)
     params = _params(ckpt, kind, None if kind == "edges" else y.shape[1:])
     return [pack(d, system=ckpt.model_name, weights_hash=hsh, height=h, width=w, count=1, kind=kind,
                  params=params) for d in payloads]
@@ -149,6 +168,22 @@ def _check_size(ckpt, h: int, w: int) -> None:
 def _edges(ckpt, x):
     d = ckpt.config.data
     return canny(x, d.canny_low, d.canny_high, blur_sigma=d.blur_sigma)
+
+
+def _hint_codes(ckpt, x):
+    size, bits = _hint_of(ckpt)
+    return quantise(thumbnail(x, size), bits)
+
+
+def _edges_hint(ckpt, x, z=None, q=None) -> tuple[bytes, dict]:
+    """(payload, header params) of an edges+hint file: varint(len(edge stream)) + edge stream + hint stream."""
+    z = _edges(ckpt, x) if z is None else z
+    q = _hint_codes(ckpt, x) if q is None else q
+    size, bits = _hint_of(ckpt)
+    edges = encode_edges(z)
+    hint, scale = encode_hint(q, bits)
+    return (_varint(len(edges)) + edges + hint,
+            dict(_params(ckpt, "edges"), hint_size=size, hint_bits=bits, hint_scale=scale))
 
 
 def _params(ckpt, kind: str, latent_shape=None) -> dict:
@@ -181,6 +216,11 @@ def decode_payload(ckpt, data: bytes, name: str = "file", psnr: float | None = N
         raise ValueError(f"{name} was written by model {hdr.model_id}, but this checkpoint is system "
                          f"{ckpt.model_name!r}" + (f" without trained {', '.join(missing)}" if missing else "")
                          + ": use the same checkpoint")
+    hinted = bool(_hint_of(ckpt)[0])
+    if hdr.kind in ("edges", "edges+hint") and (hdr.kind == "edges+hint") != hinted:
+        raise ValueError(f"{name} holds " + ("an edge map and a colour hint, but this model takes edges only"
+                                             if not hinted else "an edge map without the colour hint this model "
+                                             "needs") + f" (file from model {hdr.model_id}): use the same checkpoint")
     hashes = {} if hashes is None else hashes
     if hdr.kind not in hashes:
         hashes[hdr.kind] = decoder_hash(ckpt, hdr.kind)
@@ -189,14 +229,20 @@ def decode_payload(ckpt, data: bytes, name: str = "file", psnr: float | None = N
         raise ValueError(f"{name} holds {hdr.height}x{hdr.width} images, but the model was trained on "
                          f"{ckpt.image_size}x{ckpt.image_size}")
     dev = next(ckpt.models["g"].parameters()).device
-    if hdr.kind == "edges":
+    if hdr.kind in ("edges", "edges+hint"):
+        hint = None
+        if hdr.kind == "edges+hint":
+            payload, hint = _read_hint(ckpt, hdr, payload, name)
+            hint = hint.to(dev)
         z = torch.from_numpy(decode_edge_bits(payload, hdr.count, hdr.height, hdr.width,
                                               **params_from_header(hdr.params))).float().to(dev)
         if psnr is not None:
             gen = torch.Generator(device=dev)
             gen.manual_seed(int(seed))
             z = awgn(z, float(psnr), normalize=True, peak=1.0, generator=gen)
-        return hdr, "edges", z
+            if hint is not None:
+                hint = awgn(hint, float(psnr), normalize=True, peak=1.0, generator=gen)
+        return hdr, hdr.kind, (z if hint is None else (z, hint))
     if psnr is not None:
         raise ValueError("--psnr applies to edge-map payloads only")
     shape = hdr.params.get("latent_shape")
@@ -205,13 +251,37 @@ def decode_payload(ckpt, data: bytes, name: str = "file", psnr: float | None = N
     return hdr, "latent", ckpt.models["eb"].decompress(payload, (hdr.count, *shape)).to(dev)
 
 
+def _read_hint(ckpt, hdr, payload: bytes, name: str):
+    """An edges+hint payload -> (edge stream, dequantised hint (N,3,s,s)); a one-line error for a hint of another
+    size than the model's or a damaged layout."""
+    import torch
+    p = hdr.params
+    size, bits, scale = p.get("hint_size"), p.get("hint_bits"), p.get("hint_scale")
+    if not all(isinstance(v, int) for v in (size, bits, scale)):
+        raise ValueError(f"{name}: the header lacks the colour hint's size, bits or scale")
+    want = _hint_of(ckpt)[0]
+    if size != want:
+        raise ValueError(f"{name} holds a {size}x{size} colour hint, but this model takes {want}x{want} hints")
+    try:
+        n_edges, off = _read_varint(payload, 0)
+    except ValueError:
+        raise ValueError(f"{name}: the edges+hint payload is truncated (bad length prefix)") from None
+    if off + n_edges > len(payload):
+        raise ValueError(f"{name}: the edges+hint payload is truncated")
+    q = decode_hint(payload[off + n_edges:], hdr.count, size, bits, scale)
+    return payload[off:off + n_edges], dequantise(torch.from_numpy(q), bits)
+
+
 def run_decoder(ckpt, kind: str, inp):
-    """x̂ of a batch of decoder inputs (``decode_payload``'s): g(h(z)) for edge maps, g(ŷ) for latents."""
+    """x̂ of a batch of decoder inputs (``decode_payload``'s): g(h(z)) for edge maps, g(h(z, hint)) with a colour
+    hint ((z, hint)), g(ŷ) for latents."""
     import torch
     g = ckpt.models["g"]
     with torch.no_grad():
         if kind == "edges":
             return decode_edges({"h": ckpt.models["h"], "g": g}, inp)
+        if kind == "edges+hint":
+            return decode_edges({"h": ckpt.models["h"], "g": g}, inp[0], inp[1])
         return g(inp)
 
 
@@ -223,17 +293,20 @@ def decompress_batch(ckpt, blobs, psnr: float | None = None, seed: int = 0, batc
     hashes: dict = {}
     items = [decode_payload(ckpt, data, name, psnr, seed, hashes) for name, data in blobs]
     out: list = [None] * len(items)
-    for kind in ("edges", "latent"):
+    count = lambda inp: (inp[0] if isinstance(inp, tuple) else inp).shape[0]  # noqa: E731
+    for kind in DECODER_PARTS:
         idx = [i for i, (_, k, _) in enumerate(items) if k == kind]
         start = 0
         while start < len(idx):  # batches of whole files, at most batch_size images (a file of more: alone)
             group, n = [], 0
-            while start < len(idx) and (not group or n + items[idx[start]][2].shape[0] <= batch_size):
+            while start < len(idx) and (not group or n + count(items[idx[start]][2]) <= batch_size):
                 group.append(idx[start])
-                n += items[idx[start]][2].shape[0]
+                n += count(items[idx[start]][2])
                 start += 1
-            x_hat = run_decoder(ckpt, kind, torch.cat([items[i][2] for i in group])).cpu()
-            for i, part in zip(group, x_hat.split([items[i][2].shape[0] for i in group])):
+            inps = [items[i][2] for i in group]
+            batch = tuple(torch.cat(p) for p in zip(*inps)) if isinstance(inps[0], tuple) else torch.cat(inps)
+            x_hat = run_decoder(ckpt, kind, batch).cpu()
+            for i, part in zip(group, x_hat.split([count(items[i][2]) for i in group])):
                 out[i] = (part, items[i][0])
     return out
 

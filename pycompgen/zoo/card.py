@@ -118,9 +118,12 @@ def render(name: str, description: str, results: dict, stages: dict, cfgs: dict,
     L = [f"# Model card: `{name}`", "", description, ""]
     L += ["**Training condition:** the approaches (ELM h, decoder g) were trained with a "
           f"{tr['psnr_summary']} (AWGN on the Canny edge map); step 1 (f, g) sees no channel.", ""]
-    L += ["## Use", "", "```bash",
-          f"pycompgen generate --pretrained {name} --sketches DIR",
-          f"pycompgen generate --pretrained {name} --unconditional 16",
+    hint = int(getattr(last.model, "hint_size", 0) or 0)
+    gen = ([f"pycompgen compress --pretrained {name} --quality Q faces/ -o out/   # edge map + colour hint",
+            "pycompgen decompress out/*.pcg -o decoded/ [--psnr 0]   # both through the channel with --psnr"]
+           if hint else [f"pycompgen generate --pretrained {name} --sketches DIR",
+                         f"pycompgen generate --pretrained {name} --unconditional 16"])
+    L += ["## Use", "", "```bash", *gen,
           f"pycompgen evaluate --pretrained {name} --data DIR --split val --psnrs 50,25,10,0,-2,-5", "```", "",
           "```python", "import pycompgen.zoo as zoo",
           f'pre = zoo.load("{name}")   # pre["approach3"].models -> f, g, h',
@@ -153,7 +156,10 @@ def render(name: str, description: str, results: dict, stages: dict, cfgs: dict,
               f"{m.latent_channels}, ELM channels {m.elm_channels}, ELM blocks {m.elm_num_res}, ELM hidden "
               f"{m.elm_hidden}"
               + ("; gated skip features from h's convolutions into g (model.elm_skips, beyond the paper)"
-                 if getattr(m, "elm_skips", False) else "") + ".", ""]
+                 if getattr(m, "elm_skips", False) else "")
+              + (f"; a {m.hint_size}x{m.hint_size} RGB colour hint into h at {m.hint_bits} bits (model.hint_size, "
+                 f"beyond the paper; no generation from sketches or noise)" if getattr(m, "hint_size", 0) else "")
+              + ".", ""]
     L += ["## Machine and time", ""]
     mi = results.get("machine_info")
     if isinstance(mi, dict):

@@ -14,7 +14,8 @@ A weights file is a dict of tensors and plain values (``torch.load(weights_only=
 An entry with several rate points (a latent codec trained at several rate weights λ) lists them under
 ``rate_points``: [{"quality": 1, "rate_weight": λ, "file", "sha256", "bytes", "dtype", "parts", "bpp", "ssim",
 ...}, ...], quality 1 the lowest rate, as CompressAI's zoo; ``default_quality`` is the one ``stages`` holds;
-``load(name, quality=Q)`` loads point Q as the entry's (only) stage.
+``load(name, quality=Q)`` loads point Q as the entry's (only) stage. A colour-hint entry's points share one weights
+file and differ in ``hint_bits``, the bits its files give the thumbnail (also allowed in a ``stages`` item).
 
 Floating tensors are stored in ``dtype`` (float16 unless the export found the SSIM moved by >= 0.002) and turned
 back into float32 on load. ``shared`` names parts stored once in another stage's file (the frozen f, and g of
@@ -213,7 +214,7 @@ def load(name: str = DEFAULT_NAME, device: str | torch.device = "cpu", stages=No
     e = entry(name, base)
     files = e.get("stages") or {}
     if quality is not None and (point := rate_point(e, quality)):
-        files = {point["stage"]: point}
+        files = {**files, point["stage"]: point}  # the point replaces its stage; other stages stay (shared parts)
     order = [s for s in STAGES if s in files] + [s for s in files if s not in STAGES]  # other systems' stages
     want = order if stages is None else [stages] if isinstance(stages, str) else stages
     for s in want:
@@ -238,5 +239,8 @@ def load(name: str = DEFAULT_NAME, device: str | torch.device = "cpu", stages=No
         for part, src in (pl.get("shared") or {}).items():
             sds[part] = get(src)["models"][part]
         out[s] = networks_from_payload(pl, sds, base / files[s]["file"], label=s, device=device, dtype=torch.float32)
+        if "hint_bits" in files[s] and "h" in out[s].models:  # a colour-hint rate point: the bits files use
+            out[s].models["h"].hint_bits = int(files[s]["hint_bits"])
+            out[s].config.model.hint_bits = [int(files[s]["hint_bits"])]
     card = e.get("card")
     return Pretrained(name=name, entry=e, stages=out, card_path=str(base / card) if card else None, root=str(base))

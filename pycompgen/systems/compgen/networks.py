@@ -84,10 +84,17 @@ class ELM(nn.Module):
     the FC bottleneck when the edges are clean; the gate learns to close when they are noisy, leaving the FC path
     (a prior over faces). The projections start at zero, so a model initialised from the paper's h, g starts as
     the paper's model.
+
+    ``hint_size`` > 0 (beyond the paper, ``model.hint_size``): h also takes a colour hint, an RGB thumbnail
+    (N,3,hint_size,hint_size) in [0,1] (``pycompgen.codec.hint``), resized to the H/8 grid and added to the conv
+    features before the residual blocks through two 3x3 convs (the last starts at zero); a hint larger than H/8
+    (up to H/4) is added on the H/4 grid instead, before the last stride-2 conv. ``hint_bits`` is the
+    quantiser a coded hint uses (an attribute, not a weight).
     """
 
     def __init__(self, image_size: int = 64, channels: int = 64, num_res: int = 2, hidden: int = 1024,
-                 latent_channels: int = 16, skips: bool = False, g_channels: int = 128, dropout: float = 0.0):
+                 latent_channels: int = 16, skips: bool = False, g_channels: int = 128, dropout: float = 0.0,
+                 hint_size: int = 0, hint_bits: int = 4):
         super().__init__()
         if image_size % DOWNSAMPLE:
             raise ValueError(f"ELM needs image_size divisible by {DOWNSAMPLE}, got {image_size}")
@@ -106,6 +113,12 @@ class ELM(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # on FC1's input and on its output
         self.skips = skips
+        self.hint_size, self.hint_bits = int(hint_size), int(hint_bits)
+        if self.hint_size:
+            self.hint = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(inplace=True),
+                                      nn.Conv2d(channels, channels, 3, padding=1))
+            nn.init.zeros_(self.hint[2].weight)
+            nn.init.zeros_(self.hint[2].bias)
         if skips:
             gc2 = max(g_channels // 2, 1)
             self.gate = nn.Linear(channels, channels + c2)
@@ -118,15 +131,37 @@ class ELM(nn.Module):
     def _fc(self, t: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.drop(self.act(self.fc1(self.drop(t)))))
 
-    def forward(self, z_noisy: torch.Tensor, return_skips: bool = False):
+    def _hint(self, hint, n: int):
+        """The hint's features on the grid where they enter (H/8, or H/4 for a hint larger than H/8), or None for
+        an edges-only h; one-line errors for a missing or wrong-shaped hint."""
+        if not self.hint_size:
+            if hint is not None:
+                raise ValueError("ELM h takes no colour hint (model.hint_size=0), but one was given")
+            return None
+        want = (n, 3, self.hint_size, self.hint_size)
+        if hint is None:
+            raise ValueError(f"ELM h needs a colour hint of shape {want} (model.hint_size={self.hint_size})")
+        if tuple(hint.shape) != want:
+            raise ValueError(f"ELM h needs a colour hint of shape {want}, got {tuple(hint.shape)}")
+        s = self.latent[1] * (2 if self.hint_size > self.latent[1] else 1)
+        if self.hint_size != s:
+            hint = torch.nn.functional.interpolate(hint, size=(s, s), mode="nearest")
+        return self.hint(hint)
+
+    def forward(self, z_noisy: torch.Tensor, return_skips: bool = False, hint: torch.Tensor | None = None):
         _check_image(z_noisy, 1, "ELM h", self.image_size)
-        if not (self.skips and return_skips):
-            t = self.res(self.convs(z_noisy)).flatten(1)
-            return self._fc(t).view(z_noisy.shape[0], *self.latent)
-        c = self.convs
+        extra = self._hint(hint, z_noisy.shape[0])
+        c = self.convs  # the paper's convs, run layer by layer so the skips and the hint can tap in
         t32 = c[1](c[0](z_noisy))
         t16 = c[4](c[3](c[2](t32)))
-        t8 = self.res(c[7](c[6](c[5](t16))))
+        if extra is not None and extra.shape[-1] == t16.shape[-1]:
+            t16 = t16 + extra
+        t8 = c[7](c[6](c[5](t16)))
+        if extra is not None and extra.shape[-1] == t8.shape[-1]:
+            t8 = t8 + extra
+        t8 = self.res(t8)
+        if not (self.skips and return_skips):
+            return self._fc(t8.flatten(1)).view(z_noisy.shape[0], *self.latent)
         y_hat = self._fc(t8.flatten(1)).view(z_noisy.shape[0], *self.latent)
         gate = torch.sigmoid(self.gate(t8.mean((2, 3))))
         g16, g32 = gate[:, :t16.shape[1], None, None], gate[:, t16.shape[1]:, None, None]
@@ -140,7 +175,8 @@ def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
         "g": Decoder(m.channels, m.latent_channels, m.num_res, m.num_mult, m.norm),
         "h": ELM(image_size, m.elm_channels, m.elm_num_res, m.elm_hidden, m.latent_channels,
                  skips=getattr(m, "elm_skips", False), g_channels=m.channels,
-                 dropout=float(getattr(m, "elm_dropout", 0.0))),
+                 dropout=float(getattr(m, "elm_dropout", 0.0)), hint_size=int(getattr(m, "hint_size", 0)),
+                 hint_bits=max(getattr(m, "hint_bits", [4]) or [4])),
     }
     if getattr(m, "entropy_bottleneck", False):
         from pycompgen.codec.entropy import EntropyBottleneck

@@ -51,20 +51,47 @@ def _has_skips(h) -> bool:
     return bool(getattr(getattr(h, "module", h), "skips", False))  # h may be DDP-wrapped
 
 
-def elm_forward(models: dict, z_noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(y_hat, x_hat) = (h(z + n), g(h(z + n))): the approaches' latent and reconstruction from a (noisy) edge map;
-    with ``model.elm_skips`` h also hands its gated conv features to g."""
+def hint_spec(models: dict) -> tuple[int, int]:
+    """(hint_size, hint_bits) of the models' h: (0, 0) for an edges-only h."""
+    h = models["h"]
+    h = getattr(h, "module", h)
+    size = int(getattr(h, "hint_size", 0))
+    return (size, int(h.hint_bits)) if size else (0, 0)
+
+
+def make_hint(models: dict, x: torch.Tensor, psnr=None, generator=None, bits=None):
+    """The colour hint h receives for faces x (N,3,H,W) in [0,1]: the thumbnail quantised at ``bits`` (default
+    the model's; an int or one per image) and, with ``psnr`` (dB, one or one per image), sent through the AWGN
+    channel as analog values like the edge map (3·s² more channel uses). None for an edges-only h."""
+    from pycompgen.codec.hint import dequantise, quantise, thumbnail
+    size, default_bits = hint_spec(models)
+    if not size:
+        return None
+    b = default_bits if bits is None else bits
+    t = dequantise(quantise(thumbnail(x, size), b), b)
+    if psnr is None:
+        return t
+    from pycompgen.ops import awgn
+    return awgn(t, psnr, normalize=True, peak=1.0, generator=generator)
+
+
+def elm_forward(models: dict, z_noisy: torch.Tensor, hint: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(y_hat, x_hat) = (h(z + n), g(h(z + n))): the approaches' latent and reconstruction from a (noisy) edge map
+    (and, with ``model.hint_size``, its colour hint); with ``model.elm_skips`` h also hands its gated conv
+    features to g."""
     h, g = models["h"], models["g"]
+    kw = {} if hint is None else {"hint": hint}
     if _has_skips(h):
-        y_hat, skips = h(z_noisy, return_skips=True)
+        y_hat, skips = h(z_noisy, return_skips=True, **kw)
         return y_hat, g(y_hat, skips=skips)
-    y_hat = h(z_noisy)
+    y_hat = h(z_noisy, **kw)
     return y_hat, g(y_hat)
 
 
-def decode_edges(models: dict, z_noisy: torch.Tensor) -> torch.Tensor:
+def decode_edges(models: dict, z_noisy: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:
     """x_hat = g(h(z + n)) (see ``elm_forward``)."""
-    return elm_forward(models, z_noisy)[1]
+    return elm_forward(models, z_noisy, hint)[1]
 
 
 def _d(cfg, x, x_hat):
@@ -91,11 +118,11 @@ def _step1_loss(nets, b, cfg):
 def _approach1_loss(nets, b, cfg):
     with torch.no_grad():
         y = nets["f"](b["x"])
-    h = nets["h"]
+    h, kw = nets["h"], _hint_kw(b)
     if not _has_skips(h):
-        loss = latent_mse(h(b["z_noisy"]), y)
+        loss = latent_mse(h(b["z_noisy"], **kw), y)
         return loss, {"latent_mse": loss.detach()}
-    y_hat, skips = h(b["z_noisy"], return_skips=True)  # the skip path gets zero gradients (DDP needs them used)
+    y_hat, skips = h(b["z_noisy"], return_skips=True, **kw)  # the skip path gets zero gradients (DDP needs them used)
     lat = latent_mse(y_hat, y)
     return lat + 0.0 * sum(s.float().sum() for s in skips), {"latent_mse": lat.detach()}
 
@@ -103,16 +130,20 @@ def _approach1_loss(nets, b, cfg):
 def _approach2_loss(nets, b, cfg):
     with torch.no_grad():
         if _has_skips(nets["h"]):
-            y_hat, skips = nets["h"](b["z_noisy"], return_skips=True)
+            y_hat, skips = nets["h"](b["z_noisy"], return_skips=True, **_hint_kw(b))
         else:
-            y_hat, skips = nets["h"](b["z_noisy"]), None
+            y_hat, skips = nets["h"](b["z_noisy"], **_hint_kw(b)), None
     x_hat = nets["g"](y_hat) if skips is None else nets["g"](y_hat, skips=skips)
     d = _d(cfg, b["x"], x_hat)
     return d, {"distortion": d.detach(), "x_hat": x_hat}
 
 
+def _hint_kw(b) -> dict:
+    return {"hint": b["hint"]} if "hint" in b else {}
+
+
 def _approach3_loss(nets, b, cfg):
-    y_hat, x_hat = elm_forward(nets, b["z_noisy"])
+    y_hat, x_hat = elm_forward(nets, b["z_noisy"], b.get("hint"))
     d = _d(cfg, b["x"], x_hat)
     logs = {"distortion": d.detach(), "x_hat": x_hat}
     loss = d
@@ -131,10 +162,11 @@ def _ae(nets, b):
 
 
 def _elm(nets, b):
-    return decode_edges(nets, b["z_noisy"])
+    return decode_edges(nets, b["z_noisy"], b.get("hint"))
 
 
 SKIP_MODULES = ("gate", "proj16", "proj32")  # h's skip path (model.elm_skips)
+FRESH_MODULES = SKIP_MODULES + ("hint",)  # h's parts beyond the paper that start at their init
 
 # stage -> (loss, reconstruction, needs edges)
 _STEPS: dict[str, tuple[Callable, Callable, bool]] = {
@@ -180,10 +212,10 @@ class Compgen(System):
     def filter_init(self, init: dict) -> dict:
         if self.spec.name == "approach3" and self.cfg.train.approach3_init == "fresh":
             init.pop("h", None)
-        if "h" in init and "h" in self.models and self.models["h"].skips:
-            # an h trained without skips (e.g. the paper's approach 1) starts the skip path at its zero init
+        if "h" in init and "h" in self.models and (self.models["h"].skips or self.models["h"].hint_size):
+            # an h trained without skips or hint (e.g. the paper's approach 1) starts those paths at their init
             own = self.models["h"].state_dict()
-            fresh = {k: v for k, v in own.items() if k.split(".")[0] in SKIP_MODULES and k not in init["h"]}
+            fresh = {k: v for k, v in own.items() if k.split(".")[0] in FRESH_MODULES and k not in init["h"]}
             init["h"] = {**init["h"], **fresh}
         return init
 
@@ -218,8 +250,23 @@ class Compgen(System):
     def prepare_batch(self, batch, generator) -> dict:
         # augmentation (data.augment_*) while training: any trainable network in train mode; none in validation
         training = any(self.models[k].training for k in self.spec.trainable)
-        return prepare_batch(batch, self.cfg, self.device, self.channel, generator, self.needs_edges,
-                             self.augment if training and self.augment.active else None)
+        b = prepare_batch(batch, self.cfg, self.device, self.channel, generator, self.needs_edges,
+                          self.augment if training and self.augment.active else None)
+        if self.needs_edges and self.cfg.model.hint_size:
+            b["hint"] = self._hint(b, generator, training)
+        return b
+
+    def _hint(self, b: dict, generator, training: bool):
+        """The batch's colour hint at the batch's channel PSNRs: bits drawn per image from model.hint_bits while
+        training, the largest in validation."""
+        bits = [int(v) for v in self.cfg.model.hint_bits]
+        if training and len(bits) > 1:
+            gdev = generator.device if generator is not None else torch.device("cpu")
+            pick = torch.randint(len(bits), (b["x"].shape[0],), generator=generator, device=gdev)
+            bits = torch.tensor(bits)[pick.cpu()]
+        else:
+            bits = max(bits)
+        return make_hint(self.models, b["x"], b["psnr"], generator, bits)
 
     def loss(self, nets: dict, batch: dict):
         """(loss, logs) of the stage with ``nets`` (``self.nets`` to train, ``self.models`` to validate)."""
@@ -249,9 +296,14 @@ class Compgen(System):
 
     @classmethod
     def example_batch(cls, cfg, x_uint8, generator) -> dict:
-        return {k: v.cpu() for k, v in make_channel(cfg)(x_uint8, torch.device("cpu"), generator=generator).items()}
+        b = {k: v.cpu() for k, v in make_channel(cfg)(x_uint8, torch.device("cpu"), generator=generator).items()}
+        if cfg.model.hint_size:
+            from pycompgen.codec.hint import dequantise, quantise, thumbnail
+            bits = max(cfg.model.hint_bits)
+            b["hint"] = dequantise(quantise(thumbnail(b["x"], cfg.model.hint_size), bits), bits)
+        return b
 
 
 SYSTEM = Compgen
 
-__all__ = ["Compgen", "decode_edges", "elm_forward", "make_channel", "prepare_batch"]
+__all__ = ["Compgen", "decode_edges", "elm_forward", "hint_spec", "make_channel", "make_hint", "prepare_batch"]
