@@ -32,9 +32,9 @@ def _check_section(name: str, cls: type) -> None:
 def check_hint(m, image_size: int) -> None:
     """model.hint_size / hint_bits: a thumbnail no larger than h's H/4 grid that divides the image; bits 1..8."""
     bits = m.hint_bits if isinstance(m.hint_bits, (list, tuple)) else [m.hint_bits]
-    if not (1 <= int(m.hint_size) <= image_size // 4 and image_size % int(m.hint_size) == 0):
-        raise ValueError(f"model.hint_size must divide data.image_size and be at most image_size/4 "
-                         f"({image_size // 4}), got {m.hint_size}")
+    if not (1 <= int(m.hint_size) <= min(image_size // 4, 64) and image_size % int(m.hint_size) == 0):
+        raise ValueError(f"model.hint_size must divide data.image_size and be at most image_size/4 and 64 "
+                         f"({min(image_size // 4, 64)}), got {m.hint_size}")
     if not bits or any(not isinstance(b, int) or not 1 <= b <= 8 for b in bits):
         raise ValueError(f"model.hint_bits must be a list of integers in 1..8, got {m.hint_bits!r}")
 

@@ -143,7 +143,9 @@ def test_edges_hint_file_round_trips(hinted):
     try:
         small = compress_images(ck, x)
         assert unpack(small)[0].params["hint_bits"] == 2 and len(small) < len(data)
-        decompress_bytes(ck, small, psnr=0.0)              # hint and edges through the channel
+        noisy, _ = decompress_bytes(ck, small, psnr=0.0)   # hint and edges through the channel
+        assert noisy.shape == x_hat.shape
+        assert float((noisy - decompress_bytes(ck, small)[0]).abs().max()) > 1e-3
     finally:
         ck.models["h"].hint_bits = 5
 
@@ -157,7 +159,8 @@ def test_wrong_hints_and_models_are_refused(hinted):
         decompress_bytes(hinted["other"], data)           # a hint from another model's file
     assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="was written by model compgen@"):
-        decompress_bytes(hinted["small"], data)            # another model with another hint size
+        decompress_bytes(hinted["small"], data)            # another model (its hash; the forged header below
+        # checks the size itself)
     with pytest.raises(ValueError, match="this model takes edges only"):
         decompress_bytes(hinted["edges"], data)
     with pytest.raises(ValueError, match="without the colour hint this model needs"):
@@ -173,6 +176,27 @@ def test_wrong_hints_and_models_are_refused(hinted):
                  width=hdr.width, count=hdr.count, kind=hdr.kind, params=hdr.params)
     with pytest.raises(ValueError, match="truncated|corrupted"):
         decompress_bytes(hinted["hint"], short)
+
+
+def test_training_draws_hint_bits_per_image_and_validation_uses_the_largest():
+    from pycompgen.config import load_config
+    from pycompgen.training import build_system
+    kv = ["model.hint_size=4", "model.hint_bits=[1,5]", "train.psnr=inf", "data.synthetic_count=16"]
+    step1 = build_system(load_config(TINY, kv), "cpu").payload(0, {}, 0.0)
+    st = build_system(load_config(TINY, kv + ["train.stage=approach1"]), "cpu", dict(step1["models"]))
+    x = (_faces(16) * 255).round().to(torch.uint8)
+    t = thumbnail(x.float() / 255, 4)
+    for training, want in ((True, {1, 5}), (False, {5})):
+        for m in st.models.values():
+            m.train(training)
+        b = st.prepare_batch(x, torch.Generator().manual_seed(0))
+        seen = set()
+        for i in range(16):
+            errs = {bits: float((b["hint"][i] - dequantise(quantise(t[i:i + 1], bits), bits)).abs().max())
+                    for bits in (1, 5)}
+            seen.add(min(errs, key=errs.get))
+            assert min(errs.values()) < 1e-6
+        assert seen == want, (training, seen)
 
 
 def test_tiny_model_trains_with_hints(tmp_path, one_thread):
@@ -198,7 +222,7 @@ def test_generation_needs_an_edges_only_model(hinted):
     assert generate_unconditional(hinted["edges"].models, 2, 32).shape == (2, 3, 32, 32)
 
 
-def test_shipped_color_entry_round_trips_and_is_found_from_its_file(tmp_path, monkeypatch, one_thread):
+def test_shipped_color_entry_round_trips_and_is_found_from_its_file(tmp_path, monkeypatch, capsys, one_thread):
     """compgen-64-color from the package's zoo: every rate point round-trips a synthetic face through a file,
     more bits give larger files, and decompress without a model finds the entry from the file."""
     monkeypatch.delenv("PYCOMPGEN_ZOO_DIR", raising=False)
@@ -226,5 +250,23 @@ def test_shipped_color_entry_round_trips_and_is_found_from_its_file(tmp_path, mo
                  str(tmp_path / "f.pcg")]) == 0
     assert main(["decompress", str(tmp_path / "f.pcg"), "-o", str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "f.png").is_file()
+    capsys.readouterr()
     assert main(["generate", "--pretrained", "compgen-64-color", "--unconditional", "2", "--out",
-                 str(tmp_path / "gen")]) != 0                      # one line: needs an edges-only model
+                 str(tmp_path / "gen")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "needs an edges-only model" in err and "\n" not in err
+
+
+def test_mlflow_reconstructor_of_a_hint_model_takes_edges_and_hint(hinted):
+    """What MLflow serves for a hint model's approach: (N, 4, H, W) = edge map + hint repeated to H×W."""
+    import torch.nn.functional as F
+    from pycompgen.systems.compgen.system import decode_edges
+    from pycompgen.tracking.artifacts import StageReconstructor
+    ck = hinted["hint"]
+    m = StageReconstructor("compgen", "approach3", ck.models).eval()
+    assert m.hint_size == 4
+    z = (torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(0)) > 0.8).float()
+    hint = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = m(torch.cat([z, F.interpolate(hint, size=(32, 32), mode="nearest")], 1))
+        torch.testing.assert_close(out, decode_edges(ck.models, z, hint))

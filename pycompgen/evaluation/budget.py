@@ -50,7 +50,7 @@ def eval_seconds_per_image(cfg, ckpts, faces, device, n_evals: int) -> float:
     from pycompgen.models import load_for_eval
     from pycompgen.metrics import compute_metrics
     from pycompgen.evaluation.sweep import face_batch
-    from pycompgen.systems.compgen.system import decode_edges
+    from pycompgen.systems.compgen.system import decode_edges, make_hint
 
     lc = load_for_eval(ckpts["approach3"], expect_model=cfg.model.name, device=device)
     ch = EdgeChannel(cfg.data.canny_low, cfg.data.canny_high, cfg.data.blur_sigma, psnr=0.0)
@@ -58,7 +58,7 @@ def eval_seconds_per_image(cfg, ckpts, faces, device, n_evals: int) -> float:
     with torch.no_grad():
         t = time.perf_counter()
         b = ch(x8, device)
-        xh = decode_edges(lc.models, b["z_noisy"])
+        xh = decode_edges(lc.models, b["z_noisy"], make_hint(lc.models, b["x"], b["psnr"]))
         compute_metrics(xh, b["x"], b["z"], edge_fn=ch.edges)
         if device.type == "cuda":
             torch.cuda.synchronize(device)

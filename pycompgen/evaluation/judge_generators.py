@@ -148,7 +148,9 @@ def _channel(cfg):
 
 def compgen_specs(models_of: Callable[[str], Optional[dict]], cfg, prefix: str, info: dict,
                   psnrs=PSNRS, noise_psnr: float = -5.0) -> list:
-    """Rows of one Compgen run: step 1 (g(f(x))), each approach at each PSNR and from pure noise."""
+    """Rows of one Compgen run: step 1 (g(f(x))), each approach at each PSNR and from pure noise (not for a
+    colour-hint model)."""
+    from pycompgen.systems.compgen.system import hint_spec
     ch = _channel(cfg) if cfg is not None else None
     out = []
     s1 = models_of("step1")
@@ -162,6 +164,8 @@ def compgen_specs(models_of: Callable[[str], Optional[dict]], cfg, prefix: str, 
         for p in psnrs:
             out.append(GeneratorSpec(f"{prefix}{stage} @{p:g} dB", "compgen", m, ADAPTERS["compgen-elm"], p, "x",
                                      sketch="z", channel=ch, info=info))
+        if hint_spec(m)[0]:
+            continue  # noise carries no colour hint: no unconditional row for a hint model
         out.append(GeneratorSpec(f"{prefix}{stage} pure noise @{noise_psnr:g} dB", "compgen", m,
                                  ADAPTERS["compgen-elm"], noise_psnr, pure_noise=True, channel=ch, info=info))
     return out

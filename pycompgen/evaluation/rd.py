@@ -125,7 +125,7 @@ def channel_grid(ckpts, x, log=print) -> dict:
     from pycompgen.data import EdgeChannel
     from pycompgen import metrics as M
     from pycompgen.models import load_for_eval
-    from pycompgen.systems.compgen.system import decode_edges
+    from pycompgen.systems.compgen.system import decode_edges, make_hint
     models = {"range -5:50 dB": ckpts["compgen"], **{k.split("@ ")[1]: v for k, v in ckpts.items()
                                                     if k.startswith("approach3 @")}}
     x8 = (x * 255).round().to(torch.uint8)
@@ -137,7 +137,8 @@ def channel_grid(ckpts, x, log=print) -> dict:
         for p in GRID_TEST:
             b = EdgeChannel(d.canny_low, d.canny_high, d.blur_sigma, psnr=p)(x8, torch.device("cpu"),
                                                                              generator=torch.Generator().manual_seed(0))
-            x_hat = decode_edges(lc.models, b["z_noisy"]).clamp(0, 1)
+            hint = make_hint(lc.models, b["x"], b["psnr"], torch.Generator().manual_seed(1))
+            x_hat = decode_edges(lc.models, b["z_noisy"], hint).clamp(0, 1)
             row[f"{p:g}"] = float(M.ssim(x_hat, b["x"]).mean())
             density = float(b["z"].float().mean())
         rows[label] = row
@@ -153,7 +154,7 @@ def table1(ckpts, x) -> dict:
     import cv2
 
     from pycompgen.models import load_for_eval
-    from pycompgen.systems.compgen.system import decode_edges
+    from pycompgen.systems.compgen.system import decode_edges, make_hint
     from pycompgen.evaluation.masks import face_ellipse_mask, table1_metrics
     from pycompgen.ops import canny
     from pycompgen.systems import get_system
@@ -165,7 +166,7 @@ def table1(ckpts, x) -> dict:
             recs[label] = get_system(lc.model_name).reconstruct(lc.stage, lc.models, {"x": x}).clamp(0, 1)
         lc = load_for_eval(ckpts["compgen"], expect_model="compgen")
         z = canny(x, lc.config.data.canny_low, lc.config.data.canny_high)
-        recs["Compgen approach 3 (edges)"] = decode_edges(lc.models, z).clamp(0, 1)
+        recs["Compgen approach 3 (edges)"] = decode_edges(lc.models, z, make_hint(lc.models, x)).clamp(0, 1)
     u8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     jpeg = [cv2.imdecode(cv2.imencode(".jpg", im[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])[1], 1)[..., ::-1]
             for im in u8]

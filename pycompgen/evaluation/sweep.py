@@ -112,11 +112,12 @@ def sweep_models(approaches: dict[str, dict], faces, out_dir: str | os.PathLike,
         g = torch.Generator(device=dev)
         g.manual_seed(int(seed) * 1_000_003 + 7919 * (i + 1))
         gens.append(g)
-    hint_gens = []
+    hint_gens = {}  # a colour hint's noise: one generator per (PSNR, approach), independent of the others
     for i in range(len(psnrs)):
-        g = torch.Generator(device=dev)
-        g.manual_seed(int(seed) * 1_000_003 + 7919 * (i + 1) + 1)
-        hint_gens.append(g)
+        for j, lab in enumerate(approaches):
+            g = torch.Generator(device=dev)
+            g.manual_seed(int(seed) * 1_000_003 + 7919 * (i + 1) + 104_729 * (j + 1))
+            hint_gens[i, lab] = g
     ae_acc = _Acc()
     accs = {lab: {k: _Acc() for k in keys} for lab in approaches}
     grid: dict[str, Any] = {}
@@ -154,7 +155,7 @@ def sweep_models(approaches: dict[str, dict], faces, out_dir: str | os.PathLike,
             if first:
                 grid["noisy"][key] = zn[:k].cpu()
             for lab, mods in approaches.items():  # a colour hint goes through the channel with its own noise
-                yh, xh = elm_forward(mods, zn, make_hint(mods, x, p, hint_gens[i]))
+                yh, xh = elm_forward(mods, zn, make_hint(mods, x, p, hint_gens[i, lab]))
                 accs[lab][key].add(compute_metrics(xh, x, z, **mkw))
                 if first:
                     grid["out"][(lab, key)] = (yh[:k].cpu(), xh[:k].cpu())

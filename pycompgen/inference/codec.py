@@ -268,7 +268,10 @@ def _read_hint(ckpt, hdr, payload: bytes, name: str):
         raise ValueError(f"{name}: the edges+hint payload is truncated (bad length prefix)") from None
     if off + n_edges > len(payload):
         raise ValueError(f"{name}: the edges+hint payload is truncated")
-    q = decode_hint(payload[off + n_edges:], hdr.count, size, bits, scale)
+    try:
+        q = decode_hint(payload[off + n_edges:], hdr.count, size, bits, scale)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
     return payload[off:off + n_edges], dequantise(torch.from_numpy(q), bits)
 
 

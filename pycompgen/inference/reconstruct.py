@@ -8,8 +8,9 @@ from pycompgen.systems.compgen.system import decode_edges
 
 @torch.no_grad()
 def reconstruct(models: dict, x: torch.Tensor | None = None, z_noisy: torch.Tensor | None = None,
-                mode: str = "ae") -> torch.Tensor:
-    """``ae``: x̂ = g(f(x)); ``elm``: x̂ = g(h(z_noisy))."""
+                mode: str = "ae", hint: torch.Tensor | None = None) -> torch.Tensor:
+    """``ae``: x̂ = g(f(x)); ``elm``: x̂ = g(h(z_noisy)) (a colour-hint model: g(h(z_noisy, hint)), the hint from
+    ``pycompgen.systems.compgen.system.make_hint``)."""
     if mode == "ae":
         if x is None:
             raise ValueError("reconstruct(mode='ae') needs x")
@@ -17,7 +18,7 @@ def reconstruct(models: dict, x: torch.Tensor | None = None, z_noisy: torch.Tens
     if mode == "elm":
         if z_noisy is None:
             raise ValueError("reconstruct(mode='elm') needs z_noisy")
-        return decode_edges(models, z_noisy)
+        return decode_edges(models, z_noisy, hint)
     raise ValueError(f"reconstruct: mode must be 'ae' or 'elm', got {mode!r}")
 
 

@@ -16,19 +16,32 @@ def models_from_payload(payload: dict, device="cpu") -> tuple[object, dict]:
     return lc.config, {k: lc.models[k] for k in payload["models"]}
 
 
+def _hint_size(system: str, models: dict) -> int:
+    if system != "compgen" or "h" not in models:
+        return 0
+    from pycompgen.systems.compgen.system import hint_spec
+    return hint_spec(models)[0]
+
+
 class StageReconstructor(nn.Module):
     """One stage's reconstruction as a single module (what MLflow serves), e.g. Compgen's step 1 maps an image x
-    (N,3,H,W) in [0, 1] to g(f(x)); its approaches map a noisy edge map z+n (N,1,H,W) to g(h(z+n))."""
+    (N,3,H,W) in [0, 1] to g(f(x)); its approaches map a noisy edge map z+n (N,1,H,W) to g(h(z+n)) — with a colour
+    hint (``model.hint_size`` s), (N,4,H,W): the edge map, then the hint upsampled to H×W by repetition."""
 
     def __init__(self, system: str, stage: str, models: dict):
         super().__init__()
         self.system, self.stage = system, stage
         self.nets = nn.ModuleDict(models)
+        self.hint_size = _hint_size(system, models)
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         from pycompgen.systems import get_system
         sys_ = get_system(self.system)
-        return sys_.reconstruct(self.stage, dict(self.nets.items()), {sys_.input_key(self.stage): inp})
+        batch = {sys_.input_key(self.stage): inp}
+        if self.hint_size and sys_.input_key(self.stage) == "z_noisy":
+            k = inp.shape[-1] // self.hint_size
+            batch = {"z_noisy": inp[:, :1], "hint": torch.nn.functional.avg_pool2d(inp[:, 1:], k)}
+        return sys_.reconstruct(self.stage, dict(self.nets.items()), batch)
 
 
 def sample_batch(cfg, dataset, n: int = 8, seed: int = 1234) -> dict:
@@ -73,6 +86,7 @@ def log_model(uri: str, run_id: str, payload: dict, name: str = "model"):
     module = StageReconstructor(cfg.model.name, stage, models).eval()
     s = cfg.data.image_size
     ch = 1 if get_system(cfg.model.name).input_key(stage) == "z_noisy" else 3
+    ch += 3 if ch == 1 and module.hint_size else 0
     example = torch.rand(2, ch, s, s, generator=torch.Generator().manual_seed(0)).numpy()
     reqs = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"]
     with _tracking_uri_set(uri):

@@ -240,7 +240,6 @@ def load(name: str = DEFAULT_NAME, device: str | torch.device = "cpu", stages=No
             sds[part] = get(src)["models"][part]
         out[s] = networks_from_payload(pl, sds, base / files[s]["file"], label=s, device=device, dtype=torch.float32)
         if "hint_bits" in files[s] and "h" in out[s].models:  # a colour-hint rate point: the bits files use
-            out[s].models["h"].hint_bits = int(files[s]["hint_bits"])
-            out[s].config.model.hint_bits = [int(files[s]["hint_bits"])]
+            out[s].models["h"].hint_bits = int(files[s]["hint_bits"])  # (the config keeps the training list)
     card = e.get("card")
     return Pretrained(name=name, entry=e, stages=out, card_path=str(base / card) if card else None, root=str(base))

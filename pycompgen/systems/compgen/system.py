@@ -263,7 +263,7 @@ class Compgen(System):
         if training and len(bits) > 1:
             gdev = generator.device if generator is not None else torch.device("cpu")
             pick = torch.randint(len(bits), (b["x"].shape[0],), generator=generator, device=gdev)
-            bits = torch.tensor(bits)[pick.cpu()]
+            bits = torch.tensor(bits, device=gdev)[pick]
         else:
             bits = max(bits)
         return make_hint(self.models, b["x"], b["psnr"], generator, bits)
