@@ -181,7 +181,7 @@ def main(argv=None) -> int:
 def synthetic_grid(codec, bits, path: Path) -> str:
     """Synthetic faces (no dataset pixels): original, edge map, hint (upsampled), x̂ at every bit depth."""
     import torch.nn.functional as F
-    from pycompgen.codec.hint import dequantise, quantise, thumbnail
+    from pycompgen.codec.hint import quantised_thumbnail
     from pycompgen.data import synthetic_faces
     from pycompgen.evaluation import figures
     from pycompgen.inference import compress_batch, decompress_batch
@@ -194,7 +194,7 @@ def synthetic_grid(codec, bits, path: Path) -> str:
     try:
         for b in bits:
             codec.models["h"].hint_bits = b
-            hint = dequantise(quantise(thumbnail(x, size), b), b)
+            hint = quantised_thumbnail(x, size, b)
             files = compress_batch(codec, x, "edges+hint")
             out = torch.cat([r[0] for r in decompress_batch(codec, [(str(i), f) for i, f in enumerate(files)])])
             cols += [(f"hint {b} bits", F.interpolate(hint, size=x.shape[-2:], mode="nearest")),
@@ -245,29 +245,15 @@ def markdown(r: dict, gap_lines: list) -> list:
 def export_entry(run_dir: Path, name: str, report: dict, sweep_res: dict, cfg, n_train: int, n_val: int) -> None:
     """step 1 + approach 3 as zoo entry ``name``, one rate point per hint bit depth (one shared weights file)."""
     sys.path.insert(0, str(ROOT / "tools"))
-    from zoo_export import export
-    from pycompgen.evaluation.sweep import write_json
+    from zoo_export import export_bench_run
     from pycompgen.zoo.core import read_manifest, write_manifest, zoo_dir
-    sel = run_dir / "export"
-    sel.mkdir(exist_ok=True)
-    for stage in ("step1", "approach3"):
-        link = sel / stage
-        if not link.exists():
-            link.symlink_to(run_dir / stage, target_is_directory=True)
     data = {"path": cfg.data.path, "train_images": n_train, "val_images": n_val}
-    results = {"machine": report["machine"], "command": report["command"], "date_utc": report["date_utc"],
-               "machine_info": {k: report.get(k) for k in ("cpu", "cores", "threads", "torch")},
-               "sweep": sweep_res["val"], "train_sweep": sweep_res["train"], "data": data,
-               "stages": {"approach3": {"epochs": report["budget"]["approach3_epochs"],
-                                        "wall_s": sum(r["epoch_time_s"] or 0 for r in report["curves"]["approach3"])}},
-               "curves": report["curves"], "wall_s": {"train": report["budget"]["wall_s_epochs"]}}
-    path = run_dir / "export_results.json"
-    write_json(path, results)
     bits = cfg.model.hint_bits
     desc = (f"Compgen with a colour hint (beyond the paper): edge map + {cfg.model.hint_size}x{cfg.model.hint_size} "
             f"RGB thumbnail at {min(bits)}-{max(bits)} bits in one .pcg file, from compgen-64-plus's step 1 and "
             f"recipe")
-    export(sel, name, str(path), description=desc, data=cfg.data.path, check_images=256)
+    export_bench_run(run_dir, name, desc, report, sweep_res, data, report["curves"],
+                     report["budget"]["wall_s_epochs"])
     man = read_manifest()
     e = man["entries"][name]
     a3 = e["stages"]["approach3"]

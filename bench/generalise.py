@@ -168,24 +168,9 @@ def export_lever(lever_dir: Path, name: str, description: str, report: dict, lev
                  data: dict) -> None:
     """Step 1 + approach 3 of one lever's run into the zoo, its card with training-subset and validation sweeps."""
     sys.path.insert(0, str(ROOT / "tools"))
-    from zoo_export import export
-    from pycompgen.evaluation.sweep import write_json
-    sel = lever_dir / "export"
-    sel.mkdir(exist_ok=True)
-    for stage in ("step1", "approach3"):
-        link = sel / stage
-        if not link.exists():
-            link.symlink_to(lever_dir / stage, target_is_directory=True)
+    from zoo_export import export_bench_run
     lv = report["levers"][lever]
-    results = {"machine": report["machine"], "command": report["command"], "date_utc": report["date_utc"],
-               "machine_info": {k: report.get(k) for k in ("cpu", "cores", "threads", "torch")},
-               "sweep": res["val"], "train_sweep": res["train"], "data": data,
-               "stages": {"approach3": {"epochs": report["budget"]["approach3_epochs"],
-                                        "wall_s": sum(r["epoch_time_s"] or 0 for r in lv["curves"]["approach3"])}},
-               "curves": {s: rows for s, rows in lv["curves"].items()}, "wall_s": {"train": lv["wall_s"]}}
-    path = lever_dir / "export_results.json"
-    write_json(path, results)
-    export(sel, name, str(path), description=description, data=data["path"], check_images=256)
+    export_bench_run(lever_dir, name, description, report, res, data, lv["curves"], lv["wall_s"])
 
 
 if __name__ == "__main__":

@@ -166,6 +166,31 @@ def export(run_dir, name, results_path=None, description="", zoo_dir=None, check
     return man["entries"][name]
 
 
+def export_bench_run(run_dir, name, description, report: dict, sweeps: dict, data: dict, curves: dict,
+                     train_wall_s: float) -> dict:
+    """A bench's Compgen run (``run_dir``/step1 and /approach3) -> zoo entry ``name`` through ``export``: the
+    stages linked into ``run_dir``/export, the card's facts (``report``'s machine, command and date; ``sweeps``
+    {"val", "train"}; ``data``; learning ``curves`` per stage; training wall time) written to
+    ``run_dir``/export_results.json. Used by bench/generalise.py and bench/color_hint.py."""
+    from pycompgen.evaluation.sweep import write_json
+    run_dir = Path(run_dir)
+    sel = run_dir / "export"
+    sel.mkdir(exist_ok=True)
+    for stage in ("step1", "approach3"):
+        link = sel / stage
+        if not link.exists():
+            link.symlink_to(run_dir / stage, target_is_directory=True)
+    results = {"machine": report["machine"], "command": report["command"], "date_utc": report["date_utc"],
+               "machine_info": {k: report.get(k) for k in ("cpu", "cores", "threads", "torch")},
+               "sweep": sweeps["val"], "train_sweep": sweeps["train"], "data": data,
+               "stages": {"approach3": {"epochs": report["budget"]["approach3_epochs"],
+                                        "wall_s": sum(r["epoch_time_s"] or 0 for r in curves["approach3"])}},
+               "curves": dict(curves), "wall_s": {"train": train_wall_s}}
+    path = run_dir / "export_results.json"
+    write_json(path, results)
+    return export(sel, name, str(path), description=description, data=data["path"], check_images=256)
+
+
 @torch.no_grad()
 def output_change(lc, stored: dict, x: torch.Tensor) -> float:
     """|mean SSIM(fp32 output, x) − mean SSIM(stored-precision output, x)| of the system's ``reconstruct``."""

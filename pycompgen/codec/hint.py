@@ -54,6 +54,11 @@ def dequantise(q, bits):
     return q.float() / levels(bits).to(q.device)
 
 
+def quantised_thumbnail(x, size: int, bits):
+    """What a receiver decodes: the thumbnail of x quantised at ``bits`` (int or one per image), back in [0,1]."""
+    return dequantise(quantise(thumbnail(x, size), bits), bits)
+
+
 def _med(a: int, b: int, c: int) -> int:
     if c >= max(a, b):
         return min(a, b)

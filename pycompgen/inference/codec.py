@@ -126,7 +126,7 @@ def compress_images(ckpt, x, payload: str = "auto") -> bytes:
     if kind == "edges":
         data = encode_edges(_edges(ckpt, x))
     elif kind == "edges+hint":
-        data, params = _edges_hint(ckpt, x)
+        data, params = _edges_hint(ckpt, _edges(ckpt, x), _hint_codes(ckpt, x))
     else:
         with torch.no_grad():
             data, shape = compress_latent(ckpt.models, ckpt.models["eb"], x)
@@ -146,7 +146,7 @@ def compress_batch(ckpt, x, payload: str = "auto") -> list:
     hsh = decoder_hash(ckpt, kind)
     if kind == "edges+hint":
         z, q = _edges(ckpt, x), _hint_codes(ckpt, x)
-        coded = [_edges_hint(ckpt, None, z[i:i + 1], q[i:i + 1]) for i in range(n)]
+        coded = [_edges_hint(ckpt, z[i:i + 1], q[i:i + 1]) for i in range(n)]
         return [pack(d, system=ckpt.model_name, weights_hash=hsh, height=h, width=w, count=1, kind=kind,
                      params=params) for d, params in coded]
     if kind == "edges":
@@ -175,10 +175,9 @@ def _hint_codes(ckpt, x):
     return quantise(thumbnail(x, size), bits)
 
 
-def _edges_hint(ckpt, x, z=None, q=None) -> tuple[bytes, dict]:
-    """(payload, header params) of an edges+hint file: varint(len(edge stream)) + edge stream + hint stream."""
-    z = _edges(ckpt, x) if z is None else z
-    q = _hint_codes(ckpt, x) if q is None else q
+def _edges_hint(ckpt, z, q) -> tuple[bytes, dict]:
+    """(payload, header params) of an edges+hint file for edge maps z and hint codes q: varint(len(edge stream))
+    + edge stream + hint stream."""
     size, bits = _hint_of(ckpt)
     edges = encode_edges(z)
     hint, scale = encode_hint(q, bits)

@@ -160,9 +160,9 @@ class ELM(nn.Module):
         if extra is not None and extra.shape[-1] == t8.shape[-1]:
             t8 = t8 + extra
         t8 = self.res(t8)
-        if not (self.skips and return_skips):
-            return self._fc(t8.flatten(1)).view(z_noisy.shape[0], *self.latent)
         y_hat = self._fc(t8.flatten(1)).view(z_noisy.shape[0], *self.latent)
+        if not (self.skips and return_skips):
+            return y_hat
         gate = torch.sigmoid(self.gate(t8.mean((2, 3))))
         g16, g32 = gate[:, :t16.shape[1], None, None], gate[:, t16.shape[1]:, None, None]
         return y_hat, (self.proj16(t16 * g16), self.proj32(t32 * g32))

@@ -63,12 +63,11 @@ def make_hint(models: dict, x: torch.Tensor, psnr=None, generator=None, bits=Non
     """The colour hint h receives for faces x (N,3,H,W) in [0,1]: the thumbnail quantised at ``bits`` (default
     the model's; an int or one per image) and, with ``psnr`` (dB, one or one per image), sent through the AWGN
     channel as analog values like the edge map (3·s² more channel uses). None for an edges-only h."""
-    from pycompgen.codec.hint import dequantise, quantise, thumbnail
+    from pycompgen.codec.hint import quantised_thumbnail
     size, default_bits = hint_spec(models)
     if not size:
         return None
-    b = default_bits if bits is None else bits
-    t = dequantise(quantise(thumbnail(x, size), b), b)
+    t = quantised_thumbnail(x, size, default_bits if bits is None else bits)
     if psnr is None:
         return t
     from pycompgen.ops import awgn
@@ -298,9 +297,8 @@ class Compgen(System):
     def example_batch(cls, cfg, x_uint8, generator) -> dict:
         b = {k: v.cpu() for k, v in make_channel(cfg)(x_uint8, torch.device("cpu"), generator=generator).items()}
         if cfg.model.hint_size:
-            from pycompgen.codec.hint import dequantise, quantise, thumbnail
-            bits = max(cfg.model.hint_bits)
-            b["hint"] = dequantise(quantise(thumbnail(b["x"], cfg.model.hint_size), bits), bits)
+            from pycompgen.codec.hint import quantised_thumbnail
+            b["hint"] = quantised_thumbnail(b["x"], cfg.model.hint_size, max(cfg.model.hint_bits))
         return b
 
 
