@@ -11,11 +11,13 @@ Training: ``run_pipeline`` (plain loop, this machine) of stages vae -> een -> de
 ControlNet at 512x512, here everything is trained from scratch at 64x64). Re-running the command resumes.
 
 Measurement (``pycompgen.evaluation.edgediff``; validation partition, ``--n-val`` faces):
-- ablation per bit depth: W/O (VAE + quantisation), SDC (unconditional denoising: zero edges), full (EEN edges):
-  real bpp (one ``.pcg`` file per face, with and without the header), PSNR, SSIM, MS-SSIM, and the same on the face
-  region (``pycompgen.evaluation.masks.face_ellipse_mask``: SSIM/MS-SSIM of masked images, PSNR over the mask);
+- ablation per bit depth: W/O (VAE + quantisation), SDC (unconditional denoising: zero edges), full (EEN edges),
+  oracle edges (the original's Canny map: the upper bound): real bpp (one ``.pcg`` file per face, with and without
+  the header), PSNR, SSIM, MS-SSIM, and the same on the face region
+  (``pycompgen.evaluation.masks.face_ellipse_mask``: SSIM/MS-SSIM of masked images, PSNR over the mask); the
+  headroom decode(y) − W/O;
 - quality vs share of latent lost (rectangles up to F of each side, R regions) for zeros / completion without
-  edges / completion with EEN edges / OpenCV inpainting of the decoded image;
+  edges / with EEN edges / with sender-side edges (bits counted) / OpenCV inpainting of the decoded image;
 - EEN edge-F1 against the true Canny map per bit depth;
 - wall time per image: encoding (VAE + quantisation + range coding) and decoding per mode (DDIM steps stated).
 Writes bench/results/edgediff-<machine>.json/.md and edgediff-<machine>/*.png (plots only; face grids go to
@@ -59,27 +61,16 @@ def make_cfg(args):
 
 
 def train(cfg, args):
-    """One resumable pipeline run (vae -> een -> denoiser); each stage gets its ``--epochs-*`` budget."""
+    """One resumable pipeline run (vae -> een -> denoiser); each stage gets its ``--epochs-*`` budget
+    (``train.stage_epochs``)."""
     from pycompgen.training import pipeline as P
-    budget = {"vae": args.epochs_vae, "een": args.epochs_een, "denoiser": args.epochs_denoiser}
     if args.tiny:
         P.run_pipeline(cfg, resume=True, verbose=False)
-        return {k: cfg.train.epochs for k in budget}
-    orig_local, orig_done = P.train_local, P.stage_done
-
-    def done(path, c):                     # called first for each stage with the copy train_local gets
-        c.train.epochs = budget[c.train.stage]
-        return orig_done(path, c)
-
-    def with_budget(c, *a, **k):
-        c.train.epochs = budget[c.train.stage]
-        log(f"stage {c.train.stage}: {c.train.epochs} epochs")
-        return orig_local(c, *a, **k)
-    P.train_local, P.stage_done = with_budget, done
-    try:
-        P.run_pipeline(cfg, resume=True, verbose=True)
-    finally:
-        P.train_local, P.stage_done = orig_local, orig_done
+        return {k: cfg.train.epochs for k in ("vae", "een", "denoiser")}
+    budget = {"vae": args.epochs_vae, "een": args.epochs_een, "denoiser": args.epochs_denoiser}
+    cfg.train.stage_epochs = dict(budget)
+    log("budget " + ", ".join(f"{k} {v} epochs" for k, v in budget.items()))
+    P.run_pipeline(cfg, resume=True, verbose=True)
     return budget
 
 
@@ -101,6 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("--n-val", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps of the receiver")
     ap.add_argument("--complete-steps", type=int, default=25, help="DDIM steps of the completion")
+    ap.add_argument("--completion", default="all", choices=("all", "largest"),
+                    help="lost-region settings measured: all, or only 1/8 of each side x 8 regions")
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides key=value")
     args = ap.parse_args(argv)
     if args.tiny:
@@ -118,7 +111,7 @@ def main(argv=None) -> int:
                      **({} if args.data else {"synthetic_count": max(args.n_val, 8)}))
     x = torch.from_numpy(np.asarray(val.images[:args.n_val])).permute(0, 3, 1, 2).float().div(255)
     log(f"measuring on {x.shape[0]} faces")
-    res, grids = evaluate(cfg, models, x, args.steps, args.complete_steps, log=log)
+    res, grids = evaluate(cfg, models, x, args.steps, args.complete_steps, log=log, completion=args.completion)
     save_grids(grids, x, run_dir)
     name = f"edgediff-{args.machine}"
     out = Path(args.out_dir)

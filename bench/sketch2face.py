@@ -65,6 +65,21 @@ def cycle_grid(models, sketches, faces, title: str, path: Path, rows: int = 8) -
     return write_png(path, compose_grid(cols, title=title))
 
 
+def _stage_seconds(stage_dir: Path):
+    """Training seconds of a stage: the sum of its epoch times in metrics.jsonl (survives resumption)."""
+    p = stage_dir / "metrics.jsonl"
+    if not p.is_file():
+        return None
+    total = 0.0
+    for line in p.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        total += float(rec.get("epoch_time_s", rec.get("time_s", 0.0)) or 0.0)
+    return total or None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=None, help="face data (CelebA root); default: synthetic faces")
@@ -75,6 +90,8 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny", action="store_true", help="configs/sketch2face-tiny.yaml (smoke test, synthetic)")
     ap.add_argument("--eval-images", type=int, default=256)
     ap.add_argument("--spread-samples", type=int, default=8)
+    ap.add_argument("--features", default="zoo:compgen-64",
+                    help="the judge's feature space for sketch -> face realism (checkpoint or zoo:ENTRY)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--machine", default=None, help="machine label in file names (default cpu<N> / gpu-<name>)")
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
@@ -84,6 +101,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from pycompgen.config import load_config
+    from pycompgen.evaluation import sketch2face as S2F
+    from pycompgen.evaluation.judge import resolve_features
     from pycompgen.systems.sketch2face import cycle_distances, sample_spread
     from pycompgen.tracking.artifacts import models_from_payload
     from pycompgen.training import load_checkpoint, run_pipeline, stage_checkpoint
@@ -120,6 +139,8 @@ def main(argv=None) -> int:
     train_s = time.perf_counter() - t0
 
     sketches, faces = val_domains(cfg, args.eval_images)
+    features = resolve_features(args.features)
+    reference = S2F.real_reference(faces, features)
     rows, figures = {}, {}
     for stage in ("pretrain",) + VARIANTS:
         stage_dir = run_dir / stage
@@ -127,11 +148,13 @@ def main(argv=None) -> int:
         payload = load_checkpoint(ck, expect_model="sketch2face")
         _, models = models_from_payload(payload)
         row = {"label": LABELS[stage], "checkpoint": str(ck), "epochs": int(payload["epoch"]),
+               "wall_time_s": _stage_seconds(stage_dir),
                "train_metrics": {k: v for k, v in (train.get(stage) or {}).items()
                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}}
         if stage != "pretrain":
             row.update(cycle_distances(models, sketches, faces))
             row.update(sample_spread(models, sketches[:64], samples=args.spread_samples))
+            row["realism"] = S2F.realism(models, sketches, faces, features)
             figures[stage] = cycle_grid(models, sketches, faces,
                                         f"sketch2face {stage} ({LABELS[stage]}), {row['epochs']} epochs, {machine}",
                                         fig_dir / f"cycle-{stage}.png")
@@ -144,16 +167,18 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "sketch2face", "machine": machine, "machine_info": runtime_info(device),
         "command": " ".join([sys.executable, *sys.argv]),
-        "budget": {"epochs_per_stage": cfg.train.epochs, "stages": ["pretrain", *VARIANTS],
+        "budget": {"epochs_per_stage": {s: cfg.epochs_for(s) for s in ("pretrain", *VARIANTS)},
+                   "stages": ["pretrain", *VARIANTS],
                    "max_steps_per_epoch": cfg.train.max_steps_per_epoch, "batch_size": cfg.train.batch_size},
         "data": {"faces": cfg.data.path or "synthetic", "sketch_source": c.sketch_source,
                  "sketches": c.sketch_path or ("canny" if c.sketch_source == "canny" else "synthetic"),
                  "image_size": cfg.data.image_size, "eval_sketches": int(len(sketches)),
                  "eval_faces": int(len(faces))},
         "config": cfg.to_dict()["sketch2face"] if "sketch2face" in cfg.to_dict() else {},
-        "wall_time_s": {"train": round(train_s, 1), "total": round(wall, 1)},
+        "wall_time_s": {"train": round(train_s, 1), "total": round(wall, 1),
+                        "train_recorded": round(sum(r["wall_time_s"] or 0.0 for r in rows.values()), 1)},
         "load_average": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
-        "table1": rows, "figures": figures,
+        "table1": rows, "figures": figures, "ordering": S2F.ordering(rows), "real_reference": reference,
         "notes": "Table 1 analogue: cycle L1 (lower is better) and SSIM (higher is better) with latent means; "
                  "the paper reports FID between inputs and reconstructions (no Inception weights here). "
                  "spread_ratio = output std over VAE samples of one sketch / std over different sketches.",
@@ -161,11 +186,14 @@ def main(argv=None) -> int:
     results.mkdir(parents=True, exist_ok=True)
     out_json = results / f"sketch2face-{machine}.json"
     out_json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    budget = ", ".join(f"{k} {v}" for k, v in report["budget"]["epochs_per_stage"].items())
     lines = [f"# Sketch2face on {machine}", "",
-             f"Budget: {cfg.train.epochs} epochs per stage (pretrain + 3 variants), batch {cfg.train.batch_size}"
+             f"Budget (epochs): {budget}; batch {cfg.train.batch_size}"
              + (f", at most {cfg.train.max_steps_per_epoch} steps per epoch" if cfg.train.max_steps_per_epoch else "")
              + f"; {cfg.data.image_size}x{cfg.data.image_size}; faces {report['data']['faces']}, sketches "
-             f"{report['data']['sketches']}. Wall time {wall / 60:.1f} min (training {train_s / 60:.1f} min); load "
+             f"{report['data']['sketches']}. Wall time of this invocation {wall / 60:.1f} min (training "
+             f"{train_s / 60:.1f} min; the stages' recorded epochs {report['wall_time_s']['train_recorded'] / 60:.1f} "
+             f"min, across resumptions); load "
              f"average {report['load_average']['start'][0]} -> {report['load_average']['end'][0]}.", "",
              "Table 1 analogue (validation, latent means; the paper used FID):", "",
              "| variant | sketch cycle L1 | sketch cycle SSIM | face cycle L1 | face cycle SSIM | "
@@ -176,6 +204,23 @@ def main(argv=None) -> int:
                      f"{r['face_cycle_l1']:.4f} | {r['face_cycle_ssim']:.4f} | "
                      f"{r['spread_within_input']:.4f} / {r['spread_across_inputs']:.4f} "
                      f"(ratio {r['spread_ratio']:.3f}) |")
+    o = report["ordering"]
+    lines += ["", f"Paper's ordering (only latent layers < whole < from scratch, cycle L1): sketch cycle "
+              f"{'yes' if o['sketch_cycle_as_paper'] else 'no'}, face cycle {'yes' if o['face_cycle_as_paper'] else 'no'}.",
+              "", f"Realism (sketch -> face against {len(faces)} real validation faces; {features.label}) and "
+              "face -> sketch diversity (pixel space, against the real sketches):", "",
+              "| variant | FD | spread / real | near-dup share | collapse | sharpness / real | "
+              "sketch spread / real | sketch near-dup share | sketch collapse |", "|---|---|---|---|---|---|---|---|---|"]
+    for stage in VARIANTS:
+        r = rows[stage]["realism"]
+        lines.append(f"| {stage} | {r['fd']:.1f} | {r['spread_ratio']:.3f} | {r['near_duplicate_share']:.3f} | "
+                     f"{'**yes**' if r['collapse'] else 'no'} | {r['sharpness_ratio']:.3f} | "
+                     f"{r['sketch_spread_ratio']:.3f} | {r['sketch_near_duplicate_share']:.3f} | "
+                     f"{'**yes**' if r['sketch_collapse'] else 'no'} |")
+    lines.append(f"| real faces (half against half) | {reference['fd_half_split']:.1f} | "
+                 f"{reference['spread_ratio']:.3f} | | | {reference['sharpness_ratio']:.3f} | | | |")
+    lines += ["", "Wall time per stage (s, from the run's epoch records): "
+              + ", ".join(f"{k} {rows[k]['wall_time_s']:.0f}" for k in rows if rows[k]['wall_time_s']), ""]
     lines += ["", f"{len(sketches)} sketches and {len(faces)} faces; spread over {args.spread_samples} VAE samples "
               f"of each of {min(64, len(sketches))} sketches.", "",
               "Cycle grids (sketch -> face -> sketch, face -> sketch -> face): "

@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     torch.set_grad_enabled(False)
     for name in zoo.list():
         e = zoo.entry(name)
-        if e.get("model") == "began":  # a refiner, not a codec
+        if e.get("model") in ("began", "sketch2face"):  # a refiner and a translator, not codecs
             continue
         for q in zoo.qualities(e) or [None]:
             ck = pretrained_stage(name, quality=q)

@@ -95,6 +95,8 @@ class DataConfig:
 class TrainConfig:
     stage: Optional[str] = None      # None -> the system's first stage (Compgen: step1 | approach1 | approach2 | approach3)
     epochs: Optional[int] = None     # None -> paper default for the stage (50 step1, 40 approaches)
+    stage_epochs: Optional[dict[str, int]] = None  # per-stage budgets, e.g. {pretrain: 30, cycle: 5}: a stage
+                                                   # named here gets these epochs ahead of train.epochs
     batch_size: int = 100
     lr: float = 1e-3
     w_ssim: float = 1.0
@@ -215,10 +217,13 @@ class Config:
         return copy.deepcopy(self)
 
     def epochs_for(self, stage: Optional[str] = None) -> int:
+        system = _system(self.model.name)
+        stage = stage or self.train.stage or system.pipeline()[0]
+        if self.train.stage_epochs and stage in self.train.stage_epochs:
+            return self.train.stage_epochs[stage]
         if self.train.epochs is not None:
             return self.train.epochs
-        system = _system(self.model.name)
-        return system.get_stage(stage or self.train.stage or system.pipeline()[0]).epochs
+        return system.get_stage(stage).epochs
 
     def validate(self) -> "Config":
         t, m, d = self.train, self.model, self.data
@@ -247,6 +252,12 @@ class Config:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(t, name)}")
         if t.epochs is not None and t.epochs < 0:
             raise ValueError(f"train.epochs must be >= 0, got {t.epochs}")
+        for k, v in (t.stage_epochs or {}).items():
+            if k not in system.stages:
+                raise ValueError(f"train.stage_epochs names stage {k!r}, not a stage of {m.name!r} "
+                                 f"({', '.join(system.stages)})")
+            if v < 0:
+                raise ValueError(f"train.stage_epochs[{k}] must be >= 0, got {v}")
         if t.lr <= 0:
             raise ValueError(f"train.lr must be > 0, got {t.lr}")
         for k, v in system.train_defaults.items():  # the system's GAN-craft defaults for keys left at None
@@ -317,6 +328,11 @@ def _coerce(value: Any, tp, key: str):
             return None
         raise ValueError(f"config key {key!r} cannot be null")
     origin = typing.get_origin(base)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config key {key!r} expects a mapping, got {value!r}")
+        k_tp, v_tp = typing.get_args(base) or (Any, Any)
+        return {_coerce(k, k_tp, f"{key} key"): _coerce(v, v_tp, f"{key}[{k}]") for k, v in value.items()}
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"config key {key!r} expects a list, got {value!r}")

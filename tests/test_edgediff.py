@@ -198,3 +198,78 @@ def test_file_decodes_with_a_fresh_copy_of_the_checkpoint(trained):
         net.eval()
     q, bits = R.decompress(fresh, c, data)
     assert bits == 3 and torch.equal(q, R.quantise(m, c, R.encode(m, c, x), 3)[0])
+
+
+# -- issue 19: a denoiser with room to work, trained where the receiver uses it --------------------------------
+def test_projection_keeps_the_estimate_in_the_quantisation_cell(trained):
+    """With ``project`` every denoised value lies in ŷ's cell [ŷ − Δ/2, ŷ + Δ/2] (where the true latent is);
+    without it the manual DDIM loop equals diffusers' DDIMScheduler.step."""
+    m, c, x = trained["models"], trained["c"], trained["x"]
+    bits = 3
+    y = R.encode(m, c, x)
+    y_hat, _ = R.quantise(m, c, y, bits)
+    lo, hi = R.cell(c, y_hat, bits)
+    assert bool(((y >= lo - 1e-5) & (y <= hi + 1e-5)).all())          # the cell holds the true latent
+    out = R.denoise(m, c, y_hat, bits, "full", project=True)
+    assert bool(((out >= lo - 1e-5) & (out <= hi + 1e-5)).all())
+    free = R.denoise(m, c, y_hat, bits, "full", project=False)
+    sched, ts = R.receiver_timesteps(c, bits)
+    assert len(ts) > 0 and int(ts[0]) == R.start_timestep(c, bits)
+    e = R.een_edges(m, y_hat, x.shape[-1])
+    ref = sched.alphas_cumprod[int(ts[0])].sqrt() * y_hat
+    for t in ts:
+        ref = sched.step(R.predict_eps(m, ref, t, e).float(), t, ref, eta=0.0).prev_sample
+    torch.testing.assert_close(free, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_receiver_takes_oracle_edges_of_the_right_shape(trained):
+    m, c, x = trained["models"], trained["c"], trained["x"]
+    y_hat, _ = R.quantise(m, c, R.encode(m, c, x), 3)
+    from pycompgen.systems.edgediff.system import canny_target
+    cfg = cfg_for("denoiser")
+    oracle = R.receive(m, c, y_hat, 3, "full", edges=canny_target(x, cfg))
+    assert oracle.shape == x.shape and not torch.equal(oracle, R.receive(m, c, y_hat, 3, "full"))
+    with pytest.raises(ValueError, match="edges must be"):
+        R.receive(m, c, y_hat, 3, "full", edges=torch.zeros(1, 1, 8, 8))
+
+
+def test_denoiser_batches_sit_where_the_receiver_works(trained):
+    """Quantised samples: x_t = sqrt(ᾱ_t*)·ŷ at the receiver's start step, and the target noise implies the true
+    latent exactly; the other timesteps stay at or below the largest t* (``t_sampling=matched``, no uniform share)."""
+    from pycompgen.systems.edgediff.receiver import ddpm
+    init = {k: v.state_dict() for k, v in trained["models"].items()}
+    st = build_system(cfg_for("denoiser", "edgediff.uniform_share=0"), "cpu", init)
+    st.eval_mode()
+    c, x = st.cfg.edgediff, trained["x"]
+    g = torch.Generator().manual_seed(0)
+    xt, t, noise, edges = st._denoiser_batch(x, g, bits=3, quantised_share=1.0)
+    a = ddpm(c).alphas_cumprod[R.start_timestep(c, 3)]
+    assert bool((t == R.start_timestep(c, 3)).all())
+    y0 = R.encode(st.models, c, x)
+    torch.testing.assert_close((xt - (1 - a).sqrt() * noise) / a.sqrt(), y0, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(xt, a.sqrt() * R.quantise(st.models, c, y0, 3)[0])
+    _, t, _, _ = st._denoiser_batch(face_batch(8).float().div(255), g, quantised_share=0.0)
+    assert int(t.max()) <= max(R.start_timestep(c, b) for b in c.bits)
+    assert edges.shape == (x.shape[0], 1, x.shape[-1], x.shape[-1])
+
+
+def test_sender_edges_fill_only_the_lost_regions_and_cost_bits(trained):
+    from pycompgen.systems.edgediff.system import canny_target
+    m, c, x = trained["models"], trained["c"], trained["x"]
+    cfg = cfg_for("denoiser")
+    y_hat, _ = R.quantise(m, c, R.encode(m, c, x), 3)
+    known = R.drop_regions(y_hat.shape, 0.25, 3, seed=2)
+    edges, sizes = R.sender_edges(m, c, y_hat, known, x, lambda im: canny_target(im, cfg))
+    lost = R.lost_pixels(known, x.shape[-1]) > 0
+    assert torch.equal(edges[lost], canny_target(x, cfg)[lost]) and len(sizes) == x.shape[0] and min(sizes) > 0
+    out = R.complete(m, c, y_hat, known, "full", seed=0, edges=edges)
+    k = known.expand_as(y_hat)
+    assert torch.equal(out[k], y_hat[k])
+
+
+@pytest.mark.parametrize("bad,match", [("edgediff.t_sampling=near", "t_sampling"),
+                                       ("edgediff.quantised_share=1.5", "quantised_share"),
+                                       ("edgediff.een_edge_share=-0.1", "een_edge_share")])
+def test_denoiser_sampling_config_is_checked(bad, match):
+    with pytest.raises(ValueError, match=match):
+        cfg_for("denoiser", bad)

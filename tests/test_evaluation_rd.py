@@ -203,7 +203,7 @@ def test_edgediff_plots_markdown_and_rd_overlay(tmp_path):
     md = ED.markdown(doc).splitlines()
     assert md[0] == "# Edge-guided diffusion compression on toy"
     assert sum(line.startswith("| 2 | ") or line.startswith("| 4 | ") for line in md) == 6 + 1   # ablation + F1
-    assert "| 0.1250 | 2 | 0.250 | zeros | 19.88 | 0.5000 | 0.6000 |" in md
+    assert "| 0.1250 | 2 | 0.250 | zeros | 19.88 | 0.5000 | 0.6000 | 0.000 |" in md   # + extra bpp (sender edges)
     assert md[-1] == "Wall time per image (s): encode_s 0.010, decode_wo_s 0.020, steps 2, complete_steps 3"
     notes = []
     assert ED.rd_overlay(res, 8, tmp_path / "missing.json", tmp_path, note=notes.append) == [] and "no " in notes[0]

@@ -59,3 +59,25 @@ def test_registry_lists_systems():
         get_system("nope")
     with pytest.raises(ValueError, match="train.stage must be one of step1"):
         load_config(TINY, ["train.stage=pretrain"])
+
+
+def test_stage_epochs_give_each_stage_its_budget(tmp_path):
+    """train.stage_epochs: a stage named there gets those epochs ahead of train.epochs, others train.epochs; a
+    finished stage is recognised by its own budget on resume; unknown stages and negative budgets are refused."""
+    from pycompgen.training import stage_done
+    cfg = load_config(TINY, ["train.epochs=2", "train.stage_epochs={step1: 1, approach1: 0}",
+                             "train.max_steps_per_epoch=1", "train.max_val_batches=1"])
+    assert [cfg.epochs_for(s) for s in ("step1", "approach1", "approach2")] == [1, 0, 2]
+    cfg.out = str(tmp_path)
+    run_pipeline(cfg, stages=["step1"], verbose=False)
+    c = cfg.copy()
+    c.train.stage = "step1"
+    assert stage_done(tmp_path / "step1" / "last.pt", c)
+    c.train.stage_epochs = {"step1": 2}
+    assert not stage_done(tmp_path / "step1" / "last.pt", c)
+    with pytest.raises(ValueError, match="stage_epochs names stage 'pretrain'"):
+        load_config(TINY, ["train.stage_epochs={pretrain: 3}"])
+    with pytest.raises(ValueError, match=r"stage_epochs\[step1\] must be >= 0"):
+        load_config(TINY, ["train.stage_epochs={step1: -1}"])
+    with pytest.raises(ValueError, match="expects a mapping"):
+        load_config(TINY, ["train.stage_epochs=3"])

@@ -283,8 +283,17 @@ def test_shipped_entries_load_and_match_their_hashes(monkeypatch):
             assert out.shape == x.shape and 0 <= float(out.min()) and float(out.max()) <= 1
             assert ssim_lowres(out, crude, 16) > 0.5 and float((out - crude).abs().mean()) > 1e-3, name
             continue
+        if lc.model_name == "sketch2face":  # a translator (one variant): synthetic sketches in, faces out
+            from pycompgen.data.unpaired import synthetic_sketch_images
+            from pycompgen.systems.sketch2face import Sketch2Face
+            sk = torch.from_numpy(synthetic_sketch_images(2, lc.image_size, seed=11))[:, None].float() / 255 * 2 - 1
+            with torch.no_grad():
+                out = Sketch2Face.sketch_to_face(lc.models, sk)
+            assert out.shape == (2, 3, lc.image_size, lc.image_size) and float(out.abs().max()) <= 1, name
+            assert e["variant"] == lc.stage and float(out.std()) > 1e-3, name
+            continue
         sizes = []
-        for q in zoo.qualities(e) or [None]:  # every rate point of a latent codec round-trips a face
+        for q in zoo.qualities(e) or [None]:  # every rate point of a latent codec (edgediff: bit depth) round-trips
             ck = pretrained_stage(name, quality=q)
             f = compress_images(ck, x[:1])
             x_hat, _ = decompress_bytes(ck, f)

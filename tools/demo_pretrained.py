@@ -88,6 +88,50 @@ def write_color_picture(folder: Path, name: str = "compgen-64-color", n: int = 6
     return Path(write_png(folder / "color.png", compose_grid(rows, title="compress -> decompress (synthetic faces)")))
 
 
+def write_sketch2face_picture(folder: Path, name: str = "sketch2face-64", n: int = 6) -> Path:
+    """docs/try/sketch2face.png: synthetic hand-drawn sketches and the entry's faces, the sketches read as
+    ``generate`` reads them (synthetic pixels only)."""
+    import numpy as np
+    import torch
+    from pycompgen import zoo
+    from pycompgen.data.cache import center_square_resize
+    from pycompgen.data.synthetic import synthetic_sketches
+    from pycompgen.evaluation.figures import compose_grid, write_png
+    from pycompgen.systems.sketch2face import Sketch2Face
+    pre = zoo.load(name)
+    lc = pre[next(iter(pre))]
+    size = lc.image_size
+    sk = [center_square_resize(img, size) for img in synthetic_sketches(n, size=200, seed=3)]
+    x = torch.from_numpy(np.stack(sk))[:, None].float().div(255) * 2 - 1
+    with torch.no_grad():
+        faces = (Sketch2Face.sketch_to_face(lc.models, x).float().clamp(-1, 1) + 1) / 2
+    rows = [("synthetic sketch", ((x + 1) / 2).expand(-1, 3, -1, -1)), (f"{name}\n({lc.stage})", faces)]
+    return Path(write_png(folder / "sketch2face.png", compose_grid(rows, title="generate --pretrained "
+                                                                            f"{name} (synthetic sketches)")))
+
+
+def write_edgediff_picture(folder: Path, name: str = "edgediff-64", n: int = 6) -> Path:
+    """docs/try/edgediff.png: synthetic faces through edgediff-64 files at every --quality, decoded with --denoise
+    none and full (synthetic pixels only; mean file size in the row title)."""
+    import torch
+    from pycompgen import zoo
+    from pycompgen.cli.common import pretrained_stage
+    from pycompgen.data.synthetic import synthetic_faces
+    from pycompgen.evaluation.figures import compose_grid, write_png
+    from pycompgen.inference import compress_batch, decompress_batch
+    x = torch.from_numpy(synthetic_faces(n, 64, seed=3)).permute(0, 3, 1, 2).float() / 255
+    rows = [("synthetic face", x)]
+    for q in zoo.qualities(zoo.entry(name)):
+        ck = pretrained_stage(name, quality=q)
+        files = compress_batch(ck, x)
+        blobs = [(str(i), f) for i, f in enumerate(files)]
+        for mode in ("none", "full"):
+            out = torch.cat([d[0] for d in decompress_batch(ck, blobs, denoise=mode)])
+            rows.append((f"q{q} {ck.bits} bit {mode}\n{sum(map(len, files)) / n:.0f} B", out))
+    return Path(write_png(folder / "edgediff.png", compose_grid(rows, title="compress -> decompress --denoise "
+                                                                           "(synthetic faces)")))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--name", default="compgen-64", help="zoo entry (default compgen-64)")
@@ -102,6 +146,10 @@ def main(argv=None) -> int:
             paths.append(write_refine_picture(Path(a.try_inputs)))
         if "compgen-64-color" in zoo.list():
             paths.append(write_color_picture(Path(a.try_inputs)))
+        if "sketch2face-64" in zoo.list():
+            paths.append(write_sketch2face_picture(Path(a.try_inputs)))
+        if "edgediff-64" in zoo.list():
+            paths.append(write_edgediff_picture(Path(a.try_inputs)))
         print("\n".join(str(p) for p in paths))
         return 0
     from pycompgen import zoo

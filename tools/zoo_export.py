@@ -8,6 +8,13 @@ Another system's one-stage checkpoint (the benches call ``export_system`` with t
 
     python tools/zoo_export.py --checkpoint runs/began-A/train/best.pt --name began-64-a --description "..."
 
+A Sketch2face variant (``export_sketch2face``: the stage's E_s, G_s, E_f, G_f and, for "latent", T_sf, T_fs; no
+critics) and the edge-guided diffusion compressor's denoiser stage with one rate point per bit depth
+(``export_edgediff``: one weights file, ``--quality`` k = the k-th smallest bit depth):
+
+    python tools/zoo_export.py --run-dir runs/sketch2face-cpu2 --variant latent --name sketch2face-64
+    python tools/zoo_export.py --checkpoint runs/edgediff-cpu2/denoiser/best.pt --name edgediff-64
+
 For each stage's best.pt (step1, approach1-3): stores the networks as a float16 state dict (a part identical to an
 earlier stage's, e.g. the frozen f, or approach 2's frozen h, is stored once and referred to), checks that SSIM of
 every stage's reconstruction moves by less than --tolerance (0.002) between float32 and float16 on --check-images
@@ -193,7 +200,8 @@ def export_bench_run(run_dir, name, description, report: dict, sweeps: dict, dat
 
 @torch.no_grad()
 def output_change(lc, stored: dict, x: torch.Tensor) -> float:
-    """|mean SSIM(fp32 output, x) − mean SSIM(stored-precision output, x)| of the system's ``reconstruct``."""
+    """|mean SSIM(fp32 output, x) − mean SSIM(stored-precision output, x)| of the system's ``reconstruct``
+    (Sketch2face: the face cycle of x)."""
     import copy
     from pycompgen.ops import ssim
     from pycompgen.registry import get_system
@@ -202,7 +210,8 @@ def output_change(lc, stored: dict, x: torch.Tensor) -> float:
     m16 = {k: copy.deepcopy(v).eval() for k, v in lc.models.items()}
     for part, sd in stored.items():
         m16[part].load_state_dict(to_float32(sd))
-    b = cls.example_batch(lc.config, (x * 255).round().to(torch.uint8), torch.Generator().manual_seed(0))
+    b = ({"x": x} if lc.model_name == "sketch2face"  # its training batches pair faces with sketches
+         else cls.example_batch(lc.config, (x * 255).round().to(torch.uint8), torch.Generator().manual_seed(0)))
     a = cls.reconstruct(lc.stage, lc.models, b).float().clamp(0, 1)
     c = cls.reconstruct(lc.stage, m16, b).float().clamp(0, 1)
     return abs(float(ssim(a, b["x"])) - float(ssim(c, b["x"])))
@@ -218,10 +227,11 @@ def _rel(path) -> str:
 
 
 def export_system(checkpoint, name, description, *, facts=None, metrics=None, metrics_md="", use=None,
-                  zoo_dir=None, check_images=64, tolerance=0.002, log=print) -> dict:
+                  zoo_dir=None, check_images=64, tolerance=0.002, parts=None, extra=None, log=print) -> dict:
     """A one-stage checkpoint of any system (its eval weights: the generator EMA where kept) -> zoo entry
-    ``name``: float16 weights (float32 when the output's SSIM moves by >= ``tolerance``), manifest entry with
-    ``metrics`` ({"summary": str, ...}), and a card from ``facts`` / ``metrics_md`` / ``use``."""
+    ``name``: float16 weights (float32 when the output's SSIM moves by >= ``tolerance``) of ``parts`` (default:
+    every network the checkpoint holds), manifest entry with ``metrics`` ({"summary": str, ...}) and ``extra``
+    keys, and a card from ``facts`` / ``metrics_md`` / ``use``."""
     from pycompgen.data import synthetic_faces
     from pycompgen.models import load_for_eval
     from pycompgen.models.checkpoint import save_checkpoint
@@ -235,7 +245,8 @@ def export_system(checkpoint, name, description, *, facts=None, metrics=None, me
     lc = load_for_eval(checkpoint, expect_model=None)
     size = lc.image_size
     x = torch.from_numpy(synthetic_faces(check_images, size, seed=7)).permute(0, 3, 1, 2).float() / 255
-    full = {p: lc.models[p].state_dict() for p in lc.parts}
+    keep = lc.parts if parts is None else [p for p in parts if p in lc.parts]
+    full = {p: lc.models[p].state_dict() for p in keep}
     dtype = torch.float16
     stored = {p: to_storage(sd, dtype) for p, sd in full.items()}
     delta = output_change(lc, stored, x)
@@ -261,8 +272,8 @@ def export_system(checkpoint, name, description, *, facts=None, metrics=None, me
     cpath.write_text(text)
     man = read_manifest(zdir)
     man["entries"][name] = {"name": name, "description": description, "model": lc.model_name,
-                            "image_size": int(size), "stages": {lc.stage: ent}, "metrics": dict(metrics or {}),
-                            "card": cpath.relative_to(zdir).as_posix(),
+                            "image_size": int(size), **dict(extra or {}), "stages": {lc.stage: ent},
+                            "metrics": dict(metrics or {}), "card": cpath.relative_to(zdir).as_posix(),
                             "source": {"checkpoint": _rel(checkpoint)}, "export": export_info}
     write_manifest(man, zdir)
     log(f"zoo: entry {name!r} ({lc.model_name}, {payload['dtype']}, {ent['bytes'] / 1e6:.2f} MB, SSIM change "
@@ -346,10 +357,148 @@ def export_rate_points(checkpoints, name, description, *, faces=None, faces_labe
     return man["entries"][name]
 
 
+def export_sketch2face(run_dir, variant=None, name="sketch2face-64", description="", *, facts=None, metrics=None,
+                       metrics_md="", zoo_dir=None, check_images=64, tolerance=0.002, log=print) -> dict:
+    """A Sketch2face run's ``variant`` stage (pretrain | cycle | stitched | latent: ``run_dir``/<variant>/best.pt,
+    else last.pt; or ``run_dir`` a checkpoint file, its stage the variant) -> zoo entry ``name`` through
+    ``export_system``: the translators E_s, G_s, E_f, G_f (+ T_sf, T_fs for "latent"), no critics; the card and
+    the manifest (``variant``) state the variant. Use: ``pycompgen generate --pretrained NAME --sketches DIR``."""
+    from pycompgen.models import load_checkpoint, stage_checkpoint
+    from pycompgen.systems.sketch2face import LATENT, VAES, Sketch2Face
+    path = Path(run_dir)
+    if not path.is_file():
+        if variant not in Sketch2Face.stages:
+            raise ValueError(f"variant must be one of {', '.join(Sketch2Face.stages)}, got {variant!r}")
+        path = stage_checkpoint(Path(run_dir) / variant)
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint of variant {variant!r} in {run_dir} (expected "
+                                    f"{Path(run_dir) / variant / 'best.pt'})")
+    ck = load_checkpoint(path)
+    if ck.get("model") != "sketch2face":
+        raise ValueError(f"{path} holds model {ck.get('model')!r}, not a Sketch2face checkpoint")
+    stage = str(ck.get("stage"))
+    if variant is not None and stage != variant:
+        raise ValueError(f"{path} is variant {stage!r}, not {variant!r}")
+    spec = Sketch2Face.stages[stage]
+    ms = {k: float(v) for k, v in (ck.get("metrics") or {}).items()
+          if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    size = int(ck["config"]["data"]["image_size"])
+    desc = description or f"Sketch2face (seed 004), variant {stage}: sketch -> face, {size}x{size}"
+    val = {k: ms[k] for k in ("val_loss", "val_l1_sketch_cycle", "val_l1_face_cycle") if k in ms}
+    summary = f"variant {stage}" + (f", validation cycle L1 {val['val_loss']:.4f}" if "val_loss" in val else "")
+    md = metrics_md or ("| metric (validation, latent means) | value |\n|---|---:|\n"
+                        + "\n".join(f"| {k} | {v:.4f} |" for k, v in val.items()))
+    return export_system(path, name, desc, facts={"variant": f"{stage}: {spec.description}", **dict(facts or {})},
+                         metrics={"summary": summary, **val, **dict(metrics or {})}, metrics_md=md,
+                         use=[f"pycompgen generate --pretrained {name} --sketches DIR --out DIR   # one PNG per "
+                              f"sketch"], zoo_dir=zoo_dir, check_images=check_images, tolerance=tolerance,
+                         parts=[p for p in VAES + LATENT if p in spec.uses], extra={"variant": stage}, log=log)
+
+
+def _edgediff_point(lc, bits: int, faces: torch.Tensor) -> dict:
+    """Real files of ``faces`` (one per face) at ``bits``: bpp with header and SSIM of each decoding."""
+    from pycompgen.inference import edgediff
+    from pycompgen.ops import ssim
+    lc.bits = bits
+    files = edgediff.compress_batch(lc, faces)
+    blobs = [(f"face{i}", d) for i, d in enumerate(files)]
+    n, h, w = faces.shape[0], faces.shape[-2], faces.shape[-1]
+    out = {"n": n, "bytes_mean": sum(map(len, files)) / n, "bpp": 8 * sum(map(len, files)) / (n * h * w)}
+    for mode, key in (("none", "ssim_wo"), ("sdc", "ssim_sdc"), ("full", "ssim")):
+        x_hat = torch.cat([x for x, _ in edgediff.decompress_batch(lc, blobs, mode)])
+        out[key] = float(ssim(x_hat.clamp(0, 1), faces))
+    return out
+
+
+def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=None, faces_label="synthetic",
+                    facts=None, metrics_md="", zoo_dir=None, check_images=64, tolerance=0.002, log=print) -> dict:
+    """The edge-guided diffusion compressor's denoiser stage (``checkpoint``: its best.pt, or a run folder with
+    denoiser/best.pt) -> zoo entry ``name``: one weights file (vae, eb, een, unet, control, null; float16 unless
+    the full receiver's SSIM moves by >= ``tolerance``) and one rate point per bit depth, quality 1 = the fewest
+    bits, sharing it; default quality: the trained ``eval_bits``. Each point's bpp and SSIM (decoded with
+    --denoise none / sdc / full) are measured on real files of ``faces`` (N×3×H×W in [0, 1]; default synthetic)."""
+    from pycompgen.data import synthetic_faces
+    from pycompgen.inference import edgediff
+    from pycompgen.models import load_for_eval, stage_checkpoint
+    from pycompgen.models.checkpoint import save_checkpoint
+    from pycompgen.zoo import card as cardmod
+    from pycompgen.zoo.core import FORMAT, read_manifest, sha256_file, to_storage, write_manifest, \
+        zoo_dir as default_zoo
+
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"bad entry name {name!r}")
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = stage_checkpoint(path / "denoiser") or path / "denoiser" / "best.pt"
+    zdir = Path(zoo_dir) if zoo_dir else default_zoo()
+    lc = edgediff.check_model(load_for_eval(path, expect_model="edgediff"))
+    size = lc.image_size
+    if faces is None:
+        faces = torch.from_numpy(synthetic_faces(check_images, size, seed=7)).permute(0, 3, 1, 2).float() / 255
+    full = {k: lc.models[k].state_dict() for k in edgediff.PARTS}
+    dtype = torch.float16
+    stored = {k: to_storage(sd, dtype) for k, sd in full.items()}
+    delta = output_change(lc, stored, faces[:check_images])
+    if delta >= tolerance:
+        log(f"{name}: SSIM moves by {delta:.5f} >= {tolerance} in float16; keeping float32")
+        dtype, delta = torch.float32, 0.0
+        stored = {k: to_storage(sd, dtype) for k, sd in full.items()}
+    payload = {"format": FORMAT, "model": "edgediff", "stage": lc.stage, "epoch": lc.epoch,
+               "config": lc.config.to_dict(), "dtype": str(dtype).replace("torch.", ""), "models": stored,
+               "shared": {}, "metrics": {k: float(v) for k, v in lc.metrics.items()
+                                         if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+    f = save_checkpoint(zdir / "weights" / name / f"{lc.stage}.pt", payload)
+    file_info = {"file": f.relative_to(zdir).as_posix(), "sha256": sha256_file(f), "bytes": f.stat().st_size,
+                 "dtype": payload["dtype"], "parts": sorted(full), "shared": {}, "epoch": lc.epoch,
+                 "ssim_change": round(delta, 6)}
+    c = edgediff.receiver_config(lc)
+    points = []
+    for q, bits in enumerate(sorted(lc.models["eb"].bits), 1):
+        fp = _edgediff_point(lc, bits, faces)
+        points.append({"quality": q, "stage": lc.stage, "bits": bits, **file_info,
+                       **{k: round(v, 5) if isinstance(v, float) else v for k, v in fp.items()}})
+        log(f"{name} quality {q}: {bits} bits, {fp['bpp']:.3f} bpp, SSIM {fp['ssim_wo']:.4f} / {fp['ssim_sdc']:.4f}"
+            f" / {fp['ssim']:.4f} (none / sdc / full) on {fp['n']} {faces_label} faces")
+    default = next(p["quality"] for p in points if p["bits"] == c.eval_bits)
+    export_info = {"dtype": payload["dtype"], "tolerance": tolerance, "check_images": min(check_images, len(faces)),
+                   "check_source": faces_label, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    rows = ["| quality | bits | bpp (file, header included) | SSIM --denoise none | sdc | full |",
+            "|---:|---:|---:|---:|---:|---:|"]
+    rows += [f"| {p['quality']} | {p['bits']} | {p['bpp']:.3f} | {p['ssim_wo']:.4f} | {p['ssim_sdc']:.4f} | "
+             f"{p['ssim']:.4f} |" for p in points]
+    text = cardmod.render_system(
+        name, description or f"Edge-guided diffusion compression (paper 002), {size}x{size}", "edgediff", lc.stage,
+        lc.config, points[default - 1], {"rate points": f"one set of weights; --quality 1..{len(points)} = "
+                                         f"{', '.join(str(p['bits']) for p in points)} bits", **dict(facts or {})},
+        f"Real files on {faces_label} faces, one per face ({c.steps} DDIM steps):\n\n" + "\n".join(rows)
+        + ("\n\n" + metrics_md if metrics_md else ""),
+        [f"pycompgen compress --pretrained {name} --quality {default} faces/ -o out/",
+         f"pycompgen decompress out/*.pcg -o decoded/ [--denoise none|sdc|full]   # finds {name} from the file"],
+        export_info)
+    cpath = zdir / "cards" / f"{name}.md"
+    cpath.parent.mkdir(parents=True, exist_ok=True)
+    cpath.write_text(text)
+    man = read_manifest(zdir)
+    man["entries"][name] = {
+        "name": name, "description": description or f"Edge-guided diffusion compression (paper 002), {size}x{size}",
+        "model": "edgediff", "image_size": int(size), "stages": {lc.stage: points[default - 1]},
+        "rate_points": points, "default_quality": default,
+        "metrics": {"summary": ", ".join(f"q{p['quality']} {p['bits']} bits {p['bpp']:.2f} bpp SSIM {p['ssim']:.3f}"
+                                         for p in points), "faces": faces_label},
+        "card": cpath.relative_to(zdir).as_posix(), "source": {"checkpoint": _rel(path)}, "export": export_info}
+    write_manifest(man, zdir)
+    log(f"zoo: entry {name!r} ({payload['dtype']}, {file_info['bytes'] / 1e6:.2f} MB, SSIM change {delta:.5f}) with "
+        f"{len(points)} rate points -> {zdir / 'manifest.json'}, card {cpath}")
+    return man["entries"][name]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--run-dir", help="Compgen run folder with <stage>/best.pt")
-    ap.add_argument("--checkpoint", help="another system's one-stage checkpoint (e.g. runs/began-A/train/best.pt)")
+    ap.add_argument("--run-dir", help="Compgen run folder with <stage>/best.pt; with --variant a Sketch2face run; "
+                                      "one with denoiser/ an edgediff run")
+    ap.add_argument("--checkpoint", help="another system's one-stage checkpoint (e.g. runs/began-A/train/best.pt, "
+                                         "an edgediff denoiser/best.pt, a Sketch2face <variant>/best.pt)")
+    ap.add_argument("--variant", help="Sketch2face: the stage to export (pretrain, cycle, stitched, latent)")
     ap.add_argument("--name", required=True, help="zoo entry name, e.g. compgen-64")
     ap.add_argument("--results", help="results JSON (bench/quality.py output, or a sweep.json) for the card")
     ap.add_argument("--description", default="", help="one-line description")
@@ -362,18 +511,26 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if bool(a.run_dir) == bool(a.checkpoint):
         ap.error("give --run-dir (a Compgen run) or --checkpoint (another system's checkpoint)")
+    common = dict(zoo_dir=a.zoo_dir, check_images=a.check_images, tolerance=a.tolerance)
     try:
-        if a.checkpoint:
-            export_system(a.checkpoint, a.name, a.description, zoo_dir=a.zoo_dir, check_images=a.check_images,
-                          tolerance=a.tolerance)
-            return 0
-        export(a.run_dir, a.name, a.results, a.description, a.zoo_dir, a.check_images, a.data, a.split,
-               a.tolerance, a.strict)
+        src = a.checkpoint or a.run_dir
+        model = None
+        if a.checkpoint and not a.variant:
+            from pycompgen.models import load_checkpoint
+            model = load_checkpoint(a.checkpoint).get("model")
+        if a.variant or model == "sketch2face":
+            export_sketch2face(src, a.variant, a.name, a.description, **common)
+        elif model == "edgediff" or (a.run_dir and (Path(a.run_dir) / "denoiser").is_dir()):
+            export_edgediff(src, a.name, a.description, **common)
+        elif a.checkpoint:
+            export_system(a.checkpoint, a.name, a.description, **common)
+        else:
+            export(a.run_dir, a.name, a.results, a.description, a.zoo_dir, a.check_images, a.data, a.split,
+                   a.tolerance, a.strict)
     except (ValueError, FileNotFoundError) as e:
         print(f"zoo_export: error: {e}", file=sys.stderr)
         return 2
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

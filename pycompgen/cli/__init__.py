@@ -4,7 +4,7 @@ library functions.
 | verb | module | library |
 |---|---|---|
 | train | ``train`` | ``pycompgen.training`` (one process), ``pycompgen.distributed`` (Ray Train) |
-| evaluate | ``evaluate`` | ``pycompgen.evaluation.sweep`` |
+| evaluate | ``evaluate`` | ``pycompgen.evaluation.sweep`` (Compgen), ``pycompgen.evaluation.entries`` (other zoo entries) |
 | generate | ``generate`` | ``pycompgen.evaluation.generate`` |
 | compress / decompress | ``compress`` / ``decompress`` | ``pycompgen.inference`` |
 | refine | ``refine`` | ``pycompgen.inference.refine`` (the BEGAN refiner) |

@@ -18,6 +18,9 @@ def add_parser(sub) -> None:
     d.add_argument("--psnr", type=float, metavar="DB",
                    help="send the decoded edge map through the AWGN channel at this PSNR first (edge payload)")
     d.add_argument("--seed", type=int, default=0, help="channel noise seed (with --psnr)")
+    d.add_argument("--denoise", choices=("none", "sdc", "full"), metavar="MODE",
+                   help="edgediff files: none (the plain VAE decode), sdc (the unconditional denoiser) or full "
+                        "(edge-guided; the default)")
     d.add_argument("--batch-size", type=int, default=64, metavar="N",
                    help="images per forward pass (default 64)")
     d.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")
@@ -39,5 +42,6 @@ def run(args) -> int:
         if not first.is_file():
             raise FileNotFoundError(f"compressed file not found: {first}")
         ckpt = find_decoder(first.read_bytes(), name=str(first), device=args.device)
-    decompress_files(ckpt, args.files, args.output, args.psnr, args.seed, batch_size=positive(args.batch_size))
+    decompress_files(ckpt, args.files, args.output, args.psnr, args.seed, batch_size=positive(args.batch_size),
+                     denoise=args.denoise)
     return 0

@@ -1,4 +1,6 @@
-"""``pycompgen evaluate``: the channel-PSNR sweep of trained Compgen checkpoints or a zoo entry.
+"""``pycompgen evaluate``: the channel-PSNR sweep of trained Compgen checkpoints or a zoo entry; any other zoo
+entry (``--pretrained NAME``: a latent codec, edgediff, a refiner, Sketch2face) gets the evaluation of its kind
+(``pycompgen.evaluation.entries``: eval.json and eval.md).
 
 Checkpoints: ``--checkpoint [LABEL=]PATH`` (repeatable; a file or a run folder with <stage>/best.pt), default the
 run folder ``out``. Outputs go to ``--out`` when checkpoints are named explicitly, else to ``<out>/eval`` inside
@@ -12,7 +14,8 @@ from .common import _checkpoint_spec, _get, _out_dir, _pretrained, _pretrained_o
 
 
 def add_parser(sub) -> None:
-    e = sub.add_parser("evaluate", help="PSNR sweep of trained checkpoints (SSIM, MS-SSIM, PSNR, L1, L2, edge-F1)")
+    e = sub.add_parser("evaluate", help="PSNR sweep of trained checkpoints (SSIM, MS-SSIM, PSNR, L1, L2, edge-F1), "
+                       "or the evaluation of any --pretrained zoo entry's kind")
     add_common(e)
     e.add_argument("--checkpoint", action="append", default=[], metavar="[LABEL=]PATH",
                    help="checkpoint to evaluate (repeatable; default: the run folder's stages)")
@@ -23,6 +26,13 @@ def add_parser(sub) -> None:
                    "not with --checkpoint")
     e.add_argument("--train-subset", type=int, default=1000, metavar="N",
                    help="also sweep N fixed training faces and report the train - val gap (default 1000; 0: off)")
+    e.add_argument("--quality", action="append", metavar="Q[,Q...]",
+                   help="rate points of a --pretrained latent codec or edgediff entry to measure (default: all; "
+                   "1 = the lowest rate)")
+    e.add_argument("--denoise", action="append", metavar="MODE[,MODE...]",
+                   help="decodings of a --pretrained edgediff entry to measure: none, sdc, full (default: all three)")
+    e.add_argument("--sketches", metavar="DIR", help="sketches for a --pretrained Sketch2face entry (default: the "
+                   "entry's sketch2face.sketch_path with real --data, else synthetic sketches)")
 
 
 def run(cfg, args) -> int:
@@ -32,6 +42,14 @@ def run(cfg, args) -> int:
     from pycompgen.registry import get_system
 
     pre = _pretrained(cfg, args)
+    if pre is not None:
+        from pycompgen.evaluation.entries import entry_kind
+        if entry_kind(pre) is not None:
+            return _run_entry(cfg, args, pre)
+    for flag, kind in (("quality", "latent codec or edgediff"), ("denoise", "edgediff"), ("sketches", "Sketch2face")):
+        if _get(args, flag):
+            raise ValueError(f"--{flag} applies to a --pretrained {kind} entry; " + (
+                f"{pre.name!r} is a Compgen edge model (channel-PSNR sweep)" if pre else "not to --checkpoint"))
     spec = _checkpoint_spec(args)
     ckpts = dict(pre.stages) if pre is not None else resolve_checkpoints(spec, default_dir=cfg.out)
     for label, path in ckpts.items():
@@ -75,6 +93,31 @@ def run(cfg, args) -> int:
     best = _best_line(res)
     print(f"\nevaluate: {len(ckpts)} checkpoint(s) in {time.perf_counter() - t0:.1f} s{best} -> {out}/sweep.json, "
           f"sweep.md, ssim_vs_psnr.png, grids/")
+    return 0
+
+
+def _run_entry(cfg, args, pre) -> int:
+    """A zoo entry other than a Compgen edge model: the evaluation of its kind (pycompgen.evaluation.entries)."""
+    from pycompgen.evaluation.entries import describe, evaluate_entry, format_table, parse_list
+    if _get(args, "psnrs"):
+        raise ValueError(f"--psnrs sets Compgen's channel-PSNR sweep; {pre.name!r} has no channel")
+    out = _pretrained_out(args, pre, "eval")
+    split = _get(args, "split") or cfg.eval.split
+    t0 = time.perf_counter()
+    res = evaluate_entry(cfg, pre, out, split=split, data=cfg.data.path,
+                         qualities=parse_list(_get(args, "quality"), "--quality", int),
+                         denoise=parse_list(_get(args, "denoise"), "--denoise"), sketches=_get(args, "sketches"),
+                         train_subset=int(_get(args, "train_subset", 0) or 0),
+                         progress=bool(getattr(cfg.train, "progress", False)), note=lambda *a: None)
+    print(f"\n{describe(res)}")
+    print(format_table(res))
+    if res.get("train_subset"):
+        ts = res["train_subset"]
+        print(f"train: {ts['n_images']} fixed training faces ({ts['source']}); gap = train - {split}")
+    for k, what in (("train_subset_skipped", "training subset"), ("realism_skipped", "realism")):
+        if res.get(k):
+            print(f"{what}: {res[k]}")
+    print(f"\nevaluate: {pre.name} in {time.perf_counter() - t0:.1f} s -> {out}/eval.json, eval.md")
     return 0
 
 

@@ -1,5 +1,5 @@
 """``pycompgen generate``: faces from hand-drawn sketches, or unconditionally from pure noise, with an approach
-checkpoint or a zoo entry."""
+checkpoint or a zoo entry; a Sketch2face entry (``--pretrained sketch2face-64``) translates sketches only."""
 from __future__ import annotations
 
 import math
@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     g.add_argument("--unconditional", type=int, metavar="N", help="generate N faces from pure noise")
     g.add_argument("--psnr", type=float, metavar="DB", help="channel PSNR in dB (default: -5 for generation)")
     g.add_argument("--pretrained", metavar="NAME", help="generate with a pretrained zoo model (its approach3; see "
-                   "'pycompgen zoo list'); not with --checkpoint")
+                   "'pycompgen zoo list'), or translate --sketches with a Sketch2face entry; not with --checkpoint")
 
 
 def run(cfg, args) -> int:
@@ -39,6 +39,8 @@ def run(cfg, args) -> int:
         raise FileNotFoundError(f"sketch folder not found: {sketches}")
     spec = _checkpoint_spec(args)
     pre = _pretrained(cfg, args)
+    if pre is not None and pre[next(iter(pre))].model_name == "sketch2face":
+        return _sketch2face(args, pre, sketches, n_unc)
     if pre is not None:
         stage = pre.elm_stage()
         ckpts = {stage: pre[stage].path}
@@ -87,5 +89,29 @@ def run(cfg, args) -> int:
         print(f"{label}: " + ", ".join(files))
     write_json(out / "generate.json", summary)
     print(f"generate: {len(ckpts)} checkpoint(s), channel PSNR {psnr_key(psnr)} dB, "
+          f"{time.perf_counter() - t0:.1f} s -> {out}")
+    return 0
+
+
+def _sketch2face(args, pre, sketches, n_unc) -> int:
+    """``--sketches DIR`` through a Sketch2face entry's sketch -> face translator (latent means): one PNG per sketch
+    (its stem) and sketch | face grids in the output folder."""
+    from pycompgen.evaluation.generate import run_sketch2face
+    from pycompgen.evaluation.sweep import write_json
+    if n_unc is not None:
+        raise ValueError(f"--unconditional is not supported by {pre.name!r} (a Sketch2face model translates "
+                         f"--sketches only)")
+    if _get(args, "psnr") is not None:
+        raise ValueError(f"--psnr sets Compgen's channel; {pre.name!r} (Sketch2face) has none")
+    if not sketches:
+        raise ValueError(f"{pre.name!r} translates sketches: give --sketches DIR")
+    lc = pre[next(iter(pre))]
+    out = _pretrained_out(args, pre, "generate")
+    t0 = time.perf_counter()
+    res = run_sketch2face(lc.models, sketches, out, lc.image_size, title=f"{pre.name} ({lc.stage})")
+    res.pop("names", None)
+    write_json(out / "generate.json", {"pretrained": pre.name, "variant": lc.stage, "sketches": res})
+    print(f"{lc.stage}: " + ", ".join(res["grids"]) + f", {out}/ (one PNG per sketch)")
+    print(f"generate: {res['n']} sketch(es) -> faces with {pre.name} ({lc.stage}), "
           f"{time.perf_counter() - t0:.1f} s -> {out}")
     return 0

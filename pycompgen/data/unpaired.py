@@ -81,19 +81,39 @@ def sketch_files(path) -> list:
     return files
 
 
+def _read_gray(path, image_size: int):
+    """One sketch file -> grayscale uint8 (image_size, image_size), centre square crop and resize; None when
+    unreadable."""
+    import cv2
+    img = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
+    return None if img is None else center_square_resize(img, image_size)
+
+
 def load_sketch_images(path, split: str = "train", image_size: int = 64) -> np.ndarray:
     """Grayscale sketches of ``split`` (every 10th file is "val") -> uint8 (N, image_size, image_size)."""
-    import cv2
     files = sketch_files(path)
     idx = [i for i in range(len(files)) if (i % 10 == 0) == (split != "train")]
-    out = []
-    for i in idx:
-        img = cv2.imdecode(np.fromfile(str(files[i]), dtype=np.uint8), cv2.IMREAD_GRAYSCALE)
-        if img is not None:
-            out.append(center_square_resize(img, image_size))
+    out = [img for i in idx if (img := _read_gray(files[i], image_size)) is not None]
     if not out:
         raise ValueError(f"no readable sketch for split {split!r} in {path}")
     return np.stack(out)
+
+
+def read_sketches(path, image_size: int = 64) -> tuple:
+    """Every sketch of a CUFSF root or folder (``sketch_files``), read as the training data reads them (grayscale,
+    centre square crop and resize; no edge-map preprocessing) -> (uint8 (N, image_size, image_size), the files
+    read). Unreadable files are skipped with one warning line."""
+    files = sketch_files(path)
+    imgs = [(p, _read_gray(p, image_size)) for p in files]
+    bad = [p.name for p, img in imgs if img is None]
+    if bad:
+        import logging
+        logging.getLogger("pycompgen.data").warning("pycompgen.data: skipped %d unreadable sketch(es) in %s, e.g. %s",
+                                                    len(bad), path, ", ".join(bad[:3]))
+    kept = [(p, img) for p, img in imgs if img is not None]
+    if not kept:
+        raise ValueError(f"no readable sketch in {path}")
+    return np.stack([img for _, img in kept]), [p for p, _ in kept]
 
 
 def canny_sketches(faces_uint8: np.ndarray, seed: int = 0, chunk: int = 512) -> np.ndarray:
@@ -152,5 +172,5 @@ def load_unpaired(data, split: str, *, sketch_source: str = "cufsf", sketch_path
     return UnpairedSketchFaces(sk, faces, seed=split_seed, source=src)
 
 
-__all__ = ["UnpairedSketchFaces", "load_unpaired", "load_sketch_images", "sketch_files", "canny_sketches",
-           "synthetic_sketch_images", "SKETCH_SOURCES"]
+__all__ = ["UnpairedSketchFaces", "load_unpaired", "load_sketch_images", "read_sketches", "sketch_files",
+           "canny_sketches", "synthetic_sketch_images", "SKETCH_SOURCES"]

@@ -1,6 +1,8 @@
 """Measuring edge-guided diffusion compression (paper 002, bench/edgediff.py) on faces: the networks of a run, the
-ablation per bit depth (W/O: VAE + quantisation; SDC: unconditional denoising; full: EEN edges) on real files, the
-quality vs share of latent lost, the EEN's edge-F1, wall times per image; the plots (also on the project's RD plot,
+ablation per bit depth on real files (W/O: VAE + quantisation; SDC: unconditional denoising; full: EEN edges;
+oracle: the original's Canny edges, an upper bound no receiver has) with the headroom decode(y) − decode(ŷ), the
+quality vs share of latent lost (completion without edges, with the EEN's, with sender-side edges whose bits are
+counted), the EEN's edge-F1, wall times per image; the plots (also on the project's RD plot,
 ``pycompgen.evaluation.rd``), the face grids and the markdown report."""
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ import torch
 
 LOSS_FRACS = [0.0, 1 / 16, 1 / 8]          # max side of each lost rectangle (fraction of the latent side)
 LOSS_REGIONS = [1, 2, 4, 8]
-MODE_LABELS = {"wo": "W/O", "sdc": "SDC", "full": "full"}
+MODE_LABELS = {"wo": "W/O", "sdc": "SDC", "full": "full", "oracle": "oracle edges"}
+STRATEGIES = ("zeros", "complete_no_edges", "complete_edges", "complete_sender_edges", "pixel_inpaint")
 
 
 def load_models(cfg, run_dir: Path, een: str | None = None):
@@ -67,7 +70,7 @@ def _median_s(fn, reps: int = 3) -> float:
 
 
 @torch.no_grad()
-def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print):
+def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, completion: str = "all"):
     """The measurements on faces ``x`` (N,3,H,W in [0,1]) with ``steps`` DDIM steps of the receiver and
     ``complete_steps`` of the completion. Returns ({"ablation", "completion", "edge_f1", "timing"}, {row: the first
     8 reconstructions} for ``save_grids``)."""
@@ -81,6 +84,9 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print):
     res = {"ablation": [], "completion": [], "edge_f1": [], "timing": {}}
     grids = {}
     target = canny_target(x, cfg)
+    clean = metrics(x, R.decode(models, R.encode(models, c, x)), mask)  # decode(y): no quantisation at all
+    res["clean"] = clean
+    grids["clean"] = R.decode(models, R.encode(models, c, x[:8]))
     for bits in c.bits:
         files = [R.compress(models, c, x[i:i + 1], bits) for i in range(n)]
         nbytes = np.array([len(f) for f in files])
@@ -89,34 +95,51 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print):
         edges = R.een_edges(models, y_hat, x.shape[-1])
         res["edge_f1"].append({"bits": bits, "bpp": float((8 * nbytes / hw).mean()),
                                "edge_f1": float(R.edge_f1(edges, target).mean())})
-        for mode in ("wo", "sdc", "full"):
-            x_hat = R.receive(models, c, y_hat, bits, mode, steps=steps, seed=0)
-            grids[f"{mode}_{bits}b"] = x_hat[:8]
-            res["ablation"].append({"bits": bits, "mode": MODE_LABELS[mode],
-                                    "bpp": float((8 * nbytes / hw).mean()),
-                                    "bpp_payload": float((8 * (nbytes - hdr) / hw).mean()),
-                                    "steps": 0 if mode == "wo" else steps, **metrics(x, x_hat, mask)})
-            log(f"{bits} bits {mode}: {res['ablation'][-1]}")
+        for mode in ("wo", "sdc", "full", "oracle"):
+            x_hat = torch.cat([R.receive(models, c, y_hat[a:a + 100], bits, "full" if mode == "oracle" else mode,
+                                         steps=steps, seed=0, edges=target[a:a + 100] if mode == "oracle" else None)
+                               for a in range(0, n, 100)])
+            if bits == min(c.bits) or mode != "oracle":
+                grids[f"{mode}_{bits}b"] = x_hat[:8]
+            row = {"bits": bits, "mode": MODE_LABELS[mode], "bpp": float((8 * nbytes / hw).mean()),
+                   "bpp_payload": float((8 * (nbytes - hdr) / hw).mean()),
+                   "steps": 0 if mode == "wo" else len(R.receiver_timesteps(c, bits, steps)[1]),
+                   "start_timestep": -1 if mode == "wo" else R.start_timestep(c, bits, steps),
+                   **metrics(x, x_hat, mask)}
+            if mode == "wo":
+                row["headroom_psnr"] = clean["psnr"] - row["psnr"]
+                row["headroom_ssim"] = clean["ssim"] - row["ssim"]
+            res["ablation"].append(row)
+            log(f"{bits} bits {mode}: {row}")
     bits = c.eval_bits
     y_hat, _ = R.quantise(models, c, R.encode(models, c, x), bits)
-    for frac in LOSS_FRACS:
-        for regions in (LOSS_REGIONS if frac > 0 else [0]):
-            known = R.drop_regions(y_hat.shape, frac if frac > 0 else 0.01, regions, seed=1)
-            share = float((~known).float().mean())
-            zeros = R.complete(models, c, y_hat, known, "zeros")
-            outs = {"zeros": R.decode(models, zeros),
-                    "complete_no_edges": R.decode(models, R.complete(models, c, y_hat, known, "sdc",
-                                                                     steps=complete_steps, seed=0)),
-                    "complete_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
-                                                                  steps=complete_steps, seed=0))}
-            outs["pixel_inpaint"] = R.pixel_inpaint(outs["zeros"], known)
-            for k, v in outs.items():
-                m = metrics(x, v, mask)
-                res["completion"].append({"max_frac": frac, "regions": regions, "share_lost": share, "strategy": k,
-                                          "psnr": m["psnr"], "ssim": m["ssim"], "ms_ssim": m["ms_ssim"]})
-            if frac == LOSS_FRACS[-1] and regions == LOSS_REGIONS[1]:
-                grids.update({f"lost_{k}": v[:8] for k, v in outs.items()})
-            log(f"lost {frac:.3f}x{regions}: share {share:.3f}")
+    settings = [(f, r) for f in LOSS_FRACS for r in (LOSS_REGIONS if f > 0 else [0])]
+    if completion == "largest":  # the issue's operating point only: 1/8 of each side, 8 regions
+        settings = [(LOSS_FRACS[-1], LOSS_REGIONS[-1])]
+    elif completion != "all":
+        raise ValueError(f"completion must be 'all' or 'largest', got {completion!r}")
+    for frac, regions in settings:
+        known = R.drop_regions(y_hat.shape, frac if frac > 0 else 0.01, regions, seed=1)
+        share = float((~known).float().mean())
+        zeros = R.complete(models, c, y_hat, known, "zeros")
+        sent, sizes = R.sender_edges(models, c, y_hat, known, x, lambda im: canny_target(im, cfg))
+        outs = {"zeros": R.decode(models, zeros),
+                "complete_no_edges": R.decode(models, R.complete(models, c, y_hat, known, "sdc",
+                                                                 steps=complete_steps, seed=0)),
+                "complete_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
+                                                              steps=complete_steps, seed=0)),
+                "complete_sender_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
+                                                                     steps=complete_steps, seed=0, edges=sent))}
+        outs["pixel_inpaint"] = R.pixel_inpaint(outs["zeros"], known)
+        for k, v in outs.items():
+            m = metrics(x, v, mask)
+            extra = float(8 * np.mean(sizes) / hw) if k == "complete_sender_edges" else 0.0
+            res["completion"].append({"max_frac": frac, "regions": regions, "share_lost": share, "strategy": k,
+                                      "psnr": m["psnr"], "ssim": m["ssim"], "ms_ssim": m["ms_ssim"],
+                                      "extra_bpp": extra})
+        if frac == LOSS_FRACS[-1] and regions == (LOSS_REGIONS[1] if len(settings) > 1 else regions):
+            grids.update({f"lost_{k}": v[:8] for k, v in outs.items()})
+        log(f"lost {frac:.3f}x{regions}: share {share:.3f}")
     # wall time per image (batch of one, median of a few)
     xi = x[:1]
     f1 = R.compress(models, c, xi, bits)
@@ -140,7 +163,7 @@ def plot(res, out_dir: Path) -> list:
     figs = []
     for metric in ("psnr", "ssim", "ms_ssim"):
         fig, ax = plt.subplots(figsize=(4.5, 3.5))
-        for mode in ("W/O", "SDC", "full"):
+        for mode in ("W/O", "SDC", "full", "oracle edges"):
             pts = sorted((r["bpp"], r[metric]) for r in res["ablation"] if r["mode"] == mode)
             ax.plot(*zip(*pts), "o-", label=mode)
         ax.set_xlabel("bpp (file)"), ax.set_ylabel(metric), ax.legend(), ax.grid(alpha=0.3)
@@ -149,7 +172,7 @@ def plot(res, out_dir: Path) -> list:
         fig.savefig(p, dpi=120), plt.close(fig)
         figs.append(p)
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    for s in ("zeros", "complete_no_edges", "complete_edges", "pixel_inpaint"):
+    for s in STRATEGIES:
         pts = sorted((r["share_lost"], r["psnr"]) for r in res["completion"] if r["strategy"] == s)
         ax.plot(*zip(*pts), "o-", label=s)
     ax.set_xlabel("share of latent lost"), ax.set_ylabel("PSNR (dB)"), ax.legend(), ax.grid(alpha=0.3)
@@ -198,17 +221,26 @@ def markdown(doc) -> str:
     r = doc["results"]
     L = [f"# Edge-guided diffusion compression on {doc['machine']['name']}", "",
          f"Budget: {doc['budget']} epochs; {doc['n_val']} validation faces; DDIM steps {r['timing']['steps']} "
-         f"(completion {r['timing']['complete_steps']}). Command: `{doc['command']}`", "",
-         "| bits | mode | bpp | PSNR | SSIM | MS-SSIM | face PSNR | face SSIM | face MS-SSIM |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         f"(completion {r['timing']['complete_steps']}). Command: `{doc['command']}`", ""]
+    if "clean" in r:
+        cl = r["clean"]
+        L += [f"No quantisation at all, decode(y): {cl['psnr']:.2f} dB / SSIM {cl['ssim']:.4f}. Headroom = "
+              "decode(y) − W/O. Oracle edges: the original's Canny map (an upper bound; no receiver has it). "
+              "Steps: DDIM steps run from the start timestep t*.", ""]
+    L += ["| bits | mode | bpp | t* | steps | PSNR | SSIM | MS-SSIM | face PSNR | face SSIM | face MS-SSIM | headroom dB |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in r["ablation"]:
-        L.append(f"| {a['bits']} | {a['mode']} | {a['bpp']:.3f} | {a['psnr']:.2f} | {a['ssim']:.4f} | "
-                 f"{a['ms_ssim']:.4f} | {a['face_psnr']:.2f} | {a['face_ssim']:.4f} | {a['face_ms_ssim']:.4f} |")
-    L += ["", "| max side fraction | regions | share lost | strategy | PSNR | SSIM | MS-SSIM |",
-          "|---|---|---|---|---|---|---|"]
+        hr = f"{a['headroom_psnr']:.2f}" if "headroom_psnr" in a else ""
+        L.append(f"| {a['bits']} | {a['mode']} | {a['bpp']:.3f} | {a.get('start_timestep', '')} | {a['steps']} | "
+                 f"{a['psnr']:.2f} | {a['ssim']:.4f} | {a['ms_ssim']:.4f} | {a['face_psnr']:.2f} | "
+                 f"{a['face_ssim']:.4f} | {a['face_ms_ssim']:.4f} | {hr} |")
+    L += ["", "Completion at the validation bit depth; sender edges: the original's Canny map of the lost regions "
+          "coded losslessly beside the file (extra bpp; the rectangles' coordinates are not counted).", "",
+          "| max side fraction | regions | share lost | strategy | PSNR | SSIM | MS-SSIM | extra bpp |",
+          "|---|---|---|---|---|---|---|---|"]
     for a in r["completion"]:
         L.append(f"| {a['max_frac']:.4f} | {a['regions']} | {a['share_lost']:.3f} | {a['strategy']} | "
-                 f"{a['psnr']:.2f} | {a['ssim']:.4f} | {a['ms_ssim']:.4f} |")
+                 f"{a['psnr']:.2f} | {a['ssim']:.4f} | {a['ms_ssim']:.4f} | {a.get('extra_bpp', 0.0):.3f} |")
     L += ["", "| bits | bpp | EEN edge-F1 |", "|---|---|---|"]
     L += [f"| {a['bits']} | {a['bpp']:.3f} | {a['edge_f1']:.3f} |" for a in r["edge_f1"]]
     L += ["", "Wall time per image (s): " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"

@@ -6,7 +6,8 @@
 - Edges+hint payload (Compgen with a colour hint, ``model.hint_size``): the edge map as above, then the quantised
   thumbnail (``pycompgen.codec.hint``); decoding runs x̂ = g(h(z, hint)); ``--psnr`` sends both through the channel.
 - Latent payload (systems whose checkpoint holds an entropy bottleneck, network key ``"eb"``):
-  y = f(x) -> ``EntropyBottleneck.compress``; decoding x̂ = g(ŷ). Decoding needs g and eb.
+  y = f(x) -> ``EntropyBottleneck.compress``; decoding x̂ = g(ŷ). Decoding needs g and eb. The edge-guided
+  diffusion compressor's latent files are its receiver's (``pycompgen.inference.edgediff``).
 
 The container (``pycompgen.codec.container``) records the system and a hash of exactly the networks the decoder
 uses, so a file decoded with another checkpoint fails with a clear message instead of giving a wrong image.
@@ -24,6 +25,8 @@ from pycompgen.models import load_for_eval
 from pycompgen.ops import awgn, canny
 from pycompgen.systems.compgen.system import decode_edges, hint_spec
 
+from . import edgediff
+
 SUFFIX = ".pcg"
 DECODER_PARTS = {"edges": ("g", "h"), "latent": ("eb", "g"), "edges+hint": ("g", "h")}
 
@@ -32,6 +35,8 @@ DECODER_PARTS = {"edges": ("g", "h"), "latent": ("eb", "g"), "edges+hint": ("g",
 def prepare_codec(ckpt):
     """A loaded model (checkpoint or zoo stage) ready to code: its entropy bottleneck gets its code tables if the
     weights lack them."""
+    if edgediff.is_edgediff(ckpt):
+        return edgediff.check_model(ckpt) if not edgediff.missing_parts(ckpt) else ckpt
     eb = ckpt.models.get("eb")
     if eb is not None and "eb" in ckpt.parts and not getattr(eb, "has_tables", True):
         eb.update()
@@ -45,6 +50,8 @@ def load_checkpoint_for_codec(path, device: str = "cpu"):
 
 def missing_decoder_parts(ckpt, kind: str) -> list:
     """The networks a ``kind`` payload decodes with that ``ckpt`` lacks or holds untrained."""
+    if edgediff.is_edgediff(ckpt):
+        return edgediff.missing_parts(ckpt)
     return [k for k in DECODER_PARTS[kind] if k not in ckpt.models or k not in ckpt.parts]
 
 
@@ -70,6 +77,8 @@ def choose_payload(ckpt, payload: str = "auto") -> str:
 
 
 def decoder_hash(ckpt, kind: str) -> bytes:
+    if edgediff.is_edgediff(ckpt):
+        return edgediff.decoder_hash(ckpt)
     return weights_hash({k: ckpt.models[k] for k in DECODER_PARTS[kind]})
 
 
@@ -120,6 +129,8 @@ def compress_images(ckpt, x, payload: str = "auto") -> bytes:
     kind = choose_payload(ckpt, payload)
     n, _, h, w = x.shape
     _check_size(ckpt, h, w)
+    if edgediff.is_edgediff(ckpt):
+        return edgediff.compress_images(ckpt, x)
     dev = next(ckpt.models["g"].parameters()).device
     x = x.to(dev)
     shape, params = None, None
@@ -141,6 +152,8 @@ def compress_batch(ckpt, x, payload: str = "auto") -> list:
     kind = choose_payload(ckpt, payload)
     n, _, h, w = x.shape
     _check_size(ckpt, h, w)
+    if edgediff.is_edgediff(ckpt):
+        return edgediff.compress_batch(ckpt, x)
     dev = next(ckpt.models["g"].parameters()).device
     x = x.to(dev)
     hsh = decoder_hash(ckpt, kind)
@@ -195,8 +208,12 @@ def _params(ckpt, kind: str, latent_shape=None) -> dict:
     return {"latent_shape": [int(v) for v in latent_shape]}
 
 
-def decompress_bytes(ckpt, data: bytes, name: str = "file", psnr: float | None = None, seed: int = 0):
-    """A ``.pcg`` file's bytes -> (x̂ (N,3,H,W) on CPU, Header). Checks the system and the decoder's weights."""
+def decompress_bytes(ckpt, data: bytes, name: str = "file", psnr: float | None = None, seed: int = 0,
+                     denoise: str | None = None):
+    """A ``.pcg`` file's bytes -> (x̂ (N,3,H,W) on CPU, Header). Checks the system and the decoder's weights;
+    ``denoise``: an edgediff file's decoding (none | sdc | full, default full)."""
+    if edgediff.is_edgediff(ckpt) or denoise not in (None, "full"):
+        return decompress_batch(ckpt, [(name, data)], psnr, seed, denoise=denoise)[0]
     hdr, kind, inp = decode_payload(ckpt, data, name, psnr, seed)
     return run_decoder(ckpt, kind, inp).cpu(), hdr
 
@@ -287,13 +304,19 @@ def run_decoder(ckpt, kind: str, inp):
         return g(inp)
 
 
-def decompress_batch(ckpt, blobs, psnr: float | None = None, seed: int = 0, batch_size: int = 64) -> list:
+def decompress_batch(ckpt, blobs, psnr: float | None = None, seed: int = 0, batch_size: int = 64,
+                     denoise: str | None = None) -> list:
     """Many ``.pcg`` files [(name, bytes)] -> [(x̂ on CPU, Header)] in order: every file is checked and its payload
     decoded first (a bad file fails before any network runs), then the decoder runs on batches of up to
-    ``batch_size`` images that share a payload kind."""
+    ``batch_size`` images that share a payload kind. ``denoise`` (none | sdc | full, default full): how an edgediff
+    model decodes (``pycompgen.inference.edgediff``); any other model takes only the default."""
     import torch
+    if edgediff.is_edgediff(ckpt):
+        return edgediff.decompress_batch(ckpt, blobs, denoise or "full", seed, batch_size, psnr)
     hashes: dict = {}
     items = [decode_payload(ckpt, data, name, psnr, seed, hashes) for name, data in blobs]
+    if denoise not in (None, "full"):
+        raise ValueError(f"--denoise {denoise} applies to edgediff files only; these are {ckpt.model_name!r} files")
     out: list = [None] * len(items)
     count = lambda inp: (inp[0] if isinstance(inp, tuple) else inp).shape[0]  # noqa: E731
     for kind in DECODER_PARTS:
@@ -360,9 +383,10 @@ def compress_files(ckpt, inputs, output, payload: str = "auto", note=print, batc
 
 
 def decompress_files(ckpt, files, output, psnr: float | None = None, seed: int = 0, note=print,
-                     batch_size: int = 64) -> list:
+                     batch_size: int = 64, denoise: str | None = None) -> list:
     """Decode ``.pcg`` files with ``ckpt`` (a LoadedCheckpoint) into PNGs in ``output``, ``batch_size`` images per
-    forward pass; everything is decoded before anything is written; returns the PNG paths."""
+    forward pass (``denoise``: see ``decompress_batch``); everything is decoded before anything is written;
+    returns the PNG paths."""
     import cv2
     import numpy as np
     import torch
@@ -376,7 +400,7 @@ def decompress_files(ckpt, files, output, psnr: float | None = None, seed: int =
     decoded = []                                             # decode everything before writing anything
     for i in range(0, len(paths), 4 * batch_size):
         chunk = paths[i:i + 4 * batch_size]
-        res = decompress_batch(ckpt, [(str(p), p.read_bytes()) for p in chunk], psnr, seed, batch_size)
+        res = decompress_batch(ckpt, [(str(p), p.read_bytes()) for p in chunk], psnr, seed, batch_size, denoise)
         decoded += [(p, x_hat, hdr) for p, (x_hat, hdr) in zip(chunk, res)]
         if len(paths) > 4 * batch_size:
             note(f"decoded {len(decoded)}/{len(paths)}")
@@ -405,7 +429,12 @@ def find_decoder(data: bytes, name: str = "file", device: str = "cpu"):
         e = zoo.entry(entry_name)
         if e.get("system", e.get("model", "compgen")) != hdr.system:
             continue
-        for q in zoo.qualities(e) or [None]:  # every rate point of a latent codec
+        tried = set()
+        for q in zoo.qualities(e) or [None]:  # every rate point of a latent codec with weights of its own
+            sha = zoo.rate_point(e, q).get("sha256") if q is not None else None
+            if sha is not None and sha in tried:
+                continue  # points sharing one weights file (edgediff's bit depths, colour-hint bits): tried once
+            tried.add(sha)
             pre = zoo.load(entry_name, device=device, quality=q)
             for lc in pre.stages.values():  # hashed as the writer hashed it: ready to code (code tables built)
                 if not missing_decoder_parts(lc, hdr.kind) and \

@@ -32,6 +32,7 @@ class LoadedCheckpoint:
     image_size: int
     metrics: dict = field(default_factory=dict)
     parts: tuple = ()             # networks whose trained weights the checkpoint holds
+    bits: int | None = None       # edgediff: the latent bit depth a zoo rate point writes files at (None: eval_bits)
 
     @property
     def has_elm(self) -> bool:
@@ -66,8 +67,9 @@ def networks_from_payload(payload: dict, state_dicts: dict, path, label: str | N
                           device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> LoadedCheckpoint:
     """Build the networks of ``payload["config"]`` and load ``state_dicts`` ({part: state_dict}) into them.
 
-    ``dtype`` (e.g. float32) converts floating tensors first (the zoo stores float16). A part the system lacks,
-    or weights that do not fit the config's widths, are a ValueError naming ``path`` and the part.
+    ``dtype`` (e.g. float32) converts floating tensors first (the zoo stores float16; float64 settings stay). A
+    part the system lacks, or weights that do not fit the config's widths, are a ValueError naming ``path`` and
+    the part.
     """
     p = Path(path)
     cfg = Config.from_dict(payload["config"])
@@ -78,7 +80,8 @@ def networks_from_payload(payload: dict, state_dicts: dict, path, label: str | N
             raise ValueError(f"checkpoint {p} has weights for part {k!r}, which model {name!r} lacks "
                              f"(parts: {sorted(models)})")
         if dtype is not None:
-            sd = {n: (v.to(dtype) if v.is_floating_point() else v) for n, v in sd.items()}
+            sd = {n: (v.to(dtype) if v.is_floating_point() and v.dtype != torch.float64 else v)
+                  for n, v in sd.items()}
         try:
             models[k].load_state_dict(sd)
         except RuntimeError as e:

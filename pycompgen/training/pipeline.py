@@ -82,7 +82,27 @@ def init_weights(spec: str, cfg) -> dict:
             raise ValueError(f"train.init={spec}: entry {name!r} was trained on {lc.image_size}x{lc.image_size} "
                              f"images but data.image_size={cfg.data.image_size}")
         out.update({k: lc.models[k].state_dict() for k in lc.parts})
+    _check_entry_covers_stage(spec, name, out, cfg)
     return out
+
+
+def _check_entry_covers_stage(spec: str, name: str, parts: dict, cfg) -> None:
+    """A one-line error when the stage to train needs networks from a previous stage that the zoo entry does not
+    ship (a Sketch2face entry holds no critics), naming the stages that can start from it."""
+    from pycompgen.registry import get_system
+    cls = get_system(cfg.model.name)
+    try:
+        stage = cls.stage_spec(cfg)
+    except ValueError:
+        return  # an unknown stage: the system's own error follows
+    lacking = [k for k in stage.requires if k not in parts]
+    if not lacking:
+        return
+    ok = [s for s, st in cls.stages.items() if set(st.requires) <= set(parts) and set(parts) <= set(st.uses)]
+    raise ValueError(f"train.init={spec}: entry {name!r} holds {', '.join(parts)} but stage {stage.name!r} of "
+                     f"{cfg.model.name!r} also needs trained {', '.join(lacking)} from a previous stage"
+                     + (f"; fine-tune the entry with --stage {' or '.join(ok)} (the other networks start fresh)"
+                        if ok else ""))
 
 
 def _init_from(path: str, cfg) -> dict:

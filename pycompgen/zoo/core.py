@@ -15,11 +15,15 @@ An entry with several rate points (a latent codec trained at several rate weight
 ``rate_points``: [{"quality": 1, "rate_weight": λ, "file", "sha256", "bytes", "dtype", "parts", "bpp", "ssim",
 ...}, ...], quality 1 the lowest rate, as CompressAI's zoo; ``default_quality`` is the one ``stages`` holds;
 ``load(name, quality=Q)`` loads point Q as the entry's (only) stage. A colour-hint entry's points share one weights
-file and differ in ``hint_bits``, the bits its files give the thumbnail (also allowed in a ``stages`` item).
+file and differ in ``hint_bits``, the bits its files give the thumbnail (also allowed in a ``stages`` item); an
+edgediff entry's points share its denoiser stage's file and differ in ``bits``, the latent bit depth files are
+written at (``LoadedCheckpoint.bits``). A Sketch2face entry holds one variant stage (pretrain, cycle, stitched or
+latent) without its critics.
 
 Floating tensors are stored in ``dtype`` (float16 unless the export found the SSIM moved by >= 0.002) and turned
-back into float32 on load. ``shared`` names parts stored once in another stage's file (the frozen f, and g of
-approach 1, are step 1's). Every file's sha256 is checked against the manifest before it is read.
+back into float32 on load; float64 buffers (settings: edgediff's receiver configuration) are kept as they are.
+``shared`` names parts stored once in another stage's file (the frozen f, and g of approach 1, are step 1's).
+Every file's sha256 is checked against the manifest before it is read.
 """
 from __future__ import annotations
 
@@ -102,9 +106,9 @@ def verify_file(path: Path, expected: str) -> None:
 
 
 def to_storage(sd: dict, dtype: torch.dtype) -> dict:
-    """Floating tensors -> ``dtype`` (contiguous clones); others (BatchNorm counters) unchanged."""
-    return {k: (v.detach().to("cpu", dtype).contiguous().clone() if v.is_floating_point() else v.detach().cpu().clone())
-            for k, v in sd.items()}
+    """Floating tensors -> ``dtype`` (contiguous clones); others (BatchNorm counters, float64 settings) unchanged."""
+    return {k: (v.detach().to("cpu", dtype).contiguous().clone() if v.is_floating_point() and v.dtype != torch.float64
+                else v.detach().cpu().clone()) for k, v in sd.items()}
 
 
 def to_float32(sd: dict) -> dict:
@@ -241,5 +245,7 @@ def load(name: str = DEFAULT_NAME, device: str | torch.device = "cpu", stages=No
         out[s] = networks_from_payload(pl, sds, base / files[s]["file"], label=s, device=device, dtype=torch.float32)
         if "hint_bits" in files[s] and "h" in out[s].models:  # a colour-hint rate point: the bits files use
             out[s].models["h"].hint_bits = int(files[s]["hint_bits"])  # (the config keeps the training list)
+        if "bits" in files[s]:  # an edgediff rate point: the latent bit depth its files are written at
+            out[s].bits = int(files[s]["bits"])
     card = e.get("card")
     return Pretrained(name=name, entry=e, stages=out, card_path=str(base / card) if card else None, root=str(base))

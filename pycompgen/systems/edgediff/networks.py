@@ -25,10 +25,10 @@ class QuantBank(nn.Module):
         self.bits = [int(b) for b in bits]
         self.bank = nn.ModuleDict({str(b): EntropyBottleneck(channels) for b in self.bits})
         # what a receiver needs besides the weights (checkpointed and part of the weights hash of files)
-        rx = [3.0, self.bits[-1], 1000, 10, 0, 25]
+        rx = [3.0, self.bits[-1], 1000, 10, 0, 25, 1]
         if c is not None:
             rx = [c.latent_range, c.eval_bits, c.train_timesteps, c.steps, self.SCHEDULES.index(c.beta_schedule),
-                  c.complete_steps]
+                  c.complete_steps, int(c.project)]
         self.register_buffer("rx", torch.tensor(rx, dtype=torch.float64))
 
     def receiver_config(self):
@@ -36,7 +36,8 @@ class QuantBank(nn.Module):
         from types import SimpleNamespace
         r = [float(v) for v in self.rx.cpu()]
         return SimpleNamespace(latent_range=r[0], eval_bits=int(r[1]), train_timesteps=int(r[2]), steps=int(r[3]),
-                               beta_schedule=self.SCHEDULES[int(r[4])], complete_steps=int(r[5]))
+                               beta_schedule=self.SCHEDULES[int(r[4])], complete_steps=int(r[5]),
+                               project=bool(r[6]), bits=list(self.bits))
 
     def get(self, bits: int):
         if str(int(bits)) not in self.bank:

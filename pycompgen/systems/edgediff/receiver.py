@@ -5,8 +5,11 @@
   Δ = 2R/2^bits and m the entropy model's per-channel median (uniform grid; what ``compress`` codes exactly).
 - ``receive``: ŷ -> EEN edges -> DDIM reverse process started at the timestep t* whose noise-to-signal ratio
   sqrt((1−ᾱ_t)/ᾱ_t) is closest to the quantisation noise std Δ/√12, from x_t* = sqrt(ᾱ_t*)·ŷ (the quantisation
-  error plays the diffusion noise) -> VAE decoder. Modes: "wo" (no denoising), "sdc" (zero edges: the
-  unconditional model, trained by edge dropout), "full" (EEN edges).
+  error plays the diffusion noise) -> VAE decoder. Each step's predicted clean latent is kept inside ŷ's
+  quantisation cell [ŷ − Δ/2, ŷ + Δ/2] (``project``: the true latent lies there, so the estimate stays consistent
+  with what was received). Modes: "wo" (no denoising), "sdc" (zero edges: the unconditional model, trained by
+  edge dropout), "full" (EEN edges); explicit ``edges`` (e.g. the oracle Canny map of the original) replace
+  the EEN's.
 - ``drop_regions``: the channel that loses rectangles of the latent (seeded); ``complete``: RePaint-style
   edge-guided inpainting from pure noise, known latent values replaced (re-noised) at every step and put back
   exactly at the end (bit-exact). ``pixel_inpaint``: OpenCV inpainting of the decoded image instead.
@@ -92,6 +95,30 @@ def predict_eps(nets, xt, t, edges, scale: float = 1.0) -> torch.Tensor:
                         mid_block_additional_residual=mid).sample
 
 
+def receiver_timesteps(c, bits: int, steps: int | None = None):
+    """(DDIM scheduler, the timesteps the receiver runs at ``bits``): img2img-style, a schedule of
+    ~steps·T/t* steps of which the ~steps at or below t* are run; empty when t* is below the first."""
+    sched = ddim(c)
+    steps = steps or c.steps
+    T = sched.config.num_train_timesteps
+    t_star = matched_timestep(sched, step_size(c, bits) / math.sqrt(12))
+    sched.set_timesteps(min(T, max(steps, math.ceil(steps * T / (t_star + 1)))))
+    return sched, sched.timesteps[sched.timesteps <= t_star]
+
+
+def start_timestep(c, bits: int, steps: int | None = None) -> int:
+    """The timestep the receiver starts from at ``bits`` (−1: no denoising step at this bit depth)."""
+    ts = receiver_timesteps(c, bits, steps)[1]
+    return int(ts[0]) if len(ts) else -1
+
+
+def cell(c, y_hat: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The quantisation cell of ŷ: the true (squashed) latent lies in [lo, hi]."""
+    d = step_size(c, bits) / 2
+    r = c.latent_range
+    return (y_hat - d).clamp(-r, r), (y_hat + d).clamp(-r, r)
+
+
 def matched_timestep(sched, sigma: float) -> int:
     """The training timestep whose sqrt((1-ᾱ)/ᾱ) is closest to ``sigma`` (latent units)."""
     a = sched.alphas_cumprod.double()
@@ -111,37 +138,46 @@ def image_size(models, y_hat) -> int:
 
 
 @torch.no_grad()
-def denoise(models, c, y_hat, bits: int, mode: str = "full", steps: int | None = None, edges=None):
-    """The denoised latent (deterministic DDIM, eta = 0) from the received ŷ; ``mode`` in wo / sdc / full."""
+def denoise(models, c, y_hat, bits: int, mode: str = "full", steps: int | None = None, edges=None,
+            project: bool | None = None):
+    """The denoised latent (deterministic DDIM, eta = 0) from the received ŷ; ``mode`` in wo / sdc / full;
+    ``edges`` (N, 1, H, W) replace the EEN's; ``project`` (default: the model's) keeps every predicted clean latent
+    in ŷ's quantisation cell."""
     if mode not in ("wo", "sdc", "full"):
         raise ValueError(f"edgediff: mode must be 'wo', 'sdc' or 'full', got {mode!r}")
     if mode == "wo":
         return y_hat
-    steps = steps or c.steps
     size = image_size(models, y_hat)
     if edges is None:
         edges = _edges_for(models, c, y_hat, mode, size)
-    sched = ddim(c)
-    T = sched.config.num_train_timesteps
-    t_star = matched_timestep(sched, step_size(c, bits) / math.sqrt(12))
-    # img2img-style: a schedule of ~steps * T / t* steps, of which the ~steps at or below t* are run
-    sched.set_timesteps(min(T, max(steps, math.ceil(steps * T / (t_star + 1)))))
-    ts = sched.timesteps[sched.timesteps <= t_star]
+    elif tuple(edges.shape) != (y_hat.shape[0], 1, size, size):
+        raise ValueError(f"edgediff: edges must be ({y_hat.shape[0]}, 1, {size}, {size}), got {tuple(edges.shape)}")
+    sched, ts = receiver_timesteps(c, bits, steps)
     if len(ts) == 0:
         return y_hat
-    x = sched.alphas_cumprod[int(ts[0])].sqrt().to(y_hat) * y_hat
-    for t in ts:
-        eps = predict_eps(models, x, t, edges).float()
-        x = sched.step(eps, t, x, eta=0.0).prev_sample
+    project = bool(getattr(c, "project", False)) if project is None else project
+    lo, hi = cell(c, y_hat, bits)
+    a = sched.alphas_cumprod.to(y_hat)
+    x = a[int(ts[0])].sqrt() * y_hat
+    for i, t in enumerate(ts):
+        eps = predict_eps(models, x, t, edges.to(y_hat)).float()
+        at = a[int(t)]
+        ap = a[int(ts[i + 1])] if i + 1 < len(ts) else torch.ones_like(at)  # set_alpha_to_one at the end
+        x0 = (x - (1 - at).sqrt() * eps) / at.sqrt()
+        if project:
+            x0 = torch.minimum(torch.maximum(x0, lo), hi)
+            eps = (x - at.sqrt() * x0) / (1 - at).sqrt()
+        x = ap.sqrt() * x0 + (1 - ap).sqrt() * eps
     return x
 
 
 @torch.no_grad()
-def receive(models, c, y_hat, bits: int, mode: str = "full", steps: int | None = None, seed: int = 0):
+def receive(models, c, y_hat, bits: int, mode: str = "full", steps: int | None = None, seed: int = 0, edges=None,
+            project: bool | None = None):
     """Decoded image in [0, 1] from the received latent (seeded; DDIM is deterministic)."""
     with torch.random.fork_rng(devices=[y_hat.device] if y_hat.device.type == "cuda" else []):
         torch.manual_seed(seed)
-        return decode(models, denoise(models, c, y_hat, bits, mode, steps))
+        return decode(models, denoise(models, c, y_hat, bits, mode, steps, edges, project))
 
 
 # -- the lossy channel and completion ----------------------------------------------------------------------------
@@ -171,9 +207,10 @@ def check_mask(known: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = None, seed: int = 0):
+def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = None, seed: int = 0, edges=None):
     """Fill the lost latent (``known`` False) by edge-guided (mode "full") or unconditional ("sdc") RePaint-style
-    inpainting; "zeros" leaves zeros. Known values are returned bit-exactly."""
+    inpainting; "zeros" leaves zeros. ``edges`` replace the EEN's estimate (e.g. sender-side edges of the lost
+    regions, ``sender_edges``). Known values are returned bit-exactly."""
     known = check_mask(known, y_hat).expand_as(y_hat)
     y0 = torch.where(known, y_hat, torch.zeros_like(y_hat))
     if mode == "zeros":
@@ -181,7 +218,7 @@ def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = No
     if mode not in ("sdc", "full"):
         raise ValueError(f"edgediff: completion mode must be 'zeros', 'sdc' or 'full', got {mode!r}")
     size = image_size(models, y_hat)
-    edges = _edges_for(models, c, y0, mode, size)
+    edges = _edges_for(models, c, y0, mode, size) if edges is None else edges.to(y_hat)
     sched = ddim(c)
     sched.set_timesteps(steps or c.complete_steps)
     g = torch.Generator(y_hat.device).manual_seed(seed)
@@ -194,11 +231,31 @@ def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = No
     return torch.where(known, y_hat, x)
 
 
+def lost_pixels(known: torch.Tensor, size: int) -> torch.Tensor:
+    """The lost latent regions as an image-size mask (N, 1, size, size), 1 = lost."""
+    return F.interpolate((~known[:, :1]).float(), size=(size, size), mode="nearest")
+
+
+def sender_edges(models, c, y_hat, known, x: torch.Tensor, canny_fn) -> tuple[torch.Tensor, list]:
+    """Sender-side edges for completion: the true Canny map (``canny_fn(x)``) inside the lost regions, the EEN's
+    estimate from the received latent elsewhere; and the coded edge bytes per image (the lost regions' Canny map,
+    ``pycompgen.codec.edges``), which count in the file's rate."""
+    from pycompgen.codec.edges import encode_edges
+    known = check_mask(known, y_hat)
+    size = x.shape[-1]
+    lost = lost_pixels(known, size).to(x)
+    true = canny_fn(x) * lost
+    y0 = torch.where(known.expand_as(y_hat), y_hat, torch.zeros_like(y_hat))
+    edges = torch.where(lost > 0, true, een_edges(models, y0, size))
+    sizes = [len(encode_edges(true[i, 0].cpu())) for i in range(x.shape[0])]
+    return edges, sizes
+
+
 def pixel_inpaint(x_img: torch.Tensor, known: torch.Tensor, radius: int = 3) -> torch.Tensor:
     """OpenCV (Telea) inpainting of the decoded images where the latent was lost (mask upsampled)."""
     import cv2
     size = x_img.shape[-1]
-    lost = F.interpolate((~known[:, :1]).float().cpu(), size=(size, size), mode="nearest")[:, 0].numpy() > 0
+    lost = lost_pixels(known.cpu(), size)[:, 0].numpy() > 0
     out = []
     for i in range(x_img.shape[0]):
         u8 = (x_img[i].detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -2,18 +2,24 @@
 
 - ``vae``: KL-regularised conv VAE (diffusers ``AutoencoderKL``, latent C x H/4 x W/4) + one entropy bottleneck
   per bit depth. Quantisation: uniform with step Δ = 2R / 2^bits on the latent squashed into (-R, R) by
-  R·tanh(·/R) (``receiver.squash``, in training as at inference); in training
-  additive uniform noise U(-Δ/2, Δ/2) (through the entropy bottleneck's training mode at a random configured bit
-  depth), rounding at inference. Loss: recon_weight·L1 + kl_weight·KL (+ rate_weight·bpp) + the bottlenecks'
+  R·tanh(·/R) (``receiver.squash``, in training as at inference); the entropy models fit the latent with additive
+  uniform noise U(-Δ/2, Δ/2) at a random configured bit depth, rounding at inference. The decoder learns from the
+  clean squashed latent (``decoder_noise=False``, as the paper's Stable Diffusion VAE never saw quantisation
+  noise): a decoder trained on the noisy latent absorbs the quantisation error itself and leaves a denoiser no
+  room (measured: at most 0.85 dB). Loss: recon_weight·L1 + kl_weight·KL (+ rate_weight·bpp) + the bottlenecks'
   quantile losses.
 - ``een``: Edge Estimation Network (pix2pix U-Net) from the dequantised latent (bilinearly resized to the image)
   to the Canny map (``pycompgen.ops.canny`` with ``data.canny_low/high``), against a PatchGAN:
   L_G = L_adv + λ·L1, L_D = L_adv (paper eqs 1-3), optionally + een_bce_weight·class-balanced BCE. VAE frozen.
-  Its best.pt is picked by validation edge-F1 (the denoiser's by validation ε-MSE).
+  Its best.pt is picked by validation edge-F1.
 - ``denoiser``: ``UNet2DConditionModel`` + ``ControlNetModel`` (edge map as control image, learned null
-  embedding as the cross-attention context), ε-prediction MSE (eq 4) on the clean VAE latents with diffusers'
-  ``DDPMScheduler``; conditioned on the true Canny edges (dropped to zeros with probability ``edge_dropout`` so
-  the zero-edge input is the unconditional "SDC" model). VAE and EEN frozen.
+  embedding as the cross-attention context), ε-prediction MSE (eq 4) with diffusers' ``DDPMScheduler``, trained
+  where the receiver uses it: timesteps drawn up to the receiver's largest start timestep t* (``t_sampling``,
+  ``uniform_share`` of them over all of [0, T) for completion from pure noise), and ``quantised_share`` of each
+  batch on real quantised latents at t* (input sqrt(ᾱ)·ŷ, target the noise that ŷ − y implies); conditioned on
+  the EEN's edges of ŷ (``een_edge_share``; the rest true Canny edges), dropped to zeros with probability
+  ``edge_dropout`` so the zero-edge input is the unconditional "SDC" model. best.pt by the ε-MSE on real
+  quantised validation latents at t* of ``eval_bits`` (``val_loss``). VAE and EEN frozen.
 Receiver, channel, completion and bitstream: ``pycompgen.systems.edgediff.receiver``.
 """
 from __future__ import annotations
@@ -33,8 +39,10 @@ class EdgeDiffConfig:
     latent_channels: int = 4
     norm_groups: int = 8
     latent_range: float = 3.0      # R: the latent is squashed into (-R, R) before quantisation
-    bits: list[int] = field(default_factory=lambda: [3, 4, 5])   # quantisation bit depths (one entropy model each)
-    eval_bits: int = 4             # bit depth of validation / reconstruct
+    bits: list[int] = field(default_factory=lambda: [1, 2, 3, 4])  # quantisation bit depths (one entropy model each)
+    eval_bits: int = 2             # bit depth of validation / reconstruct
+    decoder_noise: bool = False    # the VAE decoder learns from the noisy latent (absorbs the quantisation error);
+                                   # False: from the clean squashed latent, as the paper's VAE
     kl_weight: float = 1e-4
     recon_weight: float = 1.0
     rate_weight: float = 0.0
@@ -53,6 +61,11 @@ class EdgeDiffConfig:
     train_timesteps: int = 1000
     beta_schedule: str = "linear"
     edge_dropout: float = 0.15
+    t_sampling: str = "matched"    # denoiser timesteps: "uniform" over [0, T) | "matched": up to the receiver's t*
+    uniform_share: float = 0.2     # with "matched": this share still uniform over [0, T) (completion starts at T)
+    quantised_share: float = 0.5   # share of each batch on real quantised latents at the receiver's start step
+    een_edge_share: float = 0.7    # share conditioned on the EEN's edges of ŷ (what the receiver has); rest Canny
+    project: bool = True           # receiver: each predicted clean latent kept inside ŷ's quantisation cell
     lr_denoiser: float = 2e-4
     steps: int = 10                # DDIM steps from the matched timestep (receiver)
     complete_steps: int = 25       # DDIM steps of the completion (from pure noise, RePaint-style)
@@ -77,6 +90,11 @@ class EdgeDiffConfig:
                              f"got {self.beta_schedule!r}")
         if not 0 <= self.edge_dropout < 1:
             raise ValueError("edgediff.edge_dropout must be in [0, 1)")
+        if self.t_sampling not in ("uniform", "matched"):
+            raise ValueError(f"edgediff.t_sampling must be 'uniform' or 'matched', got {self.t_sampling!r}")
+        for k in ("uniform_share", "quantised_share", "een_edge_share"):
+            if not 0 <= getattr(self, k) <= 1:
+                raise ValueError(f"edgediff.{k} must be in [0, 1], got {getattr(self, k)}")
         if not 0 < self.loss_max_frac <= 1 or self.loss_regions < 0:
             raise ValueError("edgediff.loss_max_frac must be in (0, 1] and loss_regions >= 0")
         check_fields("edgediff", self, ">= 1", "steps", "complete_steps", "val_steps")
@@ -109,7 +127,7 @@ class EdgeDiff(System):
         "denoiser": StageSpec("denoiser", ("vae", "eb", "een", "unet", "control", "null"),
                               ("unet", "control", "null"), ("vae", "eb", "een"), 20,
                               "ControlNet-conditioned latent denoiser, ε-prediction with DDPM; VAE, EEN frozen",
-                              select=("val_loss", "min")),     # seeded ε-MSE on validation latents
+                              select=("val_loss", "min")),     # ε-MSE on quantised validation latents at t*
     }
 
     def __init__(self, cfg, device, init=None, *, resume_state=None, wrap_module=lambda m: m):
@@ -163,7 +181,7 @@ class EdgeDiff(System):
             z = R.squash(post.sample().float(), c.latent_range)
         y_hat, bpp, rate = latent_rate(self.models["eb"].get(bits), z / delta, c.rate_weight, x.shape[-1] * x.shape[-2])
         with self.autocast():
-            x_hat = (self.nets["vae"].decode(y_hat * delta).sample.float() + 1) / 2
+            x_hat = (self.nets["vae"].decode(y_hat * delta if c.decoder_noise else z).sample.float() + 1) / 2
         rec = (x_hat - x).abs().mean()
         kl = post.kl().float().mean() / x[0].numel()
         loss = c.recon_weight * rec + c.kl_weight * kl + rate / x.shape[0] + self.models["eb"].loss()
@@ -205,25 +223,57 @@ class EdgeDiff(System):
         return {"loss": l1.detach(), "loss_g": loss_g.detach(), "loss_d": loss_d.detach(), "adv": adv.detach(),
                 **logs}
 
-    def _step_denoiser(self, batch, generator=None):
+    def _denoiser_batch(self, x, generator=None, bits=None, quantised_share=None):
+        """(x_t, t, target noise, edges) of one denoiser batch (see the module docstring); ``bits`` and
+        ``quantised_share`` fixed for validation."""
         from . import receiver as R
-        c, x = self.cfg.edgediff, batch["x"]
-        n = x.shape[0]
+        c, n, dev = self.cfg.edgediff, x.shape[0], x.device
+        rand = lambda *s: torch.rand(*s, device=dev, generator=generator)  # noqa: E731
+        sched = R.ddpm(c)
+        T = sched.config.num_train_timesteps
         with torch.no_grad():
             y0 = R.encode(self.models, c, x)
+            if bits is None:
+                bits = c.bits[int(torch.randint(len(c.bits), (1,), device=dev, generator=generator))]
+            y_hat = R.quantise(self.models, c, y0, bits)[0]
             edges = canny_target(x, self.cfg)
-            keep = (torch.rand(n, 1, 1, 1, device=x.device, generator=generator) >= c.edge_dropout).float()
-            edges = edges * keep
-        sched = R.ddpm(c)
-        t = torch.randint(0, sched.config.num_train_timesteps, (n,), device=x.device, generator=generator)
-        noise = torch.randn(y0.shape, device=x.device, generator=generator)
+            if c.een_edge_share > 0:
+                een = rand(n, 1, 1, 1) < c.een_edge_share
+                edges = torch.where(een, R.een_edges(self.models, y_hat, x.shape[-1]), edges)
+            edges = edges * (rand(n, 1, 1, 1) >= c.edge_dropout).float()
+        t = torch.randint(0, T, (n,), device=dev, generator=generator)
+        if c.t_sampling == "matched":
+            t_max = max([R.start_timestep(c, b) for b in c.bits] + [0])
+            near = torch.randint(0, t_max + 1, (n,), device=dev, generator=generator)
+            t = torch.where(rand(n) < c.uniform_share, t, near)
+        noise = torch.randn(y0.shape, device=dev, generator=generator)
         xt = sched.add_noise(y0, noise, t)
+        share = c.quantised_share if quantised_share is None else quantised_share
+        t_q = R.start_timestep(c, bits)
+        if share > 0 and t_q >= 0:  # the received latent at the receiver's start step, and the noise it implies
+            a = sched.alphas_cumprod[t_q].to(y0)
+            q = (rand(n) < share)
+            qv = q.view(n, 1, 1, 1)
+            xt = torch.where(qv, a.sqrt() * y_hat, xt)
+            noise = torch.where(qv, a.sqrt() * (y_hat - y0) / (1 - a).sqrt(), noise)
+            t = torch.where(q, torch.full_like(t, t_q), t)
+        return xt, t, noise, edges
+
+    def _step_denoiser(self, batch):
+        from . import receiver as R
+        xt, t, noise, edges = self._denoiser_batch(batch["x"])
         with self.autocast():
             eps = R.predict_eps(self.nets, xt, t, edges).float()
         loss = F.mse_loss(eps, noise)                                      # eq 4
-        if generator is None:
-            self.step(loss)
+        self.step(loss)
         return {"loss": loss.detach()}
+
+    def _denoiser_val_loss(self, x, quantised_share: float) -> torch.Tensor:
+        from . import receiver as R
+        g = torch.Generator(x.device).manual_seed(0)
+        xt, t, noise, edges = self._denoiser_batch(x, g, self.cfg.edgediff.eval_bits, quantised_share)
+        with self.autocast():
+            return F.mse_loss(R.predict_eps(self.nets, xt, t, edges).float(), noise)
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> dict:
@@ -242,9 +292,13 @@ class EdgeDiff(System):
             out["edge_f1"] = R.edge_f1(e, target).mean()
             x_hat = R.decode(self.models, y_hat)
         else:
-            g = torch.Generator(x.device).manual_seed(0)
-            out["loss"] = self._step_denoiser(batch, generator=g)["loss"]
+            # the error where the receiver works: ε-MSE on the real quantised latents at t* (best.pt by it)
+            out["loss"] = self._denoiser_val_loss(x, 1.0) if R.start_timestep(c, c.eval_bits) >= 0 else \
+                self._denoiser_val_loss(x, 0.0)
+            out["eps_mse"] = self._denoiser_val_loss(x, 0.0)  # over the training timesteps
             x_hat = R.receive(self.models, c, y_hat, c.eval_bits, mode="full", steps=c.val_steps, seed=0)
+            from pycompgen.metrics import psnr
+            out["gain_db"] = (psnr(x_hat, x) - psnr(R.decode(self.models, y_hat), x)).mean()
         out["x_hat"] = x_hat
         return out
 

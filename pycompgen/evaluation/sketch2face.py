@@ -1,0 +1,78 @@
+"""Measuring Sketch2face (seed 004, bench/sketch2face.py) beyond the paper's cycle distances: do sketch -> face
+outputs look like faces, and are they different faces for different sketches? Does face -> sketch give different
+sketches for different faces?
+
+Per variant (``realism``), from validation sketches and faces, latent means:
+- sketch -> face against real faces, through the judge (``pycompgen.evaluation.judge``; FD in the Compgen encoder's
+  features, non-standard): FD, the feature-space spread of the outputs over the real faces' (``spread_ratio``),
+  the near-duplicate share and the collapse flag; and the Laplacian energy of the outputs over that of real faces
+  (``sharpness_ratio``; 1 = as much detail as real faces, a bicubic 16-px face ~0.03);
+- face -> sketch against real sketches, in pixel space (no feature space exists for sketches): the mean pairwise
+  distance of the fake sketches over the real sketches' (``sketch_spread_ratio``; ≈ 0 = one generic sketch) and
+  the same scale-free near-duplicate test (``sketch_collapse``).
+"""
+from __future__ import annotations
+
+import torch
+
+from pycompgen.evaluation.judge import collapse_check, judge, mean_pairwise_distance
+from pycompgen.evaluation.refiner import sharpness_ratio
+
+
+def _01(x: torch.Tensor) -> torch.Tensor:
+    return ((x.float().clamp(-1, 1) + 1) / 2)
+
+
+def _fit(x: torch.Tensor, features) -> torch.Tensor:
+    """Images resized (bilinear) to the feature space's input size, if it has one (32-px models, 64-px encoder)."""
+    s = getattr(features, "image_size", None)
+    if s is None or x.shape[-1] == s:
+        return x
+    return torch.nn.functional.interpolate(x, size=(s, s), mode="bilinear", align_corners=False).clamp(0, 1)
+
+
+@torch.no_grad()
+def translate_all(models: dict, src: str, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    from pycompgen.systems.sketch2face import Sketch2Face
+    return torch.cat([Sketch2Face.translate(models, src, x[a:a + batch], False)[0].float()
+                      for a in range(0, len(x), batch)])
+
+
+@torch.no_grad()
+def realism(models: dict, sketches: torch.Tensor, faces: torch.Tensor, features, seed: int = 0) -> dict:
+    """The figures of the module docstring for one variant's networks; ``sketches`` (N,1,H,W) and ``faces``
+    (M,3,H,W) in [-1, 1] (validation), ``features`` a judge ``FeatureExtractor``."""
+    fake_f = _01(translate_all(models, "s", sketches))
+    real_f = _01(faces)
+    j = judge(_fit(fake_f, features), _fit(real_f, features), features=features, n_boot=50, seed=seed)
+    fake_s = _01(translate_all(models, "f", faces)).flatten(1).double()
+    real_s = _01(sketches).flatten(1).double()
+    sk = collapse_check(fake_s, real_s, seed=seed)
+    return {"fd": j["realism"]["fd"], "fd_label": j["realism"]["label"],
+            "spread_ratio": j["diversity"]["ratio_to_real"],
+            "near_duplicate_share": j["diversity"]["near_duplicate_share"], "collapse": j["diversity"]["collapse"],
+            "sharpness_ratio": sharpness_ratio(fake_f, real_f),
+            "sketch_spread_ratio": mean_pairwise_distance(fake_s) / max(mean_pairwise_distance(real_s), 1e-12),
+            "sketch_near_duplicate_share": sk["near_duplicate_share"], "sketch_collapse": sk["collapse"],
+            "n_sketches": int(len(sketches)), "n_faces": int(len(faces))}
+
+
+def real_reference(faces: torch.Tensor, features) -> dict:
+    """The same figures for real faces against themselves split in halves (what a perfect generator scores)."""
+    f = _01(faces)
+    h = len(f) // 2
+    j = judge(_fit(f[:h], features), _fit(f[h:2 * h], features), features=features, n_boot=50)
+    return {"fd_half_split": j["realism"]["fd"], "spread_ratio": j["diversity"]["ratio_to_real"],
+            "sharpness_ratio": sharpness_ratio(f[:h], f[h:2 * h])}
+
+
+def ordering(rows: dict) -> dict:
+    """The paper's Table 1 ordering (only-latent-layers < whole model < from scratch, by cycle L1) per cycle."""
+    out = {}
+    for cyc in ("sketch", "face"):
+        v = [rows[k][f"{cyc}_cycle_l1"] for k in ("latent", "stitched", "cycle")]
+        out[f"{cyc}_cycle_as_paper"] = bool(v[0] < v[1] < v[2])
+    return out
+
+
+__all__ = ["realism", "real_reference", "ordering", "translate_all"]

@@ -1,0 +1,105 @@
+"""The edge-guided diffusion compressor's files behind ``pycompgen compress`` / ``decompress``: one
+``receiver.compress`` bitstream per face at the model's bit depth (a zoo rate point's ``bits``, else the trained
+``eval_bits``), read back with ``receiver.decompress`` (the bit depth from the file) and decoded with
+``receiver.receive``: ``--denoise`` none (the plain VAE decode, "wo"), sdc (the unconditional denoiser) or full
+(edge-guided, the default). Files are coded with the denoiser stage's networks; their hash is in every file."""
+from __future__ import annotations
+
+SYSTEM = "edgediff"
+DENOISE = {"none": "wo", "sdc": "sdc", "full": "full"}    # --denoise -> receiver mode
+PARTS = ("vae", "eb", "een", "unet", "control", "null")   # the denoiser stage's networks (the critic D: not needed)
+
+
+def _rx():
+    from pycompgen.systems.edgediff import receiver
+    return receiver
+
+
+def is_edgediff(ckpt) -> bool:
+    return ckpt.model_name == SYSTEM
+
+
+def receiver_config(ckpt):
+    """The receiver's settings stored with the weights (latent range, DDIM steps, schedule, eval_bits)."""
+    return ckpt.models["eb"].receiver_config()
+
+
+def bits_of(ckpt) -> int:
+    """The bit depth files are written at: the zoo rate point's, else the model's ``eval_bits``."""
+    return int(ckpt.bits) if ckpt.bits is not None else int(receiver_config(ckpt).eval_bits)
+
+
+def missing_parts(ckpt) -> list:
+    return [k for k in PARTS if k not in ckpt.parts]
+
+
+def check_model(ckpt):
+    """``ckpt`` ready to code (code tables built); a one-line error unless it holds the denoiser stage's networks."""
+    if missing := missing_parts(ckpt):
+        raise ValueError(f"{ckpt.path} (edgediff stage {ckpt.stage}) lacks trained {', '.join(missing)}: edgediff "
+                         f"files are coded with the denoiser stage's checkpoint (denoiser/best.pt)")
+    _rx().ensure_tables(ckpt.models)
+    return ckpt
+
+
+def decoder_hash(ckpt) -> bytes:
+    """The weights hash ``receiver.compress`` writes into a file (the decoding networks, code tables built)."""
+    from pycompgen.codec.container import weights_hash
+    R = _rx()
+    R.ensure_tables(ckpt.models)
+    return weights_hash(R._decoding_nets(ckpt.models))
+
+
+def _device(ckpt):
+    return next(ckpt.models["vae"].parameters()).device
+
+
+def compress_images(ckpt, x) -> bytes:
+    """Faces x (N,3,H,W) in [0,1] -> one ``.pcg`` file holding all N."""
+    check_model(ckpt)
+    return _rx().compress(ckpt.models, receiver_config(ckpt), x.to(_device(ckpt)), bits_of(ckpt))
+
+
+def compress_batch(ckpt, x) -> list:
+    """Faces x (N,3,H,W) in [0,1] -> N ``.pcg`` files, one face each (what ``compress_images`` writes for it)."""
+    check_model(ckpt)
+    c, bits, x = receiver_config(ckpt), bits_of(ckpt), x.to(_device(ckpt))
+    return [_rx().compress(ckpt.models, c, x[i:i + 1], bits) for i in range(x.shape[0])]
+
+
+def decompress_batch(ckpt, blobs, denoise: str = "full", seed: int = 0, batch_size: int = 64, psnr=None,
+                     steps: int | None = None) -> list:
+    """Many ``.pcg`` files [(name, bytes)] -> [(x̂ on CPU, Header)] in order: every file is checked and its latent
+    decoded first (a bad file fails before any network runs), then ``receive`` runs on batches of up to
+    ``batch_size`` images that share a bit depth."""
+    import torch
+    from pycompgen.codec.container import unpack
+    if denoise not in DENOISE:
+        raise ValueError(f"--denoise must be one of {', '.join(DENOISE)}, got {denoise!r}")
+    if psnr is not None:
+        raise ValueError("--psnr applies to edge-map payloads only")
+    check_model(ckpt)
+    R, c, dev = _rx(), receiver_config(ckpt), _device(ckpt)
+    items = []
+    for name, data in blobs:
+        y_hat, bits = R.decompress(ckpt.models, c, data, name)
+        items.append((unpack(data, name=name)[0], y_hat.to(dev), bits))
+    out: list = [None] * len(items)
+    for bits in sorted({b for _, _, b in items}):
+        idx = [i for i, it in enumerate(items) if it[2] == bits]
+        start = 0
+        while start < len(idx):  # whole files, at most batch_size images per batch (a larger file: alone)
+            group, n = [], 0
+            while start < len(idx) and (not group or n + items[idx[start]][1].shape[0] <= batch_size):
+                group.append(idx[start])
+                n += items[idx[start]][1].shape[0]
+                start += 1
+            y = torch.cat([items[i][1] for i in group])
+            x_hat = R.receive(ckpt.models, c, y, bits, DENOISE[denoise], steps=steps, seed=seed).float().cpu()
+            for i, part in zip(group, x_hat.split([items[i][1].shape[0] for i in group])):
+                out[i] = (part, items[i][0])
+    return out
+
+
+__all__ = ["DENOISE", "PARTS", "is_edgediff", "receiver_config", "bits_of", "missing_parts", "check_model",
+           "decoder_hash", "compress_images", "compress_batch", "decompress_batch"]
