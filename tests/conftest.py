@@ -217,6 +217,16 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """``one_thread`` for a whole module (use with autouse in modules of tiny networks)."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # ==== synthetic faces as a uint8 batch (system tests) ==============================================================
 def synthetic_face_batch(n: int = 16, size: int = 32):
     """``n`` synthetic training faces as uint8 (n, 3, size, size), the batch a system's ``prepare_batch`` takes."""

@@ -18,11 +18,8 @@ ED = "edgediff-eval-tiny"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread_module():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_thread_module):
+    """One intra-op thread for the module: tiny networks run several times faster on a shared 2-core machine."""
 
 
 def _eval(tmp_path, name, *args, sub="eval"):

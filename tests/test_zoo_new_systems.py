@@ -22,16 +22,12 @@ S2F, ED = "sketch2face-tiny", "edgediff-tiny"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread_module():
+def _one_thread(one_thread_module):
     """One intra-op thread for the module: tiny networks run several times faster on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, one_thread_module):
+def runs(tmp_path_factory, _one_thread):
     root = tmp_path_factory.mktemp("newsys")
     torch.manual_seed(0)
     cfg = load_config(str(ROOT / "configs" / "sketch2face-tiny.yaml"), ["train.amp=off"])

@@ -36,6 +36,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+
+def write_card(zdir: Path, name: str, text: str) -> Path:
+    """The model card of entry ``name`` written to ``zdir``/cards/<name>.md; returns its path."""
+    cpath = Path(zdir) / "cards" / f"{name}.md"
+    cpath.parent.mkdir(parents=True, exist_ok=True)
+    cpath.write_text(text)
+    return cpath
+
 def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(a[k].dtype == b[k].dtype and a[k].shape == b[k].shape
                                         and torch.equal(a[k], b[k]) for k in a)
@@ -151,9 +159,7 @@ def export(run_dir, name, results_path=None, description="", zoo_dir=None, check
                    "check_psnrs": list(psnrs), "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     desc = description or f"Compgen ({', '.join(stages)}) exported from {run_dir}"
     text = cardmod.render(name, desc, results, entries, cfgs, lat, export_info)
-    cpath = zdir / "cards" / f"{name}.md"
-    cpath.parent.mkdir(parents=True, exist_ok=True)
-    cpath.write_text(text)
+    cpath = write_card(zdir, name, text)
     tr = cardmod.training_psnr(last)
     man = read_manifest(zdir)
     man.setdefault("default", DEFAULT_NAME)
@@ -267,9 +273,7 @@ def export_system(checkpoint, name, description, *, facts=None, metrics=None, me
                    "check_source": "synthetic", "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     text = cardmod.render_system(name, description, lc.model_name, lc.stage, lc.config, ent, dict(facts or {}),
                                  metrics_md, list(use or []), export_info)
-    cpath = zdir / "cards" / f"{name}.md"
-    cpath.parent.mkdir(parents=True, exist_ok=True)
-    cpath.write_text(text)
+    cpath = write_card(zdir, name, text)
     man = read_manifest(zdir)
     man["entries"][name] = {"name": name, "description": description, "model": lc.model_name,
                             "image_size": int(size), **dict(extra or {}), "stages": {lc.stage: ent},
@@ -341,9 +345,7 @@ def export_rate_points(checkpoints, name, description, *, faces=None, faces_labe
         [f"pycompgen compress --pretrained {name} --quality {default} faces/ -o out/",
          f"pycompgen decompress out/*.pcg -o decoded/   # finds {name} and its rate point from the file"],
         export_info)
-    cpath = zdir / "cards" / f"{name}.md"
-    cpath.parent.mkdir(parents=True, exist_ok=True)
-    cpath.write_text(text)
+    cpath = write_card(zdir, name, text)
     man = read_manifest(zdir)
     best = points[default - 1]
     man["entries"][name] = {
@@ -475,9 +477,7 @@ def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=Non
         [f"pycompgen compress --pretrained {name} --quality {default} faces/ -o out/",
          f"pycompgen decompress out/*.pcg -o decoded/ [--denoise none|sdc|full]   # finds {name} from the file"],
         export_info)
-    cpath = zdir / "cards" / f"{name}.md"
-    cpath.parent.mkdir(parents=True, exist_ok=True)
-    cpath.write_text(text)
+    cpath = write_card(zdir, name, text)
     man = read_manifest(zdir)
     man["entries"][name] = {
         "name": name, "description": description or f"Edge-guided diffusion compression (paper 002), {size}x{size}",

@@ -223,6 +223,14 @@ class EdgeDiff(System):
         return {"loss": l1.detach(), "loss_g": loss_g.detach(), "loss_d": loss_d.detach(), "adv": adv.detach(),
                 **logs}
 
+    def _t_start(self, bits: int) -> int:
+        """The receiver's start timestep at ``bits`` (computed once per bit depth, not every step)."""
+        from . import receiver as R
+        cache = self.__dict__.setdefault("_t_starts", {})
+        if bits not in cache:
+            cache[bits] = R.start_timestep(self.cfg.edgediff, bits)
+        return cache[bits]
+
     def _denoiser_batch(self, x, generator=None, bits=None, quantised_share=None):
         """(x_t, t, target noise, edges) of one denoiser batch (see the module docstring); ``bits`` and
         ``quantised_share`` fixed for validation."""
@@ -243,13 +251,13 @@ class EdgeDiff(System):
             edges = edges * (rand(n, 1, 1, 1) >= c.edge_dropout).float()
         t = torch.randint(0, T, (n,), device=dev, generator=generator)
         if c.t_sampling == "matched":
-            t_max = max([R.start_timestep(c, b) for b in c.bits] + [0])
+            t_max = max([self._t_start(b) for b in c.bits] + [0])
             near = torch.randint(0, t_max + 1, (n,), device=dev, generator=generator)
             t = torch.where(rand(n) < c.uniform_share, t, near)
         noise = torch.randn(y0.shape, device=dev, generator=generator)
         xt = sched.add_noise(y0, noise, t)
         share = c.quantised_share if quantised_share is None else quantised_share
-        t_q = R.start_timestep(c, bits)
+        t_q = self._t_start(bits)
         if share > 0 and t_q >= 0:  # the received latent at the receiver's start step, and the noise it implies
             a = sched.alphas_cumprod[t_q].to(y0)
             q = (rand(n) < share)
@@ -293,9 +301,8 @@ class EdgeDiff(System):
             x_hat = R.decode(self.models, y_hat)
         else:
             # the error where the receiver works: ε-MSE on the real quantised latents at t* (best.pt by it)
-            out["loss"] = self._denoiser_val_loss(x, 1.0) if R.start_timestep(c, c.eval_bits) >= 0 else \
-                self._denoiser_val_loss(x, 0.0)
             out["eps_mse"] = self._denoiser_val_loss(x, 0.0)  # over the training timesteps
+            out["loss"] = self._denoiser_val_loss(x, 1.0) if self._t_start(c.eval_bits) >= 0 else out["eps_mse"]
             x_hat = R.receive(self.models, c, y_hat, c.eval_bits, mode="full", steps=c.val_steps, seed=0)
             from pycompgen.metrics import psnr
             out["gain_db"] = (psnr(x_hat, x) - psnr(R.decode(self.models, y_hat), x)).mean()
