@@ -6,7 +6,7 @@
     python bench/edgediff.py --data ../shared/data/celeba --eval-only      # measure the models in --run-dir
     python bench/edgediff.py --tiny --out-dir /tmp/edb --run-dir /tmp/edr  # smoke test (synthetic, seconds)
 
-Training: ``run_pipeline`` (plain loop, this machine) of stages vae -> een -> denoiser into RUN_DIR/<stage>/,
+Training: ``run_pipeline`` (plain loop, this machine) of stages vae -> een -> denoiser -> entropy into RUN_DIR/<stage>/,
 ``--epochs-*`` epochs each (a budget, stated in the results; the paper used pretrained Stable Diffusion and
 ControlNet at 512x512, here everything is trained from scratch at 64x64). Re-running the command resumes.
 
@@ -66,8 +66,9 @@ def train(cfg, args):
     from pycompgen.training import pipeline as P
     if args.tiny:
         P.run_pipeline(cfg, resume=True, verbose=False)
-        return {k: cfg.train.epochs for k in ("vae", "een", "denoiser")}
-    budget = {"vae": args.epochs_vae, "een": args.epochs_een, "denoiser": args.epochs_denoiser}
+        return {k: cfg.train.epochs for k in ("vae", "een", "denoiser", "entropy")}
+    budget = {"vae": args.epochs_vae, "een": args.epochs_een, "denoiser": args.epochs_denoiser,
+              "entropy": args.epochs_entropy}
     cfg.train.stage_epochs = dict(budget)
     log("budget " + ", ".join(f"{k} {v} epochs" for k, v in budget.items()))
     P.run_pipeline(cfg, resume=True, verbose=True)
@@ -88,12 +89,20 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs-vae", type=int, default=10)
     ap.add_argument("--epochs-een", type=int, default=5)
     ap.add_argument("--epochs-denoiser", type=int, default=10)
+    ap.add_argument("--epochs-entropy", type=int, default=2)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--n-val", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps of the receiver")
     ap.add_argument("--complete-steps", type=int, default=25, help="DDIM steps of the completion")
+    ap.add_argument("--complete-start", type=float, default=0.5,
+                    help="completion starts at this fraction of T from the zero-filled latent (1: pure noise)")
     ap.add_argument("--completion", default="all", choices=("all", "largest"),
                     help="lost-region settings measured: all, or only 1/8 of each side x 8 regions")
+    ap.add_argument("--export", metavar="NAME", help="after measuring, export RUN_DIR's last stage as zoo entry NAME "
+                                                     "(its rate points measured on the first --check-images faces)")
+    ap.add_argument("--export-only", action="store_true", help="with --export: export without measuring again")
+    ap.add_argument("--export-note", default="", help="recipe note for the entry's card (e.g. how a stage started)")
+    ap.add_argument("--check-images", type=int, default=64)
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides key=value")
     args = ap.parse_args(argv)
     if args.tiny:
@@ -110,11 +119,17 @@ def main(argv=None) -> int:
     val = load_faces(str(Path(args.data).resolve()) if args.data else None, "val", cfg.data.image_size,
                      **({} if args.data else {"synthetic_count": max(args.n_val, 8)}))
     x = torch.from_numpy(np.asarray(val.images[:args.n_val])).permute(0, 3, 1, 2).float().div(255)
-    log(f"measuring on {x.shape[0]} faces")
-    res, grids = evaluate(cfg, models, x, args.steps, args.complete_steps, log=log, completion=args.completion)
-    save_grids(grids, x, run_dir)
     name = f"edgediff-{args.machine}"
     out = Path(args.out_dir)
+    if args.export_only:
+        if not args.export:
+            ap.error("--export-only needs --export NAME")
+        export(args, run_dir, x, used, out / f"{name}.md")
+        return 0
+    log(f"measuring on {x.shape[0]} faces")
+    res, grids = evaluate(cfg, models, x, args.steps, args.complete_steps, log=log, completion=args.completion,
+                          complete_start=args.complete_start)
+    save_grids(grids, x, run_dir)
     figs = plot(res, out / name)
     rd_json = ROOT / "bench" / "results" / f"rd-{args.machine}.json"  # bench/rd.py's points of this machine
     figs += [Path(f) for f in rd_overlay(res, int(x.shape[0]), rd_json, out / name, note=log)]
@@ -126,7 +141,36 @@ def main(argv=None) -> int:
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1))
     (out / f"{name}.md").write_text(markdown(doc))
     log(f"wrote {out / name}.json, .md and {len(figs)} plots")
+    if args.export:
+        export(args, run_dir, x, used, out / f"{name}.md")
     return 0
+
+
+def stage_minutes(run_dir: Path) -> dict:
+    """{stage: (epochs, wall minutes)} from each stage's metrics.jsonl (the epochs of its last run)."""
+    out = {}
+    for stage in ("vae", "een", "denoiser", "entropy"):
+        f = run_dir / stage / "metrics.jsonl"
+        if f.is_file():
+            rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+            out[stage] = (max(r["epoch"] for r in rows), sum(r.get("epoch_time_s", 0) for r in rows) / 60)
+    return out
+
+
+def export(args, run_dir: Path, x, used, results_md: Path):
+    sys.path.insert(0, str(ROOT / "tools"))
+    from zoo_export import export_edgediff
+    from pycompgen.evaluation.machine import machine_summary as ms
+    m = ms()
+    facts = {"data": f"CelebA aligned, official partition: training faces; figures on {args.check_images} "
+                     f"validation faces ({args.data})",
+             "recipe": ", ".join(f"{k} {e} epochs ({t:.1f} min)" for k, (e, t) in stage_minutes(run_dir).items())
+                       + f", batch {args.batch}" + (f"; {args.export_note}" if args.export_note else ""),
+             "machine": f"{m.get('cpu', '?')} ({m.get('cores', '?')} cores), torch {m.get('torch', '?')}",
+             "checkpoints": ", ".join(f"{k}: {v['path']} (epoch {v['epoch']})" for k, v in used.items()),
+             "results": f"bench/results/{results_md.name} (validation faces: ablation, completion, timing)"}
+    export_edgediff(run_dir, args.export, "", faces=x[:args.check_images], faces_label="CelebA validation",
+                    facts=facts, check_images=args.check_images, log=log)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,24 @@ def test_completion_keeps_known_latent_bit_exact(trained, mode):
     assert img.shape == x.shape
 
 
+def test_completion_from_the_zero_filled_latent(trained, monkeypatch):
+    """start < 1: about ``steps`` DDIM steps, all below start·T (SDEdit from the zero fill); every value inside
+    (−R, R); known values bit-exact; start outside (0, 1] refused."""
+    m, c, x = trained["models"], trained["c"], trained["x"]
+    y_hat, _ = R.quantise(m, c, R.encode(m, c, x), 3)
+    known = R.drop_regions(y_hat.shape, 0.25, 3, seed=2)
+    seen = []
+    real = R.predict_eps
+    monkeypatch.setattr(R, "predict_eps", lambda nets, xt, t, e: seen.append(int(t)) or real(nets, xt, t, e))
+    out = R.complete(m, c, y_hat, known, "full", steps=4, seed=0, start=0.5)
+    assert 3 <= len(seen) <= 4 and max(seen) < 0.5 * c.train_timesteps, seen
+    k = known.expand_as(y_hat)
+    assert torch.equal(out[k], y_hat[k]) and out[~k].abs().max() <= c.latent_range
+    assert not torch.equal(out, R.complete(m, c, y_hat, known, "full", steps=4, seed=0))
+    with pytest.raises(ValueError, match="completion start must be in"):
+        R.complete(m, c, y_hat, known, "full", start=0)
+
+
 def test_wrong_mask_shape_is_refused(trained):
     m, c, x = trained["models"], trained["c"], trained["x"]
     y_hat, _ = R.quantise(m, c, R.encode(m, c, x), 3)
@@ -145,10 +163,41 @@ def test_trains_through_plain_loop(tmp_path):
     from pycompgen.training.pipeline import run_pipeline
     cfg = cfg_for("vae", "train.epochs=1", "train.max_steps_per_epoch=1", out=tmp_path / "run")
     res = run_pipeline(cfg, verbose=False)
-    assert list(res) == ["vae", "een", "denoiser"]
+    assert list(res) == ["vae", "een", "denoiser", "entropy"]
     ck = load_checkpoint(tmp_path / "run" / "denoiser" / "last.pt", expect_model="edgediff")
     assert {"unet", "control", "null", "vae", "een"} <= set(ck["models"])
     assert "val_bpp" in ck["metrics"]
+    ck = load_checkpoint(tmp_path / "run" / "entropy" / "last.pt", expect_model="edgediff")  # the whole receiver
+    assert {"vae", "eb", "een", "unet", "control", "null"} == set(ck["models"]) and ck["best_metric"] == "val_loss"
+    assert {"val_bpp_3", "val_bpp_5"} <= set(ck["metrics"])
+
+
+def test_entropy_stage_fits_the_rate_and_keeps_the_grid(trained):
+    """The entropy stage lowers the estimated rate of every bit depth on the frozen encoder's latents; the medians
+    (the quantisation grid the EEN and denoiser were trained on) and every other network stay bit-exact."""
+    from pycompgen.systems.edgediff.system import EdgeDiff
+    init = {k: {n: v.clone() for n, v in m.state_dict().items()} for k, m in trained["models"].items()}
+    st = build_system(cfg_for("entropy", "edgediff.lr_entropy=0.05"), "cpu", init)
+    b = st.prepare_batch(face_batch(8), torch.Generator().manual_seed(0))
+    c, m = st.cfg.edgediff, st.models
+    with torch.no_grad():
+        y = R.encode(m, c, b["x"])
+        before = {bits: float(R.quantise(m, c, y, bits)[1].mean()) for bits in c.bits}
+        grid = {bits: R.quantise(m, c, y, bits)[0] for bits in c.bits}
+    logs = [st.train_step(b) for _ in range(10)]
+    assert set(logs[0]) == {"loss", "bpp_3", "bpp_5"} and float(logs[-1]["loss"]) < float(logs[0]["loss"])
+    st.eval_mode()
+    with torch.no_grad():
+        after = {bits: float(R.quantise(m, c, y, bits)[1].mean()) for bits in c.bits}
+    assert all(after[k] < before[k] for k in c.bits), (before, after)
+    for bits in c.bits:
+        assert torch.equal(R.quantise(m, c, y, bits)[0], grid[bits])
+        assert torch.equal(m["eb"].get(bits).medians, init["eb"][f"bank.{bits}.quantiles"][:, 0, 1])
+    for k in ("vae", "een", "unet", "control", "null"):
+        assert all(torch.equal(v, init[k][n]) for n, v in m[k].state_dict().items()), k
+    v = st.validation_step(b)
+    assert torch.isclose(v["loss"], (v["bpp_3"] + v["bpp_5"]) / 2)
+    assert EdgeDiff.reconstruct("entropy", m, {"x": b["x"][:2]}).shape == b["x"][:2].shape
 
 
 def test_bad_config_is_refused():
@@ -273,3 +322,62 @@ def test_sender_edges_fill_only_the_lost_regions_and_cost_bits(trained):
 def test_denoiser_sampling_config_is_checked(bad, match):
     with pytest.raises(ValueError, match=match):
         cfg_for("denoiser", bad)
+
+
+def test_bench_trains_measures_and_exports_a_tiny_entry(tmp_path, monkeypatch):
+    """bench/edgediff.py --tiny: the four stages, the measurement (completion from the zero fill at 0.5·T by
+    default) and --export into a temporary zoo: one rate point per bit depth, a card with each stage's epochs."""
+    import importlib.util
+    import json
+    import os
+    spec = importlib.util.spec_from_file_location("bench_edgediff", ROOT / "bench" / "edgediff.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setenv("PYCOMPGEN_ZOO_DIR", str(tmp_path / "zoo"))
+    assert bench.main(["--tiny", "--run-dir", str(tmp_path / "run"), "--out-dir", str(tmp_path / "out"),
+                       "--completion", "largest", "--export", "ed-tiny", "--check-images", "4"]) == 0
+    doc = json.loads((tmp_path / "out" / f"edgediff-cpu{os.cpu_count()}.json").read_text())
+    assert doc["results"]["complete_start"] == 0.5 and doc["checkpoints"]["entropy"]["epoch"] == 1
+    entry = json.loads((tmp_path / "zoo" / "manifest.json").read_text())["entries"]["ed-tiny"]
+    assert [p["bits"] for p in entry["rate_points"]] == [3, 5] and entry["stages"]["entropy"]["bits"] == 5
+    card = (tmp_path / "zoo" / entry["card"]).read_text()
+    assert "entropy 1 epochs" in card and "non-commercial" in card
+
+
+def test_edge_concat_starts_as_the_handed_over_denoiser_and_learns_from_edges(trained):
+    """edgediff.edge_concat: the UNet and ControlNet take the edge map as 16 more input channels; fine-tuned from
+    a denoiser without them, the new channels' weights start at zero (same ε as before), and a few steps later the
+    edges change ε."""
+    init = {k: {n: v.clone() for n, v in m.state_dict().items()} for k, m in trained["models"].items()}
+    st = build_system(cfg_for("denoiser", "edgediff.edge_concat=true", "edgediff.lr_denoiser=0.01"), "cpu", init)
+    c, m = st.cfg.edgediff, st.models
+    assert m["unet"].config.in_channels == m["control"].config.in_channels == c.latent_channels + 16
+    x = trained["x"]
+    with torch.no_grad():
+        y_hat = R.quantise(m, c, R.encode(m, c, x), 5)[0]
+        edges = (torch.rand(x.shape[0], 1, x.shape[-1], x.shape[-1], generator=torch.Generator().manual_seed(0))
+                 > 0.8).float()
+        st.eval_mode()
+        eps = R.predict_eps(m, y_hat, 3, edges)
+        torch.testing.assert_close(eps, R.predict_eps(trained["models"], y_hat, 3, edges))
+    assert all(float(m[k].conv_in.weight[:, c.latent_channels:].abs().max()) == 0 for k in ("unet", "control"))
+    st.train_mode()
+    b = st.prepare_batch(face_batch(8), torch.Generator().manual_seed(0))
+    for _ in range(3):
+        st.train_step(b)
+    assert float(m["unet"].conv_in.weight[:, c.latent_channels:].abs().max()) > 0  # the edge channels learn at once
+
+
+def test_compress_each_codes_every_face_from_one_encoder_pass(trained, monkeypatch):
+    """compress_each (the batched verbs' path): one encoder pass for the batch, one file per face holding what
+    compress writes for that face alone."""
+    m, c, x = trained["models"], trained["c"], trained["x"]
+    calls = []
+    real = R.encode
+    monkeypatch.setattr(R, "encode", lambda *a: calls.append(1) or real(*a))
+    files = R.compress_each(m, c, x, 3)
+    assert len(calls) == 1 and len(files) == x.shape[0]
+    for i, f in enumerate(files):
+        q, bits = R.decompress(m, c, f)
+        assert bits == 3 and q.shape[0] == 1
+        assert torch.equal(q, R.decompress(m, c, R.compress(m, c, x[i:i + 1], 3))[0])

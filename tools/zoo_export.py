@@ -13,7 +13,7 @@ critics) and the edge-guided diffusion compressor's denoiser stage with one rate
 (``export_edgediff``: one weights file, ``--quality`` k = the k-th smallest bit depth):
 
     python tools/zoo_export.py --run-dir runs/sketch2face-cpu2 --variant latent --name sketch2face-64
-    python tools/zoo_export.py --checkpoint runs/edgediff-cpu2/denoiser/best.pt --name edgediff-64
+    python tools/zoo_export.py --checkpoint runs/edgediff-cpu3/entropy/best.pt --name edgediff-64
 
 For each stage's best.pt (step1, approach1-3): stores the networks as a float16 state dict (a part identical to an
 earlier stage's, e.g. the frozen f, or approach 2's frozen h, is stored once and referred to), checks that SSIM of
@@ -414,8 +414,8 @@ def _edgediff_point(lc, bits: int, faces: torch.Tensor) -> dict:
 
 def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=None, faces_label="synthetic",
                     facts=None, metrics_md="", zoo_dir=None, check_images=64, tolerance=0.002, log=print) -> dict:
-    """The edge-guided diffusion compressor's denoiser stage (``checkpoint``: its best.pt, or a run folder with
-    denoiser/best.pt) -> zoo entry ``name``: one weights file (vae, eb, een, unet, control, null; float16 unless
+    """The edge-guided diffusion compressor's last stage (``checkpoint``: its best.pt, or a run folder with
+    entropy/ or denoiser/best.pt) -> zoo entry ``name``: one weights file (vae, eb, een, unet, control, null; float16 unless
     the full receiver's SSIM moves by >= ``tolerance``) and one rate point per bit depth, quality 1 = the fewest
     bits, sharing it; default quality: the trained ``eval_bits``. Each point's bpp and SSIM (decoded with
     --denoise none / sdc / full) are measured on real files of ``faces`` (N×3×H×W in [0, 1]; default synthetic)."""
@@ -431,7 +431,7 @@ def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=Non
         raise ValueError(f"bad entry name {name!r}")
     path = Path(checkpoint)
     if path.is_dir():
-        path = stage_checkpoint(path / "denoiser") or path / "denoiser" / "best.pt"
+        path = stage_checkpoint(path / "entropy") or stage_checkpoint(path / "denoiser") or path / "denoiser" / "best.pt"
     zdir = Path(zoo_dir) if zoo_dir else default_zoo()
     lc = edgediff.check_model(load_for_eval(path, expect_model="edgediff"))
     size = lc.image_size

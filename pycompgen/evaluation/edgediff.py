@@ -20,16 +20,17 @@ STRATEGIES = ("zeros", "complete_no_edges", "complete_edges", "complete_sender_e
 
 
 def load_models(cfg, run_dir: Path, een: str | None = None):
-    """Every network from the stage that trains it: VAE, entropy models and denoiser from RUN_DIR/denoiser, the EEN
-    from ``een`` (default RUN_DIR/een/best.pt). The denoiser's checkpoint carries a frozen copy of the EEN it was
-    handed, which its training never uses (it is conditioned on true Canny edges), so an EEN trained again later is
-    taken from its own stage. Returns (networks, {role: {"path", "epoch"}})."""
+    """Every network from the last stage that holds it: VAE, entropy models and denoiser from RUN_DIR/entropy (the
+    entropy models fitted again; else RUN_DIR/denoiser), the EEN from ``een`` (default RUN_DIR/een/best.pt: the
+    same weights as the later stages' frozen copy unless the EEN was trained again after them).
+    Returns (networks, {role: {"path", "epoch"}})."""
     from pycompgen.systems import build_networks
     from pycompgen.systems.base import load_net
     from pycompgen.training import load_checkpoint, stage_checkpoint
 
     run_dir = Path(run_dir)
-    paths = {"denoiser": stage_checkpoint(run_dir / "denoiser") or run_dir / "denoiser" / "last.pt"}
+    last = "entropy" if stage_checkpoint(run_dir / "entropy") else "denoiser"
+    paths = {last: stage_checkpoint(run_dir / last) or run_dir / last / "last.pt"}
     e = Path(een) if een else stage_checkpoint(run_dir / "een")
     if e is not None and e.is_file():
         paths["een"] = e
@@ -70,9 +71,11 @@ def _median_s(fn, reps: int = 3) -> float:
 
 
 @torch.no_grad()
-def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, completion: str = "all"):
+def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, completion: str = "all",
+             complete_start: float = 1.0):
     """The measurements on faces ``x`` (N,3,H,W in [0,1]) with ``steps`` DDIM steps of the receiver and
-    ``complete_steps`` of the completion. Returns ({"ablation", "completion", "edge_f1", "timing"}, {row: the first
+    ``complete_steps`` of the completion, started at ``complete_start``·T (``receiver.complete``). Returns
+    ({"ablation", "completion", "edge_f1", "timing", "complete_start"}, {row: the first
     8 reconstructions} for ``save_grids``)."""
     from pycompgen.codec.container import header_size
     from pycompgen.evaluation.masks import face_ellipse_mask
@@ -81,7 +84,7 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, complet
     c = cfg.edgediff
     mask = face_ellipse_mask(x.shape[-1])
     n, hw = x.shape[0], x.shape[-1] * x.shape[-2]
-    res = {"ablation": [], "completion": [], "edge_f1": [], "timing": {}}
+    res = {"ablation": [], "completion": [], "edge_f1": [], "timing": {}, "complete_start": complete_start}
     grids = {}
     target = canny_target(x, cfg)
     clean = metrics(x, R.decode(models, R.encode(models, c, x)), mask)  # decode(y): no quantisation at all
@@ -125,11 +128,12 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, complet
         sent, sizes = R.sender_edges(models, c, y_hat, known, x, lambda im: canny_target(im, cfg))
         outs = {"zeros": R.decode(models, zeros),
                 "complete_no_edges": R.decode(models, R.complete(models, c, y_hat, known, "sdc",
-                                                                 steps=complete_steps, seed=0)),
+                                                                 steps=complete_steps, seed=0, start=complete_start)),
                 "complete_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
-                                                              steps=complete_steps, seed=0)),
+                                                              steps=complete_steps, seed=0, start=complete_start)),
                 "complete_sender_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
-                                                                     steps=complete_steps, seed=0, edges=sent))}
+                                                                     steps=complete_steps, seed=0, edges=sent,
+                                                                     start=complete_start))}
         outs["pixel_inpaint"] = R.pixel_inpaint(outs["zeros"], known)
         for k, v in outs.items():
             m = metrics(x, v, mask)
@@ -234,8 +238,11 @@ def markdown(doc) -> str:
         L.append(f"| {a['bits']} | {a['mode']} | {a['bpp']:.3f} | {a.get('start_timestep', '')} | {a['steps']} | "
                  f"{a['psnr']:.2f} | {a['ssim']:.4f} | {a['ms_ssim']:.4f} | {a['face_psnr']:.2f} | "
                  f"{a['face_ssim']:.4f} | {a['face_ms_ssim']:.4f} | {hr} |")
-    L += ["", "Completion at the validation bit depth; sender edges: the original's Canny map of the lost regions "
-          "coded losslessly beside the file (extra bpp; the rectangles' coordinates are not counted).", "",
+    start = r.get("complete_start", 1.0)
+    L += ["", "Completion at the validation bit depth, " + ("from pure noise" if start >= 1 else
+          f"from the zero-filled latent noised to t = {start:g}·T") + "; sender edges: the original's Canny map of "
+          "the lost regions coded losslessly beside the file (extra bpp; the rectangles' coordinates are not "
+          "counted).", "",
           "| max side fraction | regions | share lost | strategy | PSNR | SSIM | MS-SSIM | extra bpp |",
           "|---|---|---|---|---|---|---|---|"]
     for a in r["completion"]:

@@ -2,7 +2,7 @@
 ``receiver.compress`` bitstream per face at the model's bit depth (a zoo rate point's ``bits``, else the trained
 ``eval_bits``), read back with ``receiver.decompress`` (the bit depth from the file) and decoded with
 ``receiver.receive``: ``--denoise`` none (the plain VAE decode, "wo"), sdc (the unconditional denoiser) or full
-(edge-guided, the default). Files are coded with the denoiser stage's networks; their hash is in every file."""
+(edge-guided, the default). Files are coded with the entropy (else the denoiser) stage's networks; their hash is in every file."""
 from __future__ import annotations
 
 SYSTEM = "edgediff"
@@ -37,7 +37,7 @@ def check_model(ckpt):
     """``ckpt`` ready to code (code tables built); a one-line error unless it holds the denoiser stage's networks."""
     if missing := missing_parts(ckpt):
         raise ValueError(f"{ckpt.path} (edgediff stage {ckpt.stage}) lacks trained {', '.join(missing)}: edgediff "
-                         f"files are coded with the denoiser stage's checkpoint (denoiser/best.pt)")
+                         f"files are coded with the entropy (or denoiser) stage's checkpoint (entropy/best.pt)")
     _rx().ensure_tables(ckpt.models)
     return ckpt
 
@@ -61,10 +61,10 @@ def compress_images(ckpt, x) -> bytes:
 
 
 def compress_batch(ckpt, x) -> list:
-    """Faces x (N,3,H,W) in [0,1] -> N ``.pcg`` files, one face each (what ``compress_images`` writes for it)."""
+    """Faces x (N,3,H,W) in [0,1] -> N ``.pcg`` files, one face each, from one encoder pass (each what
+    ``compress_images`` writes for that face alone, up to the float rounding of a batched convolution)."""
     check_model(ckpt)
-    c, bits, x = receiver_config(ckpt), bits_of(ckpt), x.to(_device(ckpt))
-    return [_rx().compress(ckpt.models, c, x[i:i + 1], bits) for i in range(x.shape[0])]
+    return _rx().compress_each(ckpt.models, receiver_config(ckpt), x.to(_device(ckpt)), bits_of(ckpt))
 
 
 def decompress_batch(ckpt, blobs, denoise: str = "full", seed: int = 0, batch_size: int = 64, psnr=None,

@@ -85,9 +85,13 @@ def ddim(c):
 
 
 def predict_eps(nets, xt, t, edges, scale: float = 1.0) -> torch.Tensor:
+    """ε from the ControlNet-conditioned UNet; a UNet with more input channels than the latent (``edge_concat``)
+    also takes the edge map pixel-unshuffled onto the latent grid."""
     n = xt.shape[0]
     if not torch.is_tensor(t) or t.dim() == 0:
         t = torch.full((n,), int(t), device=xt.device, dtype=torch.long)
+    if _m(nets, "unet").config.in_channels > xt.shape[1]:
+        xt = torch.cat([xt, F.pixel_unshuffle(edges.to(xt), edges.shape[-1] // xt.shape[-1])], 1)
     ctx = nets["null"](n)
     down, mid = nets["control"](xt, t, encoder_hidden_states=ctx, controlnet_cond=edges, conditioning_scale=scale,
                                 return_dict=False)
@@ -207,10 +211,16 @@ def check_mask(known: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = None, seed: int = 0, edges=None):
+def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = None, seed: int = 0, edges=None,
+             start: float = 1.0):
     """Fill the lost latent (``known`` False) by edge-guided (mode "full") or unconditional ("sdc") RePaint-style
     inpainting; "zeros" leaves zeros. ``edges`` replace the EEN's estimate (e.g. sender-side edges of the lost
-    regions, ``sender_edges``). Known values are returned bit-exactly."""
+    regions, ``sender_edges``). ``start`` < 1 starts at timestep start·T from the zero-filled latent noised to that
+    level (SDEdit) instead of from pure noise, running about ``steps`` steps either way. The filled values are
+    kept inside the quantiser's range (−R, R), where every true latent lies; known values are returned
+    bit-exactly."""
+    if not 0 < start <= 1:
+        raise ValueError(f"edgediff: completion start must be in (0, 1], got {start}")
     known = check_mask(known, y_hat).expand_as(y_hat)
     y0 = torch.where(known, y_hat, torch.zeros_like(y_hat))
     if mode == "zeros":
@@ -220,15 +230,20 @@ def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = No
     size = image_size(models, y_hat)
     edges = _edges_for(models, c, y0, mode, size) if edges is None else edges.to(y_hat)
     sched = ddim(c)
-    sched.set_timesteps(steps or c.complete_steps)
+    steps = steps or c.complete_steps
+    T = sched.config.num_train_timesteps
+    sched.set_timesteps(min(T, math.ceil(steps / start)))
+    ts = sched.timesteps[sched.timesteps < round(start * T)] if start < 1 else sched.timesteps
     g = torch.Generator(y_hat.device).manual_seed(seed)
     x = torch.randn(y_hat.shape, generator=g, device=y_hat.device)
-    for t in sched.timesteps:
+    if start < 1 and len(ts):
+        x = sched.add_noise(y0, x, ts[:1])
+    for t in ts:
         noise = torch.randn(y_hat.shape, generator=g, device=y_hat.device)
         x = torch.where(known, sched.add_noise(y0, noise, t.reshape(1)), x)
         eps = predict_eps(models, x, t, edges).float()
         x = sched.step(eps, t, x, eta=0.0).prev_sample
-    return torch.where(known, y_hat, x)
+    return torch.where(known, y_hat, x.clamp(-c.latent_range, c.latent_range))
 
 
 def lost_pixels(known: torch.Tensor, size: int) -> torch.Tensor:
@@ -279,16 +294,23 @@ def ensure_tables(models) -> None:
 
 def compress(models, c, x: torch.Tensor, bits: int) -> bytes:
     """Images (N, 3, H, W) in [0, 1] -> one ``.pcg`` file holding the quantised latent at ``bits``."""
+    return compress_each(models, c, x, bits, per_image=False)[0]
+
+
+def compress_each(models, c, x: torch.Tensor, bits: int, per_image: bool = True) -> list:
+    """Images (N, 3, H, W) -> one ``.pcg`` file per image (``per_image``; else one for all), from one encoder
+    pass and one weights hash for the whole batch."""
     from pycompgen.codec.container import pack, weights_hash
     ensure_tables(models)
     eb = _m(models, "eb").get(bits)
     with torch.no_grad():
         y = encode(models, c, x)
     d = step_size(c, bits)
-    payload = eb.compress(y / d)
-    return pack(payload, system="edgediff", weights_hash=weights_hash(_decoding_nets(models)),
-                height=x.shape[-2], width=x.shape[-1], count=x.shape[0], kind="latent",
-                params={"latent_shape": list(y.shape[1:]), "precision": int(bits)})
+    h = weights_hash(_decoding_nets(models))
+    parts = [y[i:i + 1] for i in range(y.shape[0])] if per_image else [y]
+    return [pack(eb.compress(v / d), system="edgediff", weights_hash=h, height=x.shape[-2], width=x.shape[-1],
+                 count=v.shape[0], kind="latent", params={"latent_shape": list(y.shape[1:]), "precision": int(bits)})
+            for v in parts]
 
 
 def decompress(models, c, data: bytes, name: str = "file") -> tuple[torch.Tensor, int]:
