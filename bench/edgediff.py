@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Edge-guided diffusion compression (issue 11, paper 002) on faces: train the three stages within an epoch budget
+"""Edge-guided diffusion compression (issue 11, paper 002) on faces: train the four stages within an epoch budget
 (resumable), then measure on validation faces.
 
     python bench/edgediff.py --data ../shared/data/celeba                  # train what is missing, then measure
@@ -61,7 +61,7 @@ def make_cfg(args):
 
 
 def train(cfg, args):
-    """One resumable pipeline run (vae -> een -> denoiser); each stage gets its ``--epochs-*`` budget
+    """One resumable pipeline run (vae -> een -> denoiser -> entropy); each stage gets its ``--epochs-*`` budget
     (``train.stage_epochs``)."""
     from pycompgen.training import pipeline as P
     if args.tiny:

@@ -119,14 +119,26 @@ def test_completion_from_the_zero_filled_latent(trained, monkeypatch):
     m, c, x = trained["models"], trained["c"], trained["x"]
     y_hat, _ = R.quantise(m, c, R.encode(m, c, x), 3)
     known = R.drop_regions(y_hat.shape, 0.25, 3, seed=2)
-    seen = []
+    seen, first = [], []
     real = R.predict_eps
-    monkeypatch.setattr(R, "predict_eps", lambda nets, xt, t, e: seen.append(int(t)) or real(nets, xt, t, e))
+
+    def spy(nets, xt, t, e):
+        seen.append(int(t))
+        first.append(xt.clone()) if len(first) == 0 else None
+        return real(nets, xt, t, e)
+    monkeypatch.setattr(R, "predict_eps", spy)
     out = R.complete(m, c, y_hat, known, "full", steps=4, seed=0, start=0.5)
     assert 3 <= len(seen) <= 4 and max(seen) < 0.5 * c.train_timesteps, seen
     k = known.expand_as(y_hat)
-    assert torch.equal(out[k], y_hat[k]) and out[~k].abs().max() <= c.latent_range
+    assert torch.equal(out[k], y_hat[k])
+    # the lost region starts as the zero fill noised to t0, sqrt(1 - ᾱ)·ε, not as pure noise (std 1)
+    a0 = R.ddim(c).alphas_cumprod[seen[0]]
+    assert abs(float(first[0][~k].std()) / float((1 - a0).sqrt()) - 1) < 0.3 and float(first[0][~k].std()) < 0.85
     assert not torch.equal(out, R.complete(m, c, y_hat, known, "full", steps=4, seed=0))
+    # filled values stay in (−R, R) even when the denoiser's estimate leaves it
+    monkeypatch.setattr(R, "predict_eps", lambda nets, xt, t, e: -10 * xt)
+    wild = R.complete(m, c, y_hat, known, "full", steps=4, seed=0, start=0.5)
+    assert wild[~k].abs().max() <= c.latent_range and torch.equal(wild[k], y_hat[k])
     with pytest.raises(ValueError, match="completion start must be in"):
         R.complete(m, c, y_hat, known, "full", start=0)
 
@@ -196,7 +208,10 @@ def test_entropy_stage_fits_the_rate_and_keeps_the_grid(trained):
     for k in ("vae", "een", "unet", "control", "null"):
         assert all(torch.equal(v, init[k][n]) for n, v in m[k].state_dict().items()), k
     v = st.validation_step(b)
-    assert torch.isclose(v["loss"], (v["bpp_3"] + v["bpp_5"]) / 2)
+    with torch.no_grad():
+        for bits in c.bits:  # each bit depth's own rate, not the validation bit depth's
+            assert torch.isclose(v[f"bpp_{bits}"], R.quantise(m, c, y, bits)[1].mean())
+    assert torch.isclose(v["loss"], (v["bpp_3"] + v["bpp_5"]) / 2) and not torch.isclose(v["bpp_3"], v["bpp_5"])
     assert EdgeDiff.reconstruct("entropy", m, {"x": b["x"][:2]}).shape == b["x"][:2].shape
 
 
@@ -360,12 +375,35 @@ def test_edge_concat_starts_as_the_handed_over_denoiser_and_learns_from_edges(tr
         st.eval_mode()
         eps = R.predict_eps(m, y_hat, 3, edges)
         torch.testing.assert_close(eps, R.predict_eps(trained["models"], y_hat, 3, edges))
-    assert all(float(m[k].conv_in.weight[:, c.latent_channels:].abs().max()) == 0 for k in ("unet", "control"))
+    assert all(float(m[k].conv_in.weight.detach()[:, c.latent_channels:].abs().max()) == 0 for k in ("unet", "control"))
     st.train_mode()
     b = st.prepare_batch(face_batch(8), torch.Generator().manual_seed(0))
     for _ in range(3):
         st.train_step(b)
-    assert float(m["unet"].conv_in.weight[:, c.latent_channels:].abs().max()) > 0  # the edge channels learn at once
+    assert all(float(m[k].conv_in.weight.detach()[:, c.latent_channels:].abs().max()) > 0 for k in ("unet", "control"))
+    st.eval_mode()
+    with torch.no_grad():  # the edge channels now change ε: zeroing their input weights changes the prediction
+        eps = R.predict_eps(m, y_hat, 3, edges)
+        for k in ("unet", "control"):
+            m[k].conv_in.weight[:, c.latent_channels:] = 0
+        assert not torch.allclose(eps, R.predict_eps(m, y_hat, 3, edges))
+
+
+def test_denoiser_resumes_an_optimiser_saved_before_lr_control(trained):
+    """A one-group denoiser optimiser state (unet, control, null) resumes into the two groups (unet + null,
+    control): every parameter keeps its own Adam moments."""
+    init = {k: {n: v.clone() for n, v in mm.state_dict().items()} for k, mm in trained["models"].items()}
+    st = build_system(cfg_for("denoiser", "edgediff.lr_control=0.001"), "cpu", init)
+    params = {k: list(st.models[k].parameters()) for k in ("unet", "control", "null")}
+    old = torch.optim.AdamW(params["unet"] + params["control"] + params["null"], lr=2e-4, weight_decay=0.0)
+    for p in old.param_groups[0]["params"]:
+        p.grad = torch.randn_like(p)
+    old.step()
+    st.load_training_state({"optimizers": {"main": old.state_dict()}})
+    opt = st.optimizers["main"]
+    assert [g["lr"] for g in opt.param_groups] == [2e-4, 1e-3]
+    for p in params["control"] + params["null"] + params["unet"][:3]:
+        assert torch.equal(opt.state[p]["exp_avg"], old.state[p]["exp_avg"])
 
 
 def test_compress_each_codes_every_face_from_one_encoder_pass(trained, monkeypatch):

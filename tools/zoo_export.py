@@ -9,11 +9,11 @@ Another system's one-stage checkpoint (the benches call ``export_system`` with t
     python tools/zoo_export.py --checkpoint runs/began-A/train/best.pt --name began-64-a --description "..."
 
 A Sketch2face variant (``export_sketch2face``: the stage's E_s, G_s, E_f, G_f and, for "latent", T_sf, T_fs; no
-critics) and the edge-guided diffusion compressor's denoiser stage with one rate point per bit depth
+critics) and the edge-guided diffusion compressor's last stage (entropy) with one rate point per bit depth
 (``export_edgediff``: one weights file, ``--quality`` k = the k-th smallest bit depth):
 
     python tools/zoo_export.py --run-dir runs/sketch2face-cpu2 --variant latent --name sketch2face-64
-    python tools/zoo_export.py --checkpoint runs/edgediff-cpu3/entropy/best.pt --name edgediff-64
+    python tools/zoo_export.py --checkpoint runs/edgediff-cpu4/entropy/best.pt --name edgediff-64
 
 For each stage's best.pt (step1, approach1-3): stores the networks as a float16 state dict (a part identical to an
 earlier stage's, e.g. the frozen f, or approach 2's frozen h, is stored once and referred to), checks that SSIM of
@@ -495,9 +495,9 @@ def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=Non
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", help="Compgen run folder with <stage>/best.pt; with --variant a Sketch2face run; "
-                                      "one with denoiser/ an edgediff run")
+                                      "one with denoiser/ an edgediff run (its entropy/ stage when present)")
     ap.add_argument("--checkpoint", help="another system's one-stage checkpoint (e.g. runs/began-A/train/best.pt, "
-                                         "an edgediff denoiser/best.pt, a Sketch2face <variant>/best.pt)")
+                                         "an edgediff entropy/best.pt, a Sketch2face <variant>/best.pt)")
     ap.add_argument("--variant", help="Sketch2face: the stage to export (pretrain, cycle, stitched, latent)")
     ap.add_argument("--name", required=True, help="zoo entry name, e.g. compgen-64")
     ap.add_argument("--results", help="results JSON (bench/quality.py output, or a sweep.json) for the card")

@@ -30,6 +30,11 @@ def load_models(cfg, run_dir: Path, een: str | None = None):
 
     run_dir = Path(run_dir)
     last = "entropy" if stage_checkpoint(run_dir / "entropy") else "denoiser"
+    den = stage_checkpoint(run_dir / "denoiser")
+    if last == "entropy" and den and den.stat().st_mtime > stage_checkpoint(run_dir / "entropy").stat().st_mtime:
+        import warnings
+        warnings.warn(f"{den} is newer than {run_dir / 'entropy'}: the entropy stage holds an older denoiser; "
+                      f"run the entropy stage again (delete {run_dir / 'entropy'} and resume the pipeline)")
     paths = {last: stage_checkpoint(run_dir / last) or run_dir / last / "last.pt"}
     e = Path(een) if een else stage_checkpoint(run_dir / "een")
     if e is not None and e.is_file():

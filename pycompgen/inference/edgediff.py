@@ -7,7 +7,7 @@ from __future__ import annotations
 
 SYSTEM = "edgediff"
 DENOISE = {"none": "wo", "sdc": "sdc", "full": "full"}    # --denoise -> receiver mode
-PARTS = ("vae", "eb", "een", "unet", "control", "null")   # the denoiser stage's networks (the critic D: not needed)
+PARTS = ("vae", "eb", "een", "unet", "control", "null")   # the receiver's networks (the critic D: not needed)
 
 
 def _rx():
@@ -34,7 +34,8 @@ def missing_parts(ckpt) -> list:
 
 
 def check_model(ckpt):
-    """``ckpt`` ready to code (code tables built); a one-line error unless it holds the denoiser stage's networks."""
+    """``ckpt`` ready to code (code tables built); a one-line error unless it holds the receiver's networks (the
+    entropy or denoiser stage)."""
     if missing := missing_parts(ckpt):
         raise ValueError(f"{ckpt.path} (edgediff stage {ckpt.stage}) lacks trained {', '.join(missing)}: edgediff "
                          f"files are coded with the entropy (or denoiser) stage's checkpoint (entropy/best.pt)")

@@ -16,7 +16,7 @@ An entry with several rate points (a latent codec trained at several rate weight
 ...}, ...], quality 1 the lowest rate, as CompressAI's zoo; ``default_quality`` is the one ``stages`` holds;
 ``load(name, quality=Q)`` loads point Q as the entry's (only) stage. A colour-hint entry's points share one weights
 file and differ in ``hint_bits``, the bits its files give the thumbnail (also allowed in a ``stages`` item); an
-edgediff entry's points share its denoiser stage's file and differ in ``bits``, the latent bit depth files are
+edgediff entry's points share its stage's file (entropy: the whole receiver) and differ in ``bits``, the latent bit depth files are
 written at (``LoadedCheckpoint.bits``). A Sketch2face entry holds one variant stage (pretrain, cycle, stitched or
 latent) without its critics.
 

@@ -234,6 +234,8 @@ def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = No
     T = sched.config.num_train_timesteps
     sched.set_timesteps(min(T, math.ceil(steps / start)))
     ts = sched.timesteps[sched.timesteps < round(start * T)] if start < 1 else sched.timesteps
+    if not len(ts):
+        raise ValueError(f"edgediff: completion start {start} is below the first DDIM timestep of {T}")
     g = torch.Generator(y_hat.device).manual_seed(seed)
     x = torch.randn(y_hat.shape, generator=g, device=y_hat.device)
     if start < 1 and len(ts):
