@@ -35,6 +35,8 @@ LEVERS = {
     "dropout": ["model.elm_dropout=0.3"],
     "wd": ["train.weight_decay=0.05"],
     "flip+dropout+wd": ["data.augment_flip=true", "model.elm_dropout=0.3", "train.weight_decay=0.05"],
+    "flip+dropout+wd+jitter": ["data.augment_flip=true", "model.elm_dropout=0.3", "train.weight_decay=0.05",
+                               "data.augment_jitter=0.1"],
     "all": AUG + ["data.augment_jitter=0.1", "model.elm_dropout=0.3", "train.weight_decay=0.05"],
 }
 PSNRS = [50.0, 0.0, -5.0]
