@@ -147,21 +147,17 @@ def main(argv=None) -> int:
 
 
 def stage_minutes(run_dir: Path) -> dict:
-    """{stage: (epochs, wall minutes)} from each stage's metrics.jsonl (the epochs of its last run)."""
-    out = {}
-    for stage in ("vae", "een", "denoiser", "entropy"):
-        f = run_dir / stage / "metrics.jsonl"
-        if f.is_file():
-            rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-            out[stage] = (max(r["epoch"] for r in rows), sum(r.get("epoch_time_s", 0) for r in rows) / 60)
-    return out
+    """{stage: (epochs, wall minutes)} of each pipeline stage from its metrics.jsonl."""
+    from pycompgen.evaluation.curves import read_curves
+    from pycompgen.systems.edgediff.system import EdgeDiff
+    return {s: (rows[-1]["epoch"], sum(r["epoch_time_s"] or 0 for r in rows) / 60)
+            for s, rows in read_curves(run_dir, EdgeDiff.pipeline()).items() if rows}
 
 
 def export(args, run_dir: Path, x, used, results_md: Path):
     sys.path.insert(0, str(ROOT / "tools"))
     from zoo_export import export_edgediff
-    from pycompgen.evaluation.machine import machine_summary as ms
-    m = ms()
+    m = machine_summary()
     facts = {"data": f"CelebA aligned, official partition: training faces; figures on {args.check_images} "
                      f"validation faces ({args.data})",
              "recipe": ", ".join(f"{k} {e} epochs ({t:.1f} min)" for k, (e, t) in stage_minutes(run_dir).items())

@@ -421,7 +421,7 @@ def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=Non
     --denoise none / sdc / full) are measured on real files of ``faces`` (N×3×H×W in [0, 1]; default synthetic)."""
     from pycompgen.data import synthetic_faces
     from pycompgen.inference import edgediff
-    from pycompgen.models import load_for_eval, stage_checkpoint
+    from pycompgen.models import load_for_eval
     from pycompgen.models.checkpoint import save_checkpoint
     from pycompgen.zoo import card as cardmod
     from pycompgen.zoo.core import FORMAT, read_manifest, sha256_file, to_storage, write_manifest, \
@@ -431,7 +431,7 @@ def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=Non
         raise ValueError(f"bad entry name {name!r}")
     path = Path(checkpoint)
     if path.is_dir():
-        path = stage_checkpoint(path / "entropy") or stage_checkpoint(path / "denoiser") or path / "denoiser" / "best.pt"
+        path = edgediff.run_checkpoint(path)[1]
     zdir = Path(zoo_dir) if zoo_dir else default_zoo()
     lc = edgediff.check_model(load_for_eval(path, expect_model="edgediff"))
     size = lc.image_size

@@ -152,10 +152,12 @@ class EntropyBottleneck(nn.Module):
         """Estimated code length −Σ log2 p in bits (differentiable)."""
         return -torch.log2(likelihoods).sum()
 
-    def loss(self) -> torch.Tensor:
-        """Σ |logit c(q) − target| over the learned quantiles (gradient to the quantiles only)."""
+    def loss(self, tails_only: bool = False) -> torch.Tensor:
+        """Σ |logit c(q) − target| over the learned quantiles (gradient to the quantiles only); ``tails_only``: the
+        two tail quantiles, so the median (the quantisation grid's offset) stays where it is."""
         logits = self._logits_cumulative(self.quantiles, detach=True)
-        return (logits - self.quantile_targets.to(logits.dtype)).abs().sum()
+        err = (logits - self.quantile_targets.to(logits.dtype)).abs()
+        return (err[..., [0, 2]] if tails_only else err).sum()
 
     # -- code tables --------------------------------------------------------------------------------------------
     @property

@@ -24,18 +24,14 @@ def load_models(cfg, run_dir: Path, een: str | None = None):
     entropy models fitted again; else RUN_DIR/denoiser), the EEN from ``een`` (default RUN_DIR/een/best.pt: the
     same weights as the later stages' frozen copy unless the EEN was trained again after them).
     Returns (networks, {role: {"path", "epoch"}})."""
+    from pycompgen.inference.edgediff import run_checkpoint
     from pycompgen.systems import build_networks
     from pycompgen.systems.base import load_net
     from pycompgen.training import load_checkpoint, stage_checkpoint
 
     run_dir = Path(run_dir)
-    last = "entropy" if stage_checkpoint(run_dir / "entropy") else "denoiser"
-    den = stage_checkpoint(run_dir / "denoiser")
-    if last == "entropy" and den and den.stat().st_mtime > stage_checkpoint(run_dir / "entropy").stat().st_mtime:
-        import warnings
-        warnings.warn(f"{den} is newer than {run_dir / 'entropy'}: the entropy stage holds an older denoiser; "
-                      f"run the entropy stage again (delete {run_dir / 'entropy'} and resume the pipeline)")
-    paths = {last: stage_checkpoint(run_dir / last) or run_dir / last / "last.pt"}
+    last, path = run_checkpoint(run_dir)
+    paths = {last: path}
     e = Path(een) if een else stage_checkpoint(run_dir / "een")
     if e is not None and e.is_file():
         paths["een"] = e

@@ -29,6 +29,23 @@ def bits_of(ckpt) -> int:
     return int(ckpt.bits) if ckpt.bits is not None else int(receiver_config(ckpt).eval_bits)
 
 
+def run_checkpoint(run_dir):
+    """(stage, checkpoint) of an edgediff run folder that files are coded with: the last stage holding the whole
+    receiver, ``entropy`` (its entropy models fitted again), else ``denoiser`` (best.pt, else last.pt; a missing
+    one is named in the loader's error). Warns when the denoiser was trained again after the entropy stage."""
+    import warnings
+    from pathlib import Path
+    from pycompgen.models import stage_checkpoint
+    run_dir = Path(run_dir)
+    ent, den = stage_checkpoint(run_dir / "entropy"), stage_checkpoint(run_dir / "denoiser")
+    if ent is None:
+        return "denoiser", den or run_dir / "denoiser" / "best.pt"
+    if den is not None and den.stat().st_mtime > ent.stat().st_mtime:
+        warnings.warn(f"{den} is newer than {ent}: the entropy stage holds an older denoiser; run the entropy stage "
+                      f"again (delete {run_dir / 'entropy'} and resume the pipeline)")
+    return "entropy", ent
+
+
 def missing_parts(ckpt) -> list:
     return [k for k in PARTS if k not in ckpt.parts]
 

@@ -121,13 +121,13 @@ class NullEmbedding(nn.Module):
         return self.emb.expand(n, -1, -1)
 
 
-def denoiser_in_channels(c, image_size: int) -> int:
+def denoiser_in_channels(c) -> int:
     """The UNet's (and ControlNet's) input channels: the latent, plus the edge map pixel-unshuffled onto the latent
     grid (down² channels) with ``edge_concat``: edges enter at the first convolution, where their weights get a
     gradient from the first step (the ControlNet's path crosses two zero-initialised convolutions in series, so
     its gradient starts at zero and grows slowly)."""
     down = 2 ** (len(c.vae_channels) - 1)
-    return c.latent_channels + (down * down if getattr(c, "edge_concat", False) else 0)
+    return c.latent_channels + (down * down if c.edge_concat else 0)
 
 
 def build_all(c, image_size: int) -> dict:
@@ -140,7 +140,7 @@ def build_all(c, image_size: int) -> dict:
                         latent_channels=c.latent_channels, norm_num_groups=c.norm_groups, sample_size=image_size)
     n = len(c.unet_channels)
     unet = UNet2DConditionModel(
-        sample_size=image_size // down, in_channels=denoiser_in_channels(c, image_size),
+        sample_size=image_size // down, in_channels=denoiser_in_channels(c),
         out_channels=c.latent_channels,
         down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),

@@ -233,12 +233,12 @@ def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = No
     steps = steps or c.complete_steps
     T = sched.config.num_train_timesteps
     sched.set_timesteps(min(T, math.ceil(steps / start)))
-    ts = sched.timesteps[sched.timesteps < round(start * T)] if start < 1 else sched.timesteps
+    ts = sched.timesteps[sched.timesteps < round(start * T)]   # start = 1: every timestep (all below T)
     if not len(ts):
         raise ValueError(f"edgediff: completion start {start} is below the first DDIM timestep of {T}")
     g = torch.Generator(y_hat.device).manual_seed(seed)
     x = torch.randn(y_hat.shape, generator=g, device=y_hat.device)
-    if start < 1 and len(ts):
+    if start < 1:
         x = sched.add_noise(y0, x, ts[:1])
     for t in ts:
         noise = torch.randn(y_hat.shape, generator=g, device=y_hat.device)

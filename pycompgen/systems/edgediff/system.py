@@ -125,12 +125,6 @@ class EdgeDiffConfig:
                              f"downsampling times the UNet's")
 
 
-def tail_loss(eb) -> torch.Tensor:
-    """The entropy bottleneck's quantile loss on its two tail quantiles only (the median, the grid offset, stays)."""
-    logits = eb._logits_cumulative(eb.quantiles, detach=True)
-    return (logits - eb.quantile_targets.to(logits.dtype)).abs()[..., [0, 2]].sum()
-
-
 def canny_target(x, cfg):
     from pycompgen.ops import canny
     d = cfg.data
@@ -171,7 +165,7 @@ class EdgeDiff(System):
         (as Stable Diffusion's inpainting UNet extends its conv_in)."""
         init = super().filter_init(init)
         from .networks import denoiser_in_channels
-        want = denoiser_in_channels(self.cfg.edgediff, self.cfg.data.image_size)
+        want = denoiser_in_channels(self.cfg.edgediff)
         for k in ("unet", "control"):
             w = (init.get(k) or {}).get("conv_in.weight")
             if w is not None and w.shape[1] < want:
@@ -299,7 +293,7 @@ class EdgeDiff(System):
                 with torch.autocast(y.device.type, enabled=False):
                     _, lik = self.models["eb"].get(b)(y / R.step_size(c, b))
                 bpp[b] = EntropyBottleneck.rate_bits(lik) / pixels
-            loss = sum(bpp.values()) + sum(tail_loss(eb) for eb in self.models["eb"].bank.values())
+            loss = sum(bpp.values()) + sum(eb.loss(tails_only=True) for eb in self.models["eb"].bank.values())
             self.step(loss)
         return {"loss": (sum(bpp.values()) / len(bpp)).detach(), **{f"bpp_{b}": v.detach() for b, v in bpp.items()}}
 
