@@ -132,6 +132,9 @@ def load_variant(args, variant: str, device):
             "selected_by": payload.get("best_metric"), "selected_value": payload.get("best_value"),
             "ema": bool(payload.get("ema")), "epochs_done": int(last.get("epoch", 0)),
             "inject": list(lc.models["g"].inject),
+            "recipe": {"gamma": lc.config.began.gamma, "lambda_k": lc.config.began.lambda_k,
+                       "lambda_r": lc.config.began.lambda_r, "embedding": lc.config.began.embedding,
+                       "rcn_px": lc.config.began.rcn_resolution(lc.config.data.image_size)},
             "k_t_final": float(last.get("extra", {}).get("k_t", float("nan"))),
             "m_global_final": float(last.get("extra", {}).get("m_global", float("nan"))),
             "k_t_last_epoch_mean": m.get("train_k_t"), "m_global_last_epoch_mean": m.get("train_m_global"),
@@ -220,13 +223,16 @@ def report_markdown(report: dict) -> str:
          f"`{report.get('command')}` — {report.get('date')}, {report.get('cpu_model')} ({report.get('cpu_cores')} "
          f"cores), torch {report.get('torch')}, load average at start {report.get('load_average_at_start')}", "",
          f"Budget per variant: {b['epochs_per_variant']} epochs of {b['max_steps_per_epoch'] or 'all'} steps, batch "
-         f"{b['batch_size']}, channels {b['channels']}, γ {b['gamma']}, λ_k {b['lambda_k']}, λ_r {b['lambda_r']}, "
-         f"lr G/D {b['lr_g']}/{b['lr_d']} (halved on val M_global plateaus), G EMA 0.999; best.pt by val M_global.",
-         "", "| variant | injects | epochs | k_t (last epoch mean) | M_global train / val (last) | best epoch | "
-             "wall time |", "|---|---|---:|---:|---:|---:|---:|"]
+         f"{b['batch_size']}, channels {b['channels']}, λ_r {b['lambda_r']} (γ, λ_k and the resolution of L_RCN per "
+         f"variant in the table), lr G/D {b['lr_g']}/{b['lr_d']} (halved on val M_global plateaus), G EMA 0.999; "
+         "best.pt by val M_global.",
+         "", "| variant | injects | γ | λ_k | L_RCN at | epochs | k_t (last epoch mean) | M_global train / val (last) "
+             "| best epoch | wall time |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for v, r in report["variants"].items():
         c = r["curve"][-1] if r["curve"] else {}
-        L.append(f"| {v} | {r['inject']} | {r['epochs_done']} | {r['k_t_last_epoch_mean'] or float('nan'):.4f} | "
+        rc = r.get("recipe", {})
+        L.append(f"| {v} | {r['inject']} | {rc.get('gamma')} | {rc.get('lambda_k')} | {rc.get('rcn_px')} px | "
+                 f"{r['epochs_done']} | {r['k_t_last_epoch_mean'] or float('nan'):.4f} | "
                  f"{c.get('train_m_global') or float('nan'):.4f} / {c.get('val_m_global') or float('nan'):.4f} | "
                  f"{r['checkpoint_epoch']} | {r['train_time_s_total'] / 60:.1f} min |")
     L += ["", "Per-epoch k_t: " + "; ".join(f"{v}: " + " ".join(f"{h['train_k_t']:.3f}" for h in r["curve"])
@@ -246,8 +252,9 @@ def export_variants(args, report: dict) -> None:
         facts = {"data": "CelebA aligned faces, official train partition (validation partition for the figures)",
                  "recipe": f"BEGAN refiner variant {v} (injects {r['inject']}), {r['epochs_done']} epochs of "
                            f"{b['max_steps_per_epoch'] or 'all'} steps, batch {b['batch_size']}, channels "
-                           f"{b['channels']} (the paper: 64), gamma {b['gamma']}, lambda_k {b['lambda_k']}, "
-                           f"lambda_r {b['lambda_r']}",
+                           f"{b['channels']} (the paper: 64), gamma {r['recipe']['gamma']}, lambda_k "
+                           f"{r['recipe']['lambda_k']}, lambda_r {r['recipe']['lambda_r']}, L_RCN at "
+                           f"{r['recipe']['rcn_px']} px, embedding {r['recipe']['embedding']}",
                  "checkpoint": f"epoch {r['checkpoint_epoch']}, chosen by {r['selected_by']} "
                                f"({r['selected_value']:.4f}); generator EMA: {r['ema']}",
                  "k_t / M_global (last step)": f"{r['k_t_final']:.4f} / {r['m_global_final']:.4f}",
@@ -286,7 +293,8 @@ def main(argv=None) -> dict:
                                "max_steps_per_epoch": cfg0.train.max_steps_per_epoch,
                                "image_size": cfg0.data.image_size, "channels": cfg0.began.channels,
                                "gamma": cfg0.began.gamma, "lambda_k": cfg0.began.lambda_k,
-                               "lambda_r": cfg0.began.lambda_r, "lr_g": cfg0.began.lr_g, "lr_d": cfg0.began.lr_d,
+                               "lambda_r": cfg0.began.lambda_r, "rcn_size": cfg0.began.rcn_size,
+                               "embedding": cfg0.began.embedding, "lr_g": cfg0.began.lr_g, "lr_d": cfg0.began.lr_d,
                                "data": args.data or "synthetic", "overrides": args.overrides},
                     "variants": {}, "sets": {}}
     wall: dict = {}

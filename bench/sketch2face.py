@@ -97,8 +97,15 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--run-dir", default=None, help="checkpoints (default runs/sketch2face-<machine>)")
     ap.add_argument("--resume", action="store_true", help="skip finished stages, continue an interrupted one")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="variants to train and evaluate after the pretraining (comma-separated; the Table 1 "
+                         "ordering needs all three)")
     ap.add_argument("overrides", nargs="*", help="extra config overrides key=value")
     args = ap.parse_args(argv)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or any(v not in VARIANTS for v in variants):
+        ap.error(f"--variants: expected some of {', '.join(VARIANTS)}, got {args.variants!r}")
+    variants = [v for v in VARIANTS if v in variants]
 
     from pycompgen.config import load_config
     from pycompgen.evaluation import sketch2face as S2F
@@ -135,14 +142,14 @@ def main(argv=None) -> int:
           f"{cfg.data.image_size}x{cfg.data.image_size}, run dir {run_dir}, figures {fig_dir}", flush=True)
 
     t0 = time.perf_counter()
-    train = run_pipeline(cfg, resume=args.resume)
+    train = run_pipeline(cfg, stages=["pretrain", *variants], resume=args.resume)
     train_s = time.perf_counter() - t0
 
     sketches, faces = val_domains(cfg, args.eval_images)
     features = resolve_features(args.features)
     reference = S2F.real_reference(faces, features)
     rows, figures = {}, {}
-    for stage in ("pretrain",) + VARIANTS:
+    for stage in ("pretrain", *variants):
         stage_dir = run_dir / stage
         ck = stage_checkpoint(stage_dir) or stage_dir / "last.pt"  # (missing: load_checkpoint names it)
         payload = load_checkpoint(ck, expect_model="sketch2face")
@@ -167,8 +174,8 @@ def main(argv=None) -> int:
     report = {
         "benchmark": "sketch2face", "machine": machine, "machine_info": runtime_info(device),
         "command": " ".join([sys.executable, *sys.argv]),
-        "budget": {"epochs_per_stage": {s: cfg.epochs_for(s) for s in ("pretrain", *VARIANTS)},
-                   "stages": ["pretrain", *VARIANTS],
+        "budget": {"epochs_per_stage": {s: cfg.epochs_for(s) for s in ("pretrain", *variants)},
+                   "stages": ["pretrain", *variants],
                    "max_steps_per_epoch": cfg.train.max_steps_per_epoch, "batch_size": cfg.train.batch_size},
         "data": {"faces": cfg.data.path or "synthetic", "sketch_source": c.sketch_source,
                  "sketches": c.sketch_path or ("canny" if c.sketch_source == "canny" else "synthetic"),
@@ -178,7 +185,8 @@ def main(argv=None) -> int:
         "wall_time_s": {"train": round(train_s, 1), "total": round(wall, 1),
                         "train_recorded": round(sum(r["wall_time_s"] or 0.0 for r in rows.values()), 1)},
         "load_average": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
-        "table1": rows, "figures": figures, "ordering": S2F.ordering(rows), "real_reference": reference,
+        "table1": rows, "figures": figures, "real_reference": reference,
+        "ordering": S2F.ordering(rows) if len(variants) == len(VARIANTS) else None,
         "notes": "Table 1 analogue: cycle L1 (lower is better) and SSIM (higher is better) with latent means; "
                  "the paper reports FID between inputs and reconstructions (no Inception weights here). "
                  "spread_ratio = output std over VAE samples of one sketch / std over different sketches.",
@@ -198,20 +206,22 @@ def main(argv=None) -> int:
              "Table 1 analogue (validation, latent means; the paper used FID):", "",
              "| variant | sketch cycle L1 | sketch cycle SSIM | face cycle L1 | face cycle SSIM | "
              "spread within / across inputs |", "|---|---|---|---|---|---|"]
-    for stage in VARIANTS:
+    for stage in variants:
         r = rows[stage]
         lines.append(f"| {stage}: {r['label']} | {r['sketch_cycle_l1']:.4f} | {r['sketch_cycle_ssim']:.4f} | "
                      f"{r['face_cycle_l1']:.4f} | {r['face_cycle_ssim']:.4f} | "
                      f"{r['spread_within_input']:.4f} / {r['spread_across_inputs']:.4f} "
                      f"(ratio {r['spread_ratio']:.3f}) |")
     o = report["ordering"]
-    lines += ["", f"Paper's ordering (only latent layers < whole < from scratch, cycle L1): sketch cycle "
-              f"{'yes' if o['sketch_cycle_as_paper'] else 'no'}, face cycle {'yes' if o['face_cycle_as_paper'] else 'no'}.",
+    lines += ["", "Paper's ordering (only latent layers < whole < from scratch, cycle L1): " + (
+              f"sketch cycle {'yes' if o['sketch_cycle_as_paper'] else 'no'}, face cycle "
+              f"{'yes' if o['face_cycle_as_paper'] else 'no'}." if o else
+              "not measured (not every variant run)."),
               "", f"Realism (sketch -> face against {len(faces)} real validation faces; {features.label}) and "
               "face -> sketch diversity (pixel space, against the real sketches):", "",
               "| variant | FD | spread / real | near-dup share | collapse | sharpness / real | "
               "sketch spread / real | sketch near-dup share | sketch collapse |", "|---|---|---|---|---|---|---|---|---|"]
-    for stage in VARIANTS:
+    for stage in variants:
         r = rows[stage]["realism"]
         lines.append(f"| {stage} | {r['fd']:.1f} | {r['spread_ratio']:.3f} | {r['near_duplicate_share']:.3f} | "
                      f"{'**yes**' if r['collapse'] else 'no'} | {r['sharpness_ratio']:.3f} | "

@@ -65,6 +65,49 @@ def test_loss_is_the_papers_equation_4():
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in D.parameters())
 
 
+def test_reconstruction_at_a_lower_resolution():
+    """began.rcn_size=16: L_RCN compares G's output and the target both area-downscaled to 16x16, so detail above
+    16 px is left to the adversarial term; null keeps the full-size term of eq. (4)."""
+    import torch.nn.functional as F
+    cfg = cfg_for("began.rcn_size=16", "train.amp=off")
+    s = build_system(cfg, "cpu")
+    x = s.prepare_batch(face_batch(8), torch.Generator())["x"]
+    with torch.no_grad():
+        G = s.models["g"](x)
+    down = lambda v: F.interpolate(v, size=(16, 16), mode="area")  # noqa: E731
+    logs = s.train_step({"x": x})
+    torch.testing.assert_close(logs["l_rcn"], 2 * (down(x) - down(G)).abs().mean(), rtol=1e-5, atol=1e-6)
+    assert float(logs["l_rcn"]) < float(2 * (x - G).abs().mean())  # detail above 16 px no longer counts
+    # an image that differs from x only above 16 px (a checkerboard averages out in every 2x2 cell) costs nothing
+    from pycompgen.systems.began import rcn_loss
+    checker = (torch.arange(32).view(1, 32) + torch.arange(32).view(32, 1)) % 2 * 0.2 - 0.1
+    y = x.clamp(0.1, 0.9)
+    assert float(rcn_loss(y + checker, y, 16)) < 1e-6 and float(rcn_loss(y + checker, y)) > 0.1
+    for bad in (4, 64, "'16'", "full"):
+        with pytest.raises(ValueError, match="began.rcn_size must be null"):
+            cfg_for(f"began.rcn_size={bad}")
+    # "input": the largest resolution the refiner is given (at 32x32 every variant injects 16)
+    c = cfg_for("began.rcn_size=input").began
+    assert c.rcn_resolution(32) == 16 and cfg_for().began.rcn_resolution(32) == 32
+    c64 = load_config(None, ["model.name=began", "data.image_size=64", "began.rcn_size=input", "began.variant=B"])
+    assert c64.began.rcn_resolution(64) == 32
+
+
+def test_spatial_code_discriminator():
+    """began.code_channels=c: D's bottleneck is a c x 8 x 8 code (1x1 convs) instead of the FC embedding; it trains
+    (no fully connected layer in D) and the paper's FC bottleneck stays the default."""
+    s = build_system(cfg_for("began.code_channels=4"), "cpu")
+    D = s.models["D"]
+    assert not any(isinstance(m, torch.nn.Linear) for m in D.modules())
+    b = s.prepare_batch(face_batch(8), torch.Generator())
+    logs = [s.train_step(b) for _ in range(3)]
+    assert all(torch.isfinite(v) for lg in logs for v in lg.values())
+    fc = build_system(cfg_for(), "cpu").models["D"]
+    assert any(isinstance(m, torch.nn.Linear) for m in fc.modules())
+    with pytest.raises(ValueError, match="began.code_channels must be >= 1"):
+        cfg_for("began.code_channels=0")
+
+
 @pytest.mark.parametrize("gamma", [0.0, 5.0])
 def test_k_t_stays_in_unit_interval(gamma):
     s = build_system(cfg_for(f"began.gamma={gamma}", "began.lambda_k=10.0", "began.k0=0.5"), "cpu")

@@ -277,3 +277,30 @@ def test_generators_use_instance_norm_and_gan_defaults():
     assert get_system("sketch2face").selection(cfg) == ("val_loss", "min")
     st = build_system(cfg, "cpu")
     assert set(st.ema) == {"E_s", "G_s", "E_f", "G_f"}  # stage pretrain: its trainable generators
+
+
+def test_cycle_noise_reaches_the_cycle_hop_only():
+    """sketch2face.cycle_noise: the translation is perturbed before the cycle hop (against hiding the cycle's
+    information in low-amplitude patterns), never in the translation itself or at 0."""
+    cfg = cfg_for("train.stage=cycle", "sketch2face.n_critic=1", "sketch2face.cycle_noise=0.3")
+    st = build_system(cfg, "cpu")
+    b = st.prepare_batch(loader_batch(cfg, n=4), torch.Generator().manual_seed(0))
+    seen = []
+    orig = st.translate
+
+    def spy(nets, src, x, sample=True):
+        seen.append((src, x.detach().clone()))
+        return orig(nets, src, x, sample)
+    st.translate = spy
+    torch.manual_seed(0)
+    out = st._fakes(b, grad=True)
+    (s0, x_s), (f0, x_f), (s1, hop_f), (f1, hop_s) = seen
+    assert (s0, f0, s1, f1) == ("s", "f", "f", "s")
+    torch.testing.assert_close(x_s, b["sketch"])  # the translation itself sees the clean input
+    d = hop_f - out["y_f"].detach()
+    assert 0.25 < float(d.std()) < 0.35 and abs(float(d.mean())) < 0.05
+    off = build_system(cfg_for("train.stage=cycle", "sketch2face.n_critic=1"), "cpu")
+    y = torch.rand(2, 3, 32, 32)
+    assert off.hop(y) is y
+    with pytest.raises(ValueError, match="sketch2face.cycle_noise must be >= 0"):
+        cfg_for("sketch2face.cycle_noise=-0.1")

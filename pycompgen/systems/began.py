@@ -30,6 +30,12 @@ BEGAN's range [−1, 1] (v ↦ 2v − 1; γ and λ_k were set for that scale, so
 large); the refiner's input and output stay in [0, 1]:
   L_D = L(x) − k_t·L(G(v_LR));  L_G = (1 − λ_r)·L(G(v_LR)) + λ_r·mean |x − G(v_LR)|;
   k_{t+1} = clip(k_t + λ_k·(γ·L(x) − L(G(v_LR))), 0, 1).
+The paper measures L_RCN against "the higher resolution versions" without saying at which resolution;
+``began.rcn_size`` picks it: null = full size (the refiner is pulled to the conditional mean of the detail it was
+not given: blur), "input" = the largest resolution G is given (A: 16, B and C: 32 at 64x64), so detail above it is
+left to the adversarial term (bench/results/refiner-probes-cpu2.md). G's sharpness is bounded by D's: G is pulled
+towards images D reconstructs well, and D's reconstructions of real faces are smooth at CPU budgets.
+``began.code_channels`` replaces D's FC bottleneck by a spatial c x 8 x 8 code (not the paper's; measured there).
 k_t is extra state (checkpointed with the networks, restored on resume); under DDP the two losses of its update
 are averaged over the workers first (one small all-reduce per step), so every worker holds the same k_t.
 One ``train_step`` = a D step, a G step (back-propagating through D into G only: ``backward(inputs=...)``), then
@@ -51,7 +57,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
@@ -86,11 +92,14 @@ def variant_scales(variant: str, image_size: int) -> list:
 class BEGANConfig:
     channels: int = 64           # n: D's encoder filters n, 2n, 3n, ...; D's decoder and G constant n (paper: 64)
     embedding: int = 64          # D's fully connected bottleneck
+    code_channels: Optional[int] = None  # None: the FC bottleneck (BEGAN); c: a spatial c x 8 x 8 code (1x1 convs)
     variant: str = "C"           # A (most expressive) | B | C (most restrictive); sets the injected scales
     inject: Optional[list[int]] = None  # resolutions injected after upsampling (overrides variant), e.g. [16, 32]
     gamma: float = 0.5           # γ, the diversity ratio (BEGAN)
     lambda_k: float = 0.001      # λ_k, k_t's learning rate (BEGAN)
     lambda_r: float = 0.5        # λ_r, weight of the reconstruction loss |v_HR − G(v_LR)| (not given by the paper)
+    rcn_size: Optional[Any] = None         # resolution of L_RCN: None = full size (v_HR); 16 = G's output and the
+    #                                     target both downscaled to 16x16; "input" = the largest resolution G is given
     k0: float = 0.0              # initial k_t
     lr_g: float = 1e-3
     lr_d: float = 1e-3
@@ -103,6 +112,14 @@ class BEGANConfig:
             return sorted(int(s) for s in self.inject)
         return variant_scales(self.variant, image_size)
 
+    def rcn_resolution(self, image_size: int) -> int:
+        """The resolution L_RCN is measured at (``rcn_size`` resolved: "input" -> the largest injected scale)."""
+        if self.rcn_size is None:
+            return image_size
+        if self.rcn_size == "input":
+            return max([LOWEST, *self.scales(image_size)])
+        return int(self.rcn_size)
+
     def validate(self, cfg) -> None:
         size = cfg.data.image_size
         ups = upsample_scales(size)[:-1] if size >= 4 * LOWEST and size & (size - 1) == 0 else None
@@ -110,6 +127,8 @@ class BEGANConfig:
             raise ValueError(f"the BEGAN refiner needs a power-of-two data.image_size >= {4 * LOWEST} (its lowest "
                              f"input is {LOWEST}x{LOWEST}, and it injects downscaled versions), got {size}")
         check_fields("began", self, ">= 1", "channels", "embedding")
+        if self.code_channels is not None:
+            check_fields("began", self, ">= 1", "code_channels")
         if self.variant not in VARIANTS:
             raise ValueError(f"began.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.inject is not None:
@@ -119,6 +138,11 @@ class BEGANConfig:
                                  f"after an upsampling of the {LOWEST}x{LOWEST} input, for data.image_size={size}), "
                                  f"got {self.inject}")
         check_fields("began", self, ">= 0", "gamma", "lambda_k")
+        if self.rcn_size not in (None, "input") and (not isinstance(self.rcn_size, int) or isinstance(
+                self.rcn_size, bool) or not LOWEST <= self.rcn_size <= size):
+            raise ValueError(f"began.rcn_size must be null (full size), \"input\" (the largest resolution the "
+                             f"refiner is given) or a resolution in [{LOWEST}, {size}] (data.image_size), got "
+                             f"{self.rcn_size!r}")
         check_fields("began", self, "in [0, 1]", "lambda_r", "k0")
         check_fields("began", self, "> 0", "lr_g", "lr_d")
         check_fields("began", self, "two numbers in [0, 1)", "betas_g", "betas_d")
@@ -166,15 +190,19 @@ class BEGANDecoder(nn.Module):
 class BEGANDiscriminator(nn.Module):
     """The BEGAN discriminator: an autoencoder image -> image (linear output, the same range as its input)."""
 
-    def __init__(self, n: int, embedding: int, image_size: int):
+    def __init__(self, n: int, embedding: int, image_size: int, code_channels: Optional[int] = None):
         super().__init__()
-        self.image_size, self.n = image_size, n
+        self.image_size, self.n, self.code_channels = image_size, n, code_channels
         depth = len(upsample_scales(image_size))  # number of downsamplings to 8x8
         self.inp = nn.Sequential(nn.Conv2d(3, n, 3, padding=1), nn.ELU())
         widths = [n * (i + 1) for i in range(depth + 1)]
         self.enc = nn.ModuleList(_convs(cin, cout) for cin, cout in zip([n] + widths[:-1], widths))
-        self.fc_enc = nn.Linear(widths[-1] * LOWEST * LOWEST, embedding)
-        self.fc_dec = nn.Linear(embedding, n * LOWEST * LOWEST)
+        if code_channels:  # spatial code: position kept, c values per 8x8 cell
+            self.fc_enc = nn.Conv2d(widths[-1], code_channels, 1)
+            self.fc_dec = nn.Conv2d(code_channels, n, 1)
+        else:
+            self.fc_enc = nn.Linear(widths[-1] * LOWEST * LOWEST, embedding)
+            self.fc_dec = nn.Linear(embedding, n * LOWEST * LOWEST)
         self.dec = BEGANDecoder(n, image_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,8 +212,10 @@ class BEGANDiscriminator(nn.Module):
             h = block(h)
             if i + 1 < len(self.enc):
                 h = F.interpolate(h, scale_factor=0.5, mode="nearest")
-        e = self.fc_enc(h.flatten(1))
-        h = self.fc_dec(e).view(-1, self.n, LOWEST, LOWEST)
+        if self.code_channels:
+            h = self.fc_dec(self.fc_enc(h))
+        else:
+            h = self.fc_dec(self.fc_enc(h.flatten(1))).view(-1, self.n, LOWEST, LOWEST)
         return self.dec(h)
 
 
@@ -225,6 +255,14 @@ def ae_loss(D: nn.Module, v: torch.Tensor) -> torch.Tensor:
     return (v.float() - D(v).float()).abs().mean()
 
 
+def rcn_loss(out: torch.Tensor, x: torch.Tensor, size: Optional[int] = None) -> torch.Tensor:
+    """L_RCN = mean |x − out| on the [−1, 1] scale (as L(·)), both area-downscaled to ``size`` first when given."""
+    out, x = out.float(), x.float()
+    if size is not None and size != x.shape[-1]:
+        out, x = F.interpolate(out, size=(size, size), mode="area"), F.interpolate(x, size=(size, size), mode="area")
+    return 2.0 * (x - out).abs().mean()
+
+
 # -- the system -------------------------------------------------------------------------------------------------------
 @register_system
 class BEGAN(System):
@@ -242,7 +280,7 @@ class BEGAN(System):
     def build_networks(cls, cfg) -> dict:
         c, size = cfg.began, cfg.data.image_size
         return {"g": BEGANRefiner(c.channels, size, tuple(c.scales(size))),
-                "D": BEGANDiscriminator(c.channels, c.embedding, size)}
+                "D": BEGANDiscriminator(c.channels, c.embedding, size, c.code_channels)}
 
     def initial_extra(self) -> dict:
         return {"k_t": float(self.cfg.began.k0), "m_global": float("nan")}
@@ -268,7 +306,7 @@ class BEGAN(System):
         # generator step through the (updated) D into g only
         with self.autocast():
             l_fake = ae_loss(self.models["D"], x_ref)
-        l_rcn = 2.0 * (x.float() - x_ref.float()).abs().mean()  # on the [−1, 1] scale, as L(·)
+        l_rcn = rcn_loss(x_ref, x, c.rcn_resolution(x.shape[-1]))
         loss_g = (1.0 - c.lambda_r) * l_fake + c.lambda_r * l_rcn
         self.step(loss_g, "g", inputs=list(self.models["g"].parameters()))
         # equilibrium: k_{t+1} = clip(k_t + λ_k (γ L(x) − L(G)), 0, 1), M_global = L(x) + |γ L(x) − L(G)|
@@ -296,7 +334,7 @@ class BEGAN(System):
         x_hat = x_hat.float()
         l_real = ae_loss(self.models["D"], x)
         l_fake = ae_loss(self.models["D"], x_hat)
-        l_rcn = 2.0 * (x - x_hat).abs().mean()
+        l_rcn = rcn_loss(x_hat, x, c.rcn_resolution(x.shape[-1]))
         m_global = l_real + (c.gamma * l_real - l_fake).abs()
         return {"loss": m_global, "x_hat": x_hat, "l_real": l_real, "l_fake": l_fake, "l_rcn": l_rcn,
                 "m_global": m_global, "loss_g": (1.0 - c.lambda_r) * l_fake + c.lambda_r * l_rcn}

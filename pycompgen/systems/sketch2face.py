@@ -82,6 +82,7 @@ class Sketch2FaceConfig:
     flip: bool = True                     # random horizontal flips (training batches, every stage)
     norm: str = "instance"                # encoders/decoders: instance | batch (mixes the two passes) | none
     critic_batches: str = "split"         # split: each critic step on its own slice of the batch | reuse
+    cycle_noise: float = 0.0              # std of Gaussian noise on the translation before the cycle hop ([-1, 1])
 
     def validate(self, cfg) -> None:
         if self.sketch_source not in ("cufsf", "canny"):
@@ -90,6 +91,7 @@ class Sketch2FaceConfig:
         check_fields("sketch2face", self, ">= 0", "lambda_rec", "lambda_adv", "lambda_kld", "lambda_gp", "lambda_real",
                      "lambda_fake")
         check_fields("sketch2face", self, "> 0", "lr_g", "lr_d", "lr_latent")
+        check_fields("sketch2face", self, ">= 0", "cycle_noise")
         check_fields("sketch2face", self, "two numbers in [0, 1)", "betas")
         if self.norm not in ("batch", "instance", "none"):
             raise ValueError(f"sketch2face.norm must be batch, instance or none, got {self.norm!r}")
@@ -304,9 +306,16 @@ class Sketch2Face(System):
                 out["y_f"], out["kld_s"] = self.translate(nets, "s", b["sketch"])   # sketch -> fake face
                 out["y_s"], out["kld_f"] = self.translate(nets, "f", b["face"])     # face -> fake sketch
                 if grad:  # the cycle hop: no KLD term (equation 3)
-                    out["rec_s"], _ = self.translate(nets, "f", out["y_f"])        # -> sketch again
-                    out["rec_f"], _ = self.translate(nets, "s", out["y_s"])        # -> face again
+                    out["rec_s"], _ = self.translate(nets, "f", self.hop(out["y_f"]))  # -> sketch again
+                    out["rec_f"], _ = self.translate(nets, "s", self.hop(out["y_s"]))  # -> face again
         return out
+
+    def hop(self, y: torch.Tensor) -> torch.Tensor:
+        """A translation as the cycle hop sees it: with ``cycle_noise`` > 0, plus Gaussian noise of that std, so
+        the cycle cannot pass its information through low-amplitude patterns in the fake (CycleGAN's
+        steganography) and must use what a real image of the other domain would show."""
+        s = self.cfg.sketch2face.cycle_noise
+        return y if s <= 0 else y + s * torch.randn_like(y)
 
     def train_step(self, batch: dict) -> dict:
         c = self.cfg.sketch2face

@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""Short probes of the BEGAN refiner's equilibrium (variant and config by key=value): trains from scratch for
+``--steps`` steps on CelebA training faces (random batches, flips) and every ``--every`` steps prints the averaged
+k_t, L(x), L(G), L_RCN and, on ``--n-val`` validation faces degraded to 16 px, the refiner's SSIM at 16 px to its
+input and sharpness ratio (raw G and its EMA) beside the sharpness ratio of D's reconstructions of the real faces
+(what the refiner's outputs can become: G is pulled towards images D reconstructs well). Not a test.
+
+    python bench/refiner_probe.py --data ../shared/data/celeba --steps 600 began.variant=A began.rcn_size=16
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="CelebA root")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--every", type=int, default=100)
+    ap.add_argument("--n-val", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("overrides", nargs="*", help="config key=value (default: 64x64, batch 25, channels 32)")
+    args = ap.parse_args(argv)
+    import os
+    from pycompgen.config import load_config
+    from pycompgen.data import load_faces
+    from pycompgen.evaluation.refiner import degrade, sharpness_ratio, ssim_lowres
+    from pycompgen.systems.began import BEGAN
+    cfg = load_config(None, ["model.name=began", "train.stage=train", "data.image_size=64", "train.batch_size=25",
+                             "began.channels=32", "train.device=cpu", *args.overrides])
+    s = BEGAN(cfg, "cpu")
+    size, bs = cfg.data.image_size, cfg.train.batch_size
+    train = load_faces(args.data, "train", size).images
+    val = torch.from_numpy(load_faces(args.data, "val", size).images[:args.n_val].copy()).permute(0, 3, 1, 2)
+    val = val.float() / 255
+    crude = degrade(val, 16)
+    g = torch.Generator().manual_seed(args.seed)
+    print(f"load average {os.getloadavg()}; {' '.join(args.overrides)}", flush=True)
+    t0, acc = time.time(), {}
+    for it in range(1, args.steps + 1):
+        idx = torch.randint(0, len(train), (bs,), generator=g).sort().values.numpy()
+        x = torch.from_numpy(train[idx]).permute(0, 3, 1, 2).float() / 255
+        flip = torch.rand(bs, generator=g) < 0.5
+        x[flip] = x[flip].flip(-1)
+        logs = s.train_step({"x": x})
+        s.update_ema()
+        for k in ("k_t", "l_real", "l_fake", "l_rcn"):
+            acc[k] = acc.get(k, 0.0) + float(logs[k]) / args.every
+        if it % args.every:
+            continue
+        row = {k: round(v, 4) for k, v in acc.items()}
+        for name, net in (("G", s.models["g"]), ("G_ema", s.ema.get("g"))):
+            if net is None:
+                continue
+            net.eval()
+            with torch.no_grad():
+                out = net(crude).float()
+            net.train(name == "G")
+            row[f"{name} ssim16/sharpness"] = (round(ssim_lowres(out, crude, 16), 3),
+                                               round(sharpness_ratio(out, val), 3))
+        with torch.no_grad():
+            rec = (s.models["D"](val * 2 - 1).float() + 1) / 2
+        row["D(x) sharpness"] = round(sharpness_ratio(rec.clamp(0, 1), val), 3)
+        print(f"step {it} ({time.time() - t0:.0f} s): {row}", flush=True)
+        acc = {}
+    print(f"load average {os.getloadavg()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
