@@ -33,7 +33,7 @@ def main(argv=None) -> None:
     from pycompgen.config import load_config
     from pycompgen.data import load_faces
     from pycompgen.evaluation.refiner import degrade, sharpness_ratio, ssim_lowres
-    from pycompgen.systems.began import BEGAN
+    from pycompgen.systems.began import BEGAN, pm1
     cfg = load_config(None, ["model.name=began", "train.stage=train", "data.image_size=64", "train.batch_size=25",
                              "began.channels=32", "train.device=cpu", *args.overrides])
     s = BEGAN(cfg, "cpu")
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
             row[f"{name} ssim16/sharpness"] = (round(ssim_lowres(out, crude, 16), 3),
                                                round(sharpness_ratio(out, val), 3))
         with torch.no_grad():
-            rec = (s.models["D"](val * 2 - 1).float() + 1) / 2
+            rec = (s.models["D"](pm1(val)).float() + 1) / 2  # D works on [-1, 1]
         row["D(x) sharpness"] = round(sharpness_ratio(rec.clamp(0, 1), val), 3)
         print(f"step {it} ({time.time() - t0:.0f} s): {row}", flush=True)
         acc = {}
