@@ -158,6 +158,7 @@ def main(argv=None) -> int:
                "wall_time_s": _stage_seconds(stage_dir),
                "train_metrics": {k: v for k, v in (train.get(stage) or {}).items()
                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}}
+        row["prior_realism"] = S2F.prior_realism(models, faces, features)
         if stage != "pretrain":
             row.update(cycle_distances(models, sketches, faces))
             row.update(sample_spread(models, sketches[:64], samples=args.spread_samples))
@@ -229,6 +230,13 @@ def main(argv=None) -> int:
                      f"{'**yes**' if r['sketch_collapse'] else 'no'} |")
     lines.append(f"| real faces (half against half) | {reference['fd_half_split']:.1f} | "
                  f"{reference['spread_ratio']:.3f} | | | {reference['sharpness_ratio']:.3f} | | | |")
+    lines += ["", "The face decoder on prior samples, G_f(z), z ~ N(0, I) (what a translation relies on: the sketch "
+              "encoder's latents are drawn to the same prior), against the same real faces:", "",
+              "| stage | FD | spread / real | near-dup share | collapse | sharpness / real |", "|---|---|---|---|---|---|"]
+    for stage in rows:
+        r = rows[stage]["prior_realism"]
+        lines.append(f"| {stage} | {r['fd']:.1f} | {r['spread_ratio']:.3f} | {r['near_duplicate_share']:.3f} | "
+                     f"{'**yes**' if r['collapse'] else 'no'} | {r['sharpness_ratio']:.3f} |")
     lines += ["", "Wall time per stage (s, from the run's epoch records): "
               + ", ".join(f"{k} {rows[k]['wall_time_s']:.0f}" for k in rows if rows[k]['wall_time_s']), ""]
     lines += ["", f"{len(sketches)} sketches and {len(faces)} faces; spread over {args.spread_samples} VAE samples "

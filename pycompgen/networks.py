@@ -1,6 +1,8 @@
 """Shared building blocks of the project's networks (residual blocks of Compgen, Mentzer et al. 2018; more as systems need them)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 from torch import nn
 
@@ -97,10 +99,13 @@ class ConvEncoder(nn.Module):
 
     ``depth`` [k4 s2] convs with widths channels·2^i, then a 3x3 conv to 2·latent_channels (μ and log σ²).
     With ``variational=False`` the second half is absent and log σ² is None (a plain autoencoder). ``norm``: the
-    normalisation after every conv but the first ("batch" | "instance" | "none")."""
+    normalisation after every conv but the first ("batch" | "instance" | "none"). With ``latent_dim`` the latent is
+    a vector instead: a linear layer on the flattened features gives (N, latent_dim) μ and log σ² (``image_size``
+    fixes the flattened size)."""
 
     def __init__(self, in_ch: int = 3, channels: int = 32, latent_channels: int = 8, depth: int = 3,
-                 variational: bool = True, norm: str = "batch"):
+                 variational: bool = True, norm: str = "batch", latent_dim: Optional[int] = None,
+                 image_size: int = 64):
         super().__init__()
         layers, c = [], in_ch
         for i in range(depth):
@@ -109,7 +114,12 @@ class ConvEncoder(nn.Module):
         self.body = nn.Sequential(*layers)
         self.variational = variational
         self.latent_channels = latent_channels
-        self.head = nn.Conv2d(c, latent_channels * (2 if variational else 1), 3, padding=1)
+        k = 2 if variational else 1
+        if latent_dim:
+            s = image_size // 2 ** depth
+            self.head = nn.Sequential(nn.Flatten(1), nn.Linear(c * s * s, latent_dim * k))
+        else:
+            self.head = nn.Conv2d(c, latent_channels * k, 3, padding=1)
 
     def forward(self, x: torch.Tensor):
         t = self.head(self.body(x))
@@ -122,13 +132,21 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     """y (N, latent_channels, h, w) -> image (N, out_ch, h·2^depth, w·2^depth); mirror of ``ConvEncoder``.
 
-    ``out``: "sigmoid" (images in [0, 1]) or "tanh" (images in [-1, 1]); ``norm`` as ``ConvEncoder``'s."""
+    ``out``: "sigmoid" (images in [0, 1]) or "tanh" (images in [-1, 1]); ``norm`` as ``ConvEncoder``'s. With
+    ``latent_dim``, y is a vector (N, latent_dim) and a linear layer (DCGAN's stem) makes the first feature map
+    (``image_size`` / 2^depth square), so every output pixel depends on the whole latent."""
 
     def __init__(self, out_ch: int = 3, channels: int = 32, latent_channels: int = 8, depth: int = 3,
-                 out: str = "sigmoid", norm: str = "batch"):
+                 out: str = "sigmoid", norm: str = "batch", latent_dim: Optional[int] = None, image_size: int = 64):
         super().__init__()
         c = channels * 2 ** (depth - 1)
-        layers = [nn.Conv2d(latent_channels, c, 3, padding=1, bias=False), *_norm(norm, c), nn.ReLU(inplace=True)]
+        self.latent_dim = latent_dim or None
+        if self.latent_dim:
+            s = image_size // 2 ** depth
+            layers = [nn.Linear(self.latent_dim, c * s * s, bias=False), nn.Unflatten(1, (c, s, s))]
+        else:
+            layers = [nn.Conv2d(latent_channels, c, 3, padding=1, bias=False)]
+        layers += [*_norm(norm, c), nn.ReLU(inplace=True)]
         for i in reversed(range(1, depth)):
             layers += _up(c, channels * 2 ** (i - 1), norm)
             c = channels * 2 ** (i - 1)
@@ -140,7 +158,10 @@ class ConvDecoder(nn.Module):
         self.latent_channels = latent_channels
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        if y.dim() != 4 or y.shape[1] != self.latent_channels:
+        if self.latent_dim:
+            if y.dim() != 2 or y.shape[1] != self.latent_dim:
+                raise ValueError(f"decoder expects a latent of shape (N, {self.latent_dim}), got {tuple(y.shape)}")
+        elif y.dim() != 4 or y.shape[1] != self.latent_channels:
             raise ValueError(f"decoder expects a latent of shape (N, {self.latent_channels}, h, w), "
                              f"got {tuple(y.shape)}")
         return self.body(y)

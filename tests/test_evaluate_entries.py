@@ -179,6 +179,12 @@ def test_train_init_from_the_sketch2face_entry(tmp_path, capsys):
                  str(tmp_path / "st"), *few]) == 2
     err = capsys.readouterr().err.strip()
     assert "also needs trained D_s, D_f" in err and "--stage pretrain or cycle" in err and len(err.splitlines()) == 1
+    # the entry's networks were built with other settings than the defaults: the error names the overrides
     assert main(["train", "--system", "sketch2face", "--stage", "cycle", "--init", "zoo:sketch2face-64", "--out",
-                 str(tmp_path / "cy"), *few]) == 0
+                 str(tmp_path / "cx"), *few]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "add sketch2face.latent_dim=128" in err, err
+    arch = err.split("add ", 1)[1].split()
+    assert main(["train", "--system", "sketch2face", "--stage", "cycle", "--init", "zoo:sketch2face-64", "--out",
+                 str(tmp_path / "cy"), *few, *arch]) == 0
     assert (tmp_path / "cy" / "last.pt").is_file()

@@ -304,3 +304,80 @@ def test_cycle_noise_reaches_the_cycle_hop_only():
     assert off.hop(y) is y
     with pytest.raises(ValueError, match="sketch2face.cycle_noise must be >= 0"):
         cfg_for("sketch2face.cycle_noise=-0.1")
+
+
+def test_vector_latent_networks_and_latent_layers():
+    """sketch2face.latent_dim: a vector latent (linear encoder head and decoder stem); every output pixel depends on
+    the whole latent; the latent layers T_* start as the identity on it; a wrong latent shape is refused."""
+    from pycompgen.networks import ConvDecoder, ConvEncoder
+    cfg = cfg_for("train.stage=latent", "sketch2face.latent_dim=16").validate()
+    st = build_system(cfg, "cpu", init=build_system(cfg_for("train.stage=pretrain", "sketch2face.latent_dim=16"),
+                                                     "cpu").model_state())
+    b = st.prepare_batch(loader_batch(cfg, n=4), torch.Generator().manual_seed(0))
+    mu, logvar = st.models["E_s"](b["sketch"])
+    assert mu.shape == logvar.shape == (4, 16) and st.latent_shape(cfg) == (16,)
+    z = torch.randn(3, 16)
+    torch.testing.assert_close(st.models["T_sf"](z), z)
+    st.eval_mode()
+    y, _ = st.translate(st.models, "s", b["sketch"], False)
+    assert y.shape == (4, 3, 32, 32)
+    g = ConvDecoder(3, 8, latent_dim=16, image_size=32, out="tanh").eval()
+    torch.manual_seed(0)
+    z = torch.randn(1, 16, requires_grad=True)
+    g(z)[0, :, 0, 0].sum().backward()  # a corner pixel sees every latent value
+    assert bool((z.grad != 0).all())
+    spatial = ConvDecoder(3, 8, latent_channels=4, out="tanh").eval()
+    zs = torch.randn(1, 4, 4, 4, requires_grad=True)
+    spatial(zs)[0, :, 0, 0].sum().backward()  # ... a spatial latent's corner pixel does not
+    assert bool((zs.grad[0, :, -1, -1] == 0).all())
+    with pytest.raises(ValueError, match=r"latent of shape \(N, 16\)"):
+        g(torch.zeros(1, 4, 4, 4))
+    assert ConvEncoder(1, 8, latent_dim=16, image_size=32)(torch.zeros(2, 1, 32, 32))[0].shape == (2, 16)
+    with pytest.raises(ValueError, match="latent_dim"):
+        cfg_for("sketch2face.latent_dim=-1").validate()
+
+
+@pytest.mark.parametrize("stage, prior", [("pretrain", True), ("stitched", True), ("latent", False)])
+def test_prior_samples_train_the_decoders_against_the_critics(stage, prior):
+    """sketch2face.lambda_prior: where a decoder trains, half of each critic step's fakes are its prior samples
+    G_d(z), z ~ N(0, I), and the generator loss gets -λ_adv·λ_prior·D(G_d(z)); frozen decoders (latent) get none."""
+    ovs = ["sketch2face.latent_dim=16", "sketch2face.lambda_prior=0.5", "sketch2face.n_critic=1"]
+    pre = build_system(cfg_for("train.stage=pretrain", *ovs), "cpu").model_state()
+    cfg = cfg_for(f"train.stage={stage}", *ovs)
+    st = build_system(cfg, "cpu", init=None if stage == "pretrain" else pre)
+    assert st.prior_domains() == (("s", "f") if prior else ())
+    b = st.prepare_batch(loader_batch(cfg, n=8), torch.Generator().manual_seed(0))
+    calls = []
+    orig = st.prior_sample
+    st.prior_sample = lambda d, n, grad: calls.append((d, n, grad)) or orig(d, n, grad)
+    logs = st.train_step(b)
+    c = cfg.sketch2face
+    if prior:
+        assert sorted(calls) == sorted([("s", 8, False), ("f", 8, False), ("s", 8, True), ("f", 8, True)])
+        assert float(logs["w_adv_prior"]) != 0
+    else:
+        assert calls == [] and float(logs["w_adv_prior"]) == 0
+    torch.testing.assert_close(logs["w_rec"] + logs["w_adv"] + logs["w_adv_prior"] + logs["w_kld"],
+                               logs["loss_g"], rtol=1e-4, atol=1e-5)
+    off = build_system(cfg_for("train.stage=pretrain", "sketch2face.latent_dim=16"), "cpu")
+    assert off.prior_domains() == ()  # lambda_prior 0 (the default): no prior samples
+    assert c.lambda_prior == 0.5
+
+
+def test_kld_target_holds_each_domain_near_its_capacity():
+    """sketch2face.kld_target: the KLD term is λ_KLD·(|KLD_s − C| + |KLD_f − C|), so it pushes a domain's KLD down
+    above C and up below it; the raw KLD is still logged."""
+    cfg = cfg_for("train.stage=pretrain", "sketch2face.n_critic=1", "sketch2face.kld_target=0.7",
+                  "sketch2face.lambda_kld=2")
+    st = build_system(cfg, "cpu")
+    b = st.prepare_batch(loader_batch(cfg, n=4), torch.Generator().manual_seed(0))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        ks = float(st.encode(st.models, "s", b["sketch"])[1])
+        kf = float(st.encode(st.models, "f", b["face"])[1])
+    torch.manual_seed(1)
+    logs = st.train_step(b)
+    torch.testing.assert_close(float(logs["kld"]), ks + kf, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(float(logs["w_kld"]), 2 * (abs(ks - 0.7) + abs(kf - 0.7)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="kld_target"):
+        cfg_for("sketch2face.kld_target=-1").validate()

@@ -57,6 +57,23 @@ def realism(models: dict, sketches: torch.Tensor, faces: torch.Tensor, features,
             "n_sketches": int(len(sketches)), "n_faces": int(len(faces))}
 
 
+@torch.no_grad()
+def prior_realism(models: dict, faces: torch.Tensor, features, n: int = 256, seed: int = 0) -> dict:
+    """The face decoder on prior samples, G_f(z), z ~ N(0, I), against real faces (same figures as ``realism``'s
+    sketch -> face ones). A translation hands G_f the sketch encoder's latents: if G_f draws no face from the prior,
+    it has no reason to draw one from them."""
+    from pycompgen.systems.sketch2face import Sketch2Face
+    shape = Sketch2Face.encode(models, "f", faces[:1], False)[0].shape[1:]
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, *shape, generator=g)
+    fake = torch.cat([_01(models["G_f"](z[a:a + 64]).float()) for a in range(0, n, 64)])
+    real = _01(faces)
+    j = judge(_fit(fake, features), _fit(real, features), features=features, n_boot=50, seed=seed)
+    return {"fd": j["realism"]["fd"], "spread_ratio": j["diversity"]["ratio_to_real"],
+            "near_duplicate_share": j["diversity"]["near_duplicate_share"], "collapse": j["diversity"]["collapse"],
+            "sharpness_ratio": sharpness_ratio(fake, real), "n_samples": int(n)}
+
+
 def real_reference(faces: torch.Tensor, features) -> dict:
     """The same figures for real faces against themselves split in halves (what a perfect generator scores)."""
     f = _01(faces)
@@ -75,4 +92,4 @@ def ordering(rows: dict) -> dict:
     return out
 
 
-__all__ = ["realism", "real_reference", "ordering", "translate_all"]
+__all__ = ["realism", "prior_realism", "real_reference", "ordering", "translate_all"]

@@ -173,6 +173,7 @@ class System:
     step_log_keys: ClassVar[tuple] = ()      # train_step scalars also logged every step (MLflow), e.g. BEGAN's k_t
     ema_networks: ClassVar[tuple] = ()       # networks that get an EMA when train.ema_decay > 0 (generators)
     train_defaults: ClassVar[dict] = {}      # the system's values for train.* keys left at None (e.g. ema_decay)
+    architecture: ClassVar[tuple] = ()       # cfg.<name> fields that shape the networks (train.init checks them)
 
     # -- construction -------------------------------------------------------------------------------------------------
     def __init__(self, cfg, device, init: Optional[dict] = None, *, resume_state: Optional[dict] = None,

@@ -16,7 +16,17 @@ Losses (the paper's eqs (1)-(5)): generator λ_rec·L1(x, x_rec) − λ_adv·D(y
 Scales: L1 is a per-pixel mean on [-1, 1] images and the KLD a per-latent-value mean (a per-image sum over 512
 values × 0.01 gave an effective β of ~12 against the L1 and blurred the outputs); the KLD is taken on the
 encodings of real inputs only (equation 3 has none on the cycle hop). Every weighted term is logged (``w_rec``,
-``w_adv``, ``w_kld``) so their scales can be compared.
+``w_adv``, ``w_kld``, ``w_adv_prior``) so their scales can be compared.
+
+Latent: ``latent_channels`` x H/8 x W/8 (the default), or a vector of ``latent_dim`` values (linear encoder head and
+decoder stem). A translation hands one domain's posterior to the other domain's decoder, so that decoder must draw
+its domain from any latent in the shared prior, not only from its own encoder's posteriors: with ``lambda_prior`` > 0
+half of each critic step's fakes are prior samples G_d(z), z ~ N(0, I), and the generator gets
+λ_adv·λ_prior·D(G_d(z)) (VAE-GAN, Larsen et al. 2016). The latents must then stay in the prior's region:
+``kld_target`` holds each domain's KLD near a set number of nats per value (λ_KLD·|KLD − target|, the capacity of
+Burgess et al. 2018; the adversarial terms' scale is not known in advance, and with a plain weight of 0.05 the KLD
+drifted to 14 nats per value, means ~4 prior σ away). A spatial latent with i.i.d. prior samples cannot give a
+coherent face (each output pixel sees a few latent pixels), hence the vector latent.
 One ``train_step`` = ``n_critic`` critic updates, each on its own slice of the batch (fresh real images and fresh
 fakes per critic step, as WGAN-GP; ``critic_batches=reuse``: every step on the whole batch), then one generator
 update on the whole batch. Flips are on in every stage. The generators' encoders and decoders use instance
@@ -66,13 +76,16 @@ class Sketch2FaceConfig:
     sketch_source: str = "cufsf"          # cufsf (artist sketches) | canny (Canny edge maps of faces)
     sketch_path: Optional[str] = None     # CUFSF root or sketch folder (None: synthetic sketches with synthetic faces)
     channels: int = 32                    # encoder / decoder widths channels·2^i
-    latent_channels: int = 8              # latent latent_channels x H/8 x W/8
+    latent_channels: int = 8              # latent latent_channels x H/8 x W/8 (latent_dim 0)
+    latent_dim: int = 0                   # > 0: a vector latent of this size (linear encoder head / decoder stem)
     disc_channels: int = 32               # critic widths
     n_critic: int = 5                     # critic updates per generator update
     lambda_rec: float = 10.0
     lambda_adv: float = 1.0
     lambda_kld: float = 0.1               # on the per-value mean KLD (see the module docstring)
+    kld_target: float = 0.0               # > 0: λ_KLD·|KLD − target| per domain (a capacity target, nats per value)
     lambda_gp: float = 10.0
+    lambda_prior: float = 0.0             # VAE-GAN prior samples G_d(z), z ~ N(0, I), as fakes (critic and G)
     lambda_real: float = 1.0
     lambda_fake: float = 1.0
     lr_g: float = 1e-4
@@ -89,7 +102,7 @@ class Sketch2FaceConfig:
             raise ValueError(f"sketch2face.sketch_source must be 'cufsf' or 'canny', got {self.sketch_source!r}")
         check_fields("sketch2face", self, ">= 1", "channels", "latent_channels", "disc_channels", "n_critic")
         check_fields("sketch2face", self, ">= 0", "lambda_rec", "lambda_adv", "lambda_kld", "lambda_gp", "lambda_real",
-                     "lambda_fake")
+                     "lambda_fake", "lambda_prior", "latent_dim", "kld_target")
         check_fields("sketch2face", self, "> 0", "lr_g", "lr_d", "lr_latent")
         check_fields("sketch2face", self, ">= 0", "cycle_noise")
         check_fields("sketch2face", self, "two numbers in [0, 1)", "betas")
@@ -105,12 +118,14 @@ class Sketch2FaceConfig:
 
 
 class LatentLinear(nn.Module):
-    """A linear layer on the flattened latent (C, h, w), initialised to the identity."""
+    """A linear layer on the flattened latent (C, h, w) or (D,), initialised to the identity."""
 
-    def __init__(self, channels: int, size: int):
+    def __init__(self, *shape: int):
         super().__init__()
-        self.shape = (channels, size, size)
-        n = channels * size * size
+        self.shape = tuple(shape)
+        n = 1
+        for k in self.shape:
+            n *= k
         self.fc = nn.Linear(n, n)
         with torch.no_grad():
             self.fc.weight.copy_(torch.eye(n))
@@ -168,6 +183,7 @@ class Sketch2Face(System):
                             select=_SEL),
     }
     ema_networks = VAES + LATENT
+    architecture = ("channels", "latent_channels", "latent_dim", "disc_channels", "norm")
     train_defaults = {"ema_decay": 0.999, "fp32_networks": list(CRITICS)}
 
     def __init__(self, cfg, device, init=None, *, resume_state=None, wrap_module=lambda m: m):
@@ -180,12 +196,14 @@ class Sketch2Face(System):
     def build_networks(cls, cfg) -> dict:
         c, size = cfg.sketch2face, cfg.data.image_size
         nets = {}
+        vec = dict(latent_dim=c.latent_dim or None, image_size=size)
         for d, ch in DOMAINS.items():
-            nets[f"E_{d}"] = ConvEncoder(ch, c.channels, c.latent_channels, norm=c.norm)
-            nets[f"G_{d}"] = ConvDecoder(ch, c.channels, c.latent_channels, out="tanh", norm=c.norm)
+            nets[f"E_{d}"] = ConvEncoder(ch, c.channels, c.latent_channels, norm=c.norm, **vec)
+            nets[f"G_{d}"] = ConvDecoder(ch, c.channels, c.latent_channels, out="tanh", norm=c.norm, **vec)
             nets[f"D_{d}"] = PatchDiscriminator(ch, c.disc_channels, image_size=size, norm=False)
+        shape = (c.latent_dim,) if c.latent_dim else (c.latent_channels, size // 8, size // 8)
         for k in LATENT:
-            nets[k] = LatentLinear(c.latent_channels, size // 8)
+            nets[k] = LatentLinear(*shape)
         return nets
 
     @classmethod
@@ -310,6 +328,26 @@ class Sketch2Face(System):
                     out["rec_f"], _ = self.translate(nets, "s", self.hop(out["y_s"]))  # -> face again
         return out
 
+    @staticmethod
+    def latent_shape(cfg) -> tuple:
+        c = cfg.sketch2face
+        return (c.latent_dim,) if c.latent_dim else (c.latent_channels, cfg.data.image_size // 8,
+                                                     cfg.data.image_size // 8)
+
+    def prior_domains(self) -> tuple:
+        """Domains whose decoder trains in this stage and is also trained on prior samples (``lambda_prior`` > 0)."""
+        if self.cfg.sketch2face.lambda_prior <= 0:
+            return ()
+        return tuple(d for d in DOMAINS if f"G_{d}" in self.spec.trainable)
+
+    def prior_sample(self, d: str, n: int, grad: bool) -> torch.Tensor:
+        """G_d(z), z ~ N(0, I): what the decoder makes of the prior (VAE-GAN, Larsen et al. 2016). Trained against
+        the critic, it makes G_d a generator everywhere in the prior, not only on its own encoder's posteriors, so
+        the other domain's encoder (KL-pulled to the same prior) lands where G_d draws faces or sketches."""
+        z = torch.randn(n, *self.latent_shape(self.cfg), device=self.device)
+        with torch.set_grad_enabled(grad), self.autocast():
+            return self.models[f"G_{d}"](z)
+
     def hop(self, y: torch.Tensor) -> torch.Tensor:
         """A translation as the cycle hop sees it: with ``cycle_noise`` > 0, plus Gaussian noise of that std, so
         the cycle cannot pass its information through low-amplitude patterns in the fake (CycleGAN's
@@ -333,8 +371,12 @@ class Sketch2Face(System):
                 with torch.no_grad():
                     fk = self._fakes(part, grad=False)
             for d in ("s", "f"):
+                fake = fk[f"y_{d}"].float()
+                if d in self.prior_domains():  # half the fakes (at random) are prior samples
+                    pick = torch.rand(b - a, 1, 1, 1, device=fake.device) < 0.5
+                    fake = torch.where(pick, self.prior_sample(d, b - a, grad=False).float(), fake)
                 with self.autocast():
-                    loss_d, wdist, gp = critic_loss(self.models[f"D_{d}"], real[d][a:b], fk[f"y_{d}"].float(), c)
+                    loss_d, wdist, gp = critic_loss(self.models[f"D_{d}"], real[d][a:b], fake, c)
                 self.step(loss_d, f"D_{d}")
                 logs[f"loss_d_{d}"], logs[f"wdist_{d}"], logs[f"gp_{d}"] = loss_d.detach(), wdist, gp
         # generator: eq (1) (pretrain) / eq (3) (cycle variants)
@@ -343,12 +385,21 @@ class Sketch2Face(System):
         with self.autocast():
             adv = self.models["D_s"](out["y_s"]).float().mean() + self.models["D_f"](out["y_f"]).float().mean()
         kld = out["kld_s"] + out["kld_f"]
-        loss_g = c.lambda_rec * rec - c.lambda_adv * adv + c.lambda_kld * kld
+        t = c.kld_target
+        kld_term = kld if t <= 0 else (out["kld_s"] - t).abs() + (out["kld_f"] - t).abs()
+        adv_p = torch.zeros((), device=rec.device)
+        for d in self.prior_domains():
+            yp = self.prior_sample(d, n, grad=True)
+            with self.autocast():
+                adv_p = adv_p + self.models[f"D_{d}"](yp).float().mean()
+        loss_g = c.lambda_rec * rec - c.lambda_adv * (adv + c.lambda_prior * adv_p) + c.lambda_kld * kld_term
         gen = [p for k in self.spec.trainable if k not in CRITICS for p in self.models[k].parameters()]
         self.step(loss_g, "G", inputs=gen)
         logs.update({"loss": rec.detach(), "loss_g": loss_g.detach(), "adv": adv.detach(), "kld": kld.detach(),
                      "w_rec": (c.lambda_rec * rec).detach(), "w_adv": (-c.lambda_adv * adv).detach(),
-                     "w_kld": (c.lambda_kld * kld).detach(), "loss_d": (logs["loss_d_s"] + logs["loss_d_f"]) / 2})
+                     "w_kld": (c.lambda_kld * kld_term).detach(),
+                     "w_adv_prior": (-c.lambda_adv * c.lambda_prior * adv_p).detach(),
+                     "loss_d": (logs["loss_d_s"] + logs["loss_d_f"]) / 2})
         return logs
 
     def validation_step(self, batch: dict) -> dict:

@@ -83,7 +83,24 @@ def init_weights(spec: str, cfg) -> dict:
                              f"images but data.image_size={cfg.data.image_size}")
         out.update({k: lc.models[k].state_dict() for k in lc.parts})
     _check_entry_covers_stage(spec, name, out, cfg)
+    for lc in pre.stages.values():
+        _check_entry_architecture(spec, name, lc, cfg)
     return out
+
+
+def _check_entry_architecture(spec: str, name: str, lc, cfg) -> None:
+    """A one-line error naming the overrides to add when the entry's networks were built with other settings than
+    the configured model's (the system's ``architecture`` fields, e.g. Sketch2face's latent_dim)."""
+    from pycompgen.registry import get_system
+    sec = cfg.model.name
+    fields = get_system(sec).architecture
+    have, want = getattr(cfg, sec, None), getattr(lc.config, sec, None)
+    if not fields or have is None or want is None:
+        return
+    diff = [f"{sec}.{f}={getattr(want, f)}" for f in fields if getattr(have, f, None) != getattr(want, f, None)]
+    if diff:
+        raise ValueError(f"train.init={spec}: entry {name!r} was built with other network settings than the "
+                         f"configured model; add {' '.join(diff)}")
 
 
 def _check_entry_covers_stage(spec: str, name: str, parts: dict, cfg) -> None:
