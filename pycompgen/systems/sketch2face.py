@@ -52,6 +52,7 @@ process all of this is a no-op.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -123,9 +124,7 @@ class LatentLinear(nn.Module):
     def __init__(self, *shape: int):
         super().__init__()
         self.shape = tuple(shape)
-        n = 1
-        for k in self.shape:
-            n *= k
+        n = math.prod(self.shape)
         self.fc = nn.Linear(n, n)
         with torch.no_grad():
             self.fc.weight.copy_(torch.eye(n))
@@ -201,9 +200,8 @@ class Sketch2Face(System):
             nets[f"E_{d}"] = ConvEncoder(ch, c.channels, c.latent_channels, norm=c.norm, **vec)
             nets[f"G_{d}"] = ConvDecoder(ch, c.channels, c.latent_channels, out="tanh", norm=c.norm, **vec)
             nets[f"D_{d}"] = PatchDiscriminator(ch, c.disc_channels, image_size=size, norm=False)
-        shape = (c.latent_dim,) if c.latent_dim else (c.latent_channels, size // 8, size // 8)
         for k in LATENT:
-            nets[k] = LatentLinear(*shape)
+            nets[k] = LatentLinear(*cls.latent_shape(cfg))
         return nets
 
     @classmethod
@@ -364,7 +362,7 @@ class Sketch2Face(System):
             bounds = [(i * n // c.n_critic, (i + 1) * n // c.n_critic) for i in range(c.n_critic)]
         else:
             bounds = [(0, n)] * c.n_critic
-        fk = None
+        fk, prior = None, self.prior_domains()
         for i, (a, b) in enumerate(bounds):
             part = {"sketch": real["s"][a:b], "face": real["f"][a:b]}
             if fk is None or c.critic_batches == "split":
@@ -372,7 +370,7 @@ class Sketch2Face(System):
                     fk = self._fakes(part, grad=False)
             for d in ("s", "f"):
                 fake = fk[f"y_{d}"].float()
-                if d in self.prior_domains():  # half the fakes (at random) are prior samples
+                if d in prior:  # half the fakes (at random) are prior samples
                     pick = torch.rand(b - a, 1, 1, 1, device=fake.device) < 0.5
                     fake = torch.where(pick, self.prior_sample(d, b - a, grad=False).float(), fake)
                 with self.autocast():
@@ -388,7 +386,7 @@ class Sketch2Face(System):
         t = c.kld_target
         kld_term = kld if t <= 0 else (out["kld_s"] - t).abs() + (out["kld_f"] - t).abs()
         adv_p = torch.zeros((), device=rec.device)
-        for d in self.prior_domains():
+        for d in prior:
             yp = self.prior_sample(d, n, grad=True)
             with self.autocast():
                 adv_p = adv_p + self.models[f"D_{d}"](yp).float().mean()
