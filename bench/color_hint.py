@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     ap.add_argument("--start", default="compgen-64-plus", help="zoo entry whose step 1 and recipe are used")
     ap.add_argument("--hint-size", type=int, default=8)
     ap.add_argument("--bits", default="2,3,4,5", help="hint bit depths trained and measured (the rate points)")
+    ap.add_argument("--hint-space", default="rgb", choices=("rgb", "ycocg420"),
+                    help="the hint's colour space (ycocg420: luma at --hint-size, chroma at half size, one bit fewer)")
     ap.add_argument("--epochs1", type=int, default=12, help="approach-1 epochs (default 12)")
     ap.add_argument("--epochs3", type=int, default=12, help="approach-3 epochs (default 12)")
     ap.add_argument("--val-images", type=int, default=500, help="validation faces for the RD points (500)")
@@ -103,6 +105,7 @@ def main(argv=None) -> int:
     cfg = Config.from_dict(pre["approach3"].config.to_dict())
     apply_overrides(cfg, ["train.progress=false", "train.approach3_init=approach1", "train.init=null",
                           "train.epochs=null", f"model.hint_size={args.hint_size}",
+                          f"model.hint_space={args.hint_space}",
                           f"model.hint_bits=[{','.join(map(str, bits))}]"] + list(args.overrides))
     cfg.data.path = str(Path(args.data).resolve())
     cfg.out = str(run_dir)
@@ -156,6 +159,7 @@ def main(argv=None) -> int:
         "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
         "budget": {"start": f"zoo:{args.start}/step1 (f, g frozen)", "approach1_epochs": args.epochs1,
                    "approach3_epochs": args.epochs3, "hint_size": args.hint_size, "hint_bits": bits,
+                   "hint_space": args.hint_space,
                    "train_psnr_range_db": cfg.train.psnr_range, "selection": "best.pt by val_ssim",
                    "wall_s_epochs": wall},
         "faces": {"rd_val": int(xv.shape[0]), "rd_train": int(xt.shape[0]), "sweep_train": len(train_faces),
@@ -194,7 +198,7 @@ def synthetic_grid(codec, bits, path: Path) -> str:
     try:
         for b in bits:
             codec.models["h"].hint_bits = b
-            hint = quantised_thumbnail(x, size, b)
+            hint = quantised_thumbnail(x, size, b, codec.models["h"].hint_space)
             files = compress_batch(codec, x, "edges+hint")
             out = torch.cat([r[0] for r in decompress_batch(codec, [(str(i), f) for i, f in enumerate(files)])])
             cols += [(f"hint {b} bits", F.interpolate(hint, size=x.shape[-2:], mode="nearest")),
@@ -206,6 +210,15 @@ def synthetic_grid(codec, bits, path: Path) -> str:
     return os.path.relpath(path, path.parent.parent)
 
 
+def _space_words(space: str) -> str:
+    return "RGB" if space == "rgb" else "YCoCg 4:2:0 (luma; chroma at half size, one bit fewer)"
+
+
+def _analog_values(cfg) -> str:
+    s = cfg.model.hint_size
+    return f"3x{s}x{s}" if cfg.model.hint_space == "rgb" else f"{s}x{s} + 2x{s // 2}x{s // 2}"
+
+
 def markdown(r: dict, gap_lines: list) -> list:
     pts = r["points"]
     b = r["budget"]
@@ -213,7 +226,8 @@ def markdown(r: dict, gap_lines: list) -> list:
           f"Command: `{r['command']}`; {r['cpu']}, load at start {r['load_average']['start']}, end "
           f"{r['load_average']['end']}. Training: {b['start']}, approach 1 {b['approach1_epochs']} + approach 3 "
           f"{b['approach3_epochs']} epochs ({b['wall_s_epochs'] / 60:.1f} min of epochs), hint "
-          f"{b['hint_size']}x{b['hint_size']} RGB at {b['hint_bits']} bits (drawn per image), channel PSNR drawn "
+          f"{b['hint_size']}x{b['hint_size']} {_space_words(b.get('hint_space', 'rgb'))} at {b['hint_bits']} bits "
+          f"(drawn per image), channel PSNR drawn "
           f"from {b['train_psnr_range_db']} dB; {b['selection']}.", "",
           f"## Real files on {r['faces']['rd_val']} validation faces (one `.pcg` per face, header included)", "",
           "| codec | setting | bpp (file) | bpp (payload) | SSIM | MS-SSIM | PSNR | SSIM on training faces |",
@@ -250,7 +264,8 @@ def export_entry(run_dir: Path, name: str, report: dict, sweep_res: dict, cfg, n
     data = {"path": cfg.data.path, "train_images": n_train, "val_images": n_val}
     bits = cfg.model.hint_bits
     desc = (f"Compgen with a colour hint (beyond the paper): edge map + {cfg.model.hint_size}x{cfg.model.hint_size} "
-            f"RGB thumbnail at {min(bits)}-{max(bits)} bits in one .pcg file, from compgen-64-plus's step 1 and "
+            f"{_space_words(cfg.model.hint_space)} thumbnail at {min(bits)}-{max(bits)} bits in one .pcg file, "
+            f"from compgen-64-plus's step 1 and "
             f"recipe")
     export_bench_run(run_dir, name, desc, report, sweep_res, data, report["curves"],
                      report["budget"]["wall_s_epochs"])
@@ -277,7 +292,7 @@ def export_entry(run_dir: Path, name: str, report: dict, sweep_res: dict, cfg, n
              f"{p['train_ssim']:.4f} |" for p in e["rate_points"]]
     rows += ["", f"Default quality {e['default_quality']}. Use: `pycompgen compress --pretrained {name} --quality Q "
                  f"faces/ -o out/`, then `pycompgen decompress out/*.pcg -o decoded/`. Over a noisy channel the "
-                 f"hint travels as 3x{cfg.model.hint_size}x{cfg.model.hint_size} analog values beside the edge map "
+                 f"hint travels as {_analog_values(cfg)} analog values beside the edge map "
                  f"(`--psnr` adds the same noise to both). Measured by `{report['command']}`."]
     card = zoo_dir() / e["card"]
     card.write_text(card.read_text().rstrip("\n") + "\n" + "\n".join(rows) + "\n")

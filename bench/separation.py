@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from pycompgen.evaluation.generalise import train_subset
     from pycompgen.evaluation.machine import machine_summary
     from pycompgen.evaluation import separation as S
-    from pycompgen.systems.compgen.system import hint_spec
+    from pycompgen.systems.compgen.system import hint_space, hint_spec
     from pycompgen.evaluation.sweep import write_json
     from pycompgen.inference.codec import prepare_codec
 
@@ -70,7 +70,9 @@ def main(argv=None) -> int:
         pre = zoo.load(name)
         st = pre.elm_stage()
         hs = hint_spec(pre.models(st))[0]
-        what = f"edge map + {hs}x{hs} hint, {4096 + 3 * hs * hs} uses" if hs else "edge map"
+        sp = hint_space(pre.models(st)) if hs else "rgb"
+        uses = 4096 + (3 * hs * hs if sp == "rgb" else hs * hs * 3 // 2)
+        what = f"edge map + {hs}x{hs} {sp} hint, {uses} uses" if hs else "edge map"
         compgen[f"Compgen {name} (analog {what})"] = S.compgen_over_channel(pre.models(st), pre[st].config.data,
                                                                             x, snrs)
         wall[name] = round(time.perf_counter() - t, 1)

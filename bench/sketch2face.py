@@ -159,6 +159,7 @@ def main(argv=None) -> int:
                "train_metrics": {k: v for k, v in (train.get(stage) or {}).items()
                                  if isinstance(v, (int, float)) and not isinstance(v, bool)}}
         row["prior_realism"] = S2F.prior_realism(models, faces, features)
+        row["reconstruction_realism"] = S2F.prior_realism(models, faces, features, source="reconstruction")
         if stage != "pretrain":
             row.update(cycle_distances(models, sketches, faces))
             row.update(sample_spread(models, sketches[:64], samples=args.spread_samples))
@@ -237,6 +238,17 @@ def main(argv=None) -> int:
         r = rows[stage]["prior_realism"]
         lines.append(f"| {stage} | {r['fd']:.1f} | {r['spread_ratio']:.3f} | {r['near_duplicate_share']:.3f} | "
                      f"{'**yes**' if r['collapse'] else 'no'} | {r['sharpness_ratio']:.3f} |")
+    if any("reconstruction_realism" in rows[s] for s in rows):
+        lines += ["", "The face VAE's own reconstructions, G_f(μ_f(x)) of the same real faces (a translation's bound: "
+                  "what G_f makes of a face's own encoding):", "",
+                  "| stage | FD | spread / real | near-dup share | collapse | sharpness / real |",
+                  "|---|---|---|---|---|---|"]
+        for stage in rows:
+            r = rows[stage].get("reconstruction_realism")
+            if r:
+                lines.append(f"| {stage} | {r['fd']:.1f} | {r['spread_ratio']:.3f} | "
+                             f"{r['near_duplicate_share']:.3f} | {'**yes**' if r['collapse'] else 'no'} | "
+                             f"{r['sharpness_ratio']:.3f} |")
     lines += ["", "Wall time per stage (s, from the run's epoch records): "
               + ", ".join(f"{k} {rows[k]['wall_time_s']:.0f}" for k in rows if rows[k]['wall_time_s']), ""]
     lines += ["", f"{len(sketches)} sketches and {len(faces)} faces; spread over {args.spread_samples} VAE samples "

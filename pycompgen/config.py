@@ -29,6 +29,9 @@ def _check_section(name: str, cls: type) -> None:
         raise ValueError(f"config section {name!r} clashes with a built-in section")
 
 
+HINT_SPACES = ("rgb", "ycocg420")  # pycompgen.codec.hint.SPACES (the codec sits beside config, not below it)
+
+
 def check_hint(m, image_size: int) -> None:
     """model.hint_size / hint_bits: a thumbnail no larger than h's H/4 grid that divides the image; bits 1..8."""
     bits = m.hint_bits if isinstance(m.hint_bits, (list, tuple)) else [m.hint_bits]
@@ -37,6 +40,11 @@ def check_hint(m, image_size: int) -> None:
                          f"({min(image_size // 4, 64)}), got {m.hint_size}")
     if not bits or any(not isinstance(b, int) or not 1 <= b <= 8 for b in bits):
         raise ValueError(f"model.hint_bits must be a list of integers in 1..8, got {m.hint_bits!r}")
+    space = getattr(m, "hint_space", "rgb")
+    if space not in HINT_SPACES:
+        raise ValueError(f"model.hint_space must be one of {', '.join(HINT_SPACES)}, got {space!r}")
+    if space == "ycocg420" and int(m.hint_size) % 2:
+        raise ValueError(f"model.hint_space=ycocg420 halves the chroma: model.hint_size must be even, got {m.hint_size}")
 
 
 def register_section(name: str, cls: type) -> None:
@@ -71,6 +79,7 @@ class ModelConfig:
     hint_size: int = 0               # beyond the paper: h also takes a hint_size^2 RGB thumbnail (0: edges only)
     hint_bits: list[int] = field(default_factory=lambda: [4])  # the thumbnail's bits per value; training draws one per
     # image from the list, files use the largest (a zoo entry's --quality picks one)
+    hint_space: str = "rgb"          # the hint's colour space: "rgb" | "ycocg420" (luma at hint_size, chroma at half)
     entropy_bottleneck: bool = False  # step 1 also trains an entropy bottleneck "eb" on y (a real latent bitstream)
 
 

@@ -98,19 +98,22 @@ def _checkpoint(path, extra=(), seed=0):
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def hinted(tmp_path_factory):
+def _codec_models(d, specs: dict) -> dict:
+    """{name: a tiny approach-3 checkpoint loaded for coding} from {name: (overrides, seed)}, built on one thread."""
     from pycompgen.inference import load_checkpoint_for_codec
-    d = tmp_path_factory.mktemp("hint")
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield {"hint": load_checkpoint_for_codec(_checkpoint(d / "h.pt", HINT)),
-               "other": load_checkpoint_for_codec(_checkpoint(d / "o.pt", HINT, seed=1)),
-               "small": load_checkpoint_for_codec(_checkpoint(d / "s.pt", ["model.hint_size=2"])),
-               "edges": load_checkpoint_for_codec(_checkpoint(d / "e.pt"))}
+        return {k: load_checkpoint_for_codec(_checkpoint(d / f"{k}.pt", extra, seed=seed))
+                for k, (extra, seed) in specs.items()}
     finally:
         torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def hinted(tmp_path_factory):
+    return _codec_models(tmp_path_factory.mktemp("hint"), {
+        "hint": (HINT, 0), "other": (HINT, 1), "small": (["model.hint_size=2"], 0), "edges": ((), 0)})
 
 
 def test_edges_hint_file_round_trips(hinted):
@@ -270,3 +273,117 @@ def test_mlflow_reconstructor_of_a_hint_model_takes_edges_and_hint(hinted):
     with torch.no_grad():
         out = m(torch.cat([z, F.interpolate(hint, size=(32, 32), mode="nearest")], 1))
         torch.testing.assert_close(out, decode_edges(ck.models, z, hint))
+
+
+# -- YCoCg 4:2:0 hints (model.hint_space=ycocg420) ----------------------------------------------------------------
+YCC = ["model.hint_size=4", "model.hint_bits=[2,3,5]", "model.hint_space=ycocg420"]
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 5, 8])
+@pytest.mark.parametrize("size", [2, 4, 8])
+def test_ycocg_hint_planes_round_trip_bit_exactly(bits, size):
+    from pycompgen.codec.hint import decode_hint_planes, encode_hint_planes, hint_codes
+    g = torch.Generator().manual_seed(bits * 10 + size)
+    for x in (_faces(3, 64, seed=bits), torch.rand(2, 3, 64, 64, generator=g), torch.zeros(1, 3, 64, 64),
+              torch.ones(1, 3, 64, 64)):
+        codes = hint_codes(x, size, bits, "ycocg420")
+        assert [tuple(c.shape) for c in codes] == [(x.shape[0], 1, size, size), (x.shape[0], 2, size // 2, size // 2)]
+        data, scale = encode_hint_planes(codes, bits, "ycocg420")
+        assert 0 <= scale < len(SCALES) ** 2
+        back = decode_hint_planes(data, x.shape[0], size, bits, scale, "ycocg420")
+        for a, b in zip(back, codes):
+            torch.testing.assert_close(a, b, atol=0, rtol=0)
+
+
+def test_ycocg_hint_values_colours_and_rate():
+    from pycompgen.codec.hint import CHROMA_RANGE, encode_hint_planes, hint_codes, quantised_thumbnail
+    # flat colours inside the chroma range come back to within half a quantiser step; grey keeps no tint
+    flat = torch.tensor([[0.5, 0.5, 0.5], [0.8, 0.6, 0.5], [0.3, 0.35, 0.4], [0.0, 0.0, 0.0]])
+    x = flat[:, :, None, None].expand(-1, -1, 64, 64)
+    for bits in (3, 5, 8):
+        t = quantised_thumbnail(x, 8, bits, "ycocg420")
+        assert t.shape == (4, 3, 8, 8)
+        step_y, step_c = 0.5 / (2 ** bits - 1), CHROMA_RANGE / (2 ** (max(bits - 1, 1) - 1) - 1) / 2
+        assert float((t - x[:, :, :8, :8]).abs().max()) <= step_y + 2 * step_c + 1e-6
+        torch.testing.assert_close(t[0], t[0, :1].expand(3, -1, -1), atol=1e-7, rtol=0)  # grey stays grey
+    assert float((quantised_thumbnail(x, 8, 1, "ycocg420")[:, 0] - quantised_thumbnail(x, 8, 1, "ycocg420")[:, 2])
+                 .abs().max()) == 0.0                       # one chroma bit: no chroma (a grey hint)
+    # a 16x16 YCoCg 4:2:0 hint at 4 bits costs less than the RGB one at 3 bits, and more bits cost more
+    faces = _faces(4, 64, seed=5)
+    ycc = {b: len(encode_hint_planes(hint_codes(faces[:1], 16, b, "ycocg420"), b, "ycocg420")[0]) for b in (3, 4, 5)}
+    assert ycc[3] < ycc[4] < ycc[5]
+    assert ycc[4] < len(encode_hint(quantise(thumbnail(faces[:1], 16), 3), 3)[0])
+    with pytest.raises(ValueError, match="even for ycocg420"):
+        encode_hint_planes([torch.zeros(1, 1, 3, 3, dtype=torch.int64), torch.zeros(1, 2, 1, 1, dtype=torch.int64)],
+                           4, "ycocg420")
+    with pytest.raises(ValueError, match="colour space must be one of"):
+        encode_hint_planes([torch.zeros(1, 3, 4, 4, dtype=torch.int64)], 4, "hsv")
+
+
+def test_config_checks_hint_space():
+    from pycompgen.config import load_config
+    with pytest.raises(ValueError, match="model.hint_space must be one of"):
+        load_config(TINY, ["model.hint_size=4", "model.hint_space=hsv"])
+    with pytest.raises(ValueError, match="hint_size must be even"):
+        load_config(TINY, ["model.hint_size=1", "model.hint_space=ycocg420"])
+    assert load_config(TINY, YCC).model.hint_space == "ycocg420"
+    from pycompgen.codec.hint import SPACES
+    from pycompgen.config import HINT_SPACES
+    assert HINT_SPACES == SPACES
+
+
+@pytest.fixture(scope="module")
+def ycc_model(tmp_path_factory):
+    return _codec_models(tmp_path_factory.mktemp("ycc"), {"ycc": (YCC, 0)})["ycc"]
+
+
+def test_ycocg_file_round_trips_and_a_space_mismatch_is_refused(ycc_model, hinted):
+    from pycompgen.codec.container import pack, unpack
+    from pycompgen.inference import compress_batch, compress_images, decode_payload, decompress_batch, \
+        decompress_bytes
+    from pycompgen.codec.hint import quantised_thumbnail
+    from pycompgen.systems.compgen.system import decode_edges, make_hint
+    ck = ycc_model
+    assert ck.models["h"].hint_space == "ycocg420"
+    x = _faces(3)
+    data = compress_images(ck, x)
+    hdr, payload = unpack(data)
+    assert hdr.kind == "edges+hint" and hdr.params["hint_space"] == 1 and hdr.params["hint_bits"] == 5
+    _, _, (z, hint) = decode_payload(ck, data)
+    torch.testing.assert_close(hint, quantised_thumbnail(x, 4, 5, "ycocg420"), atol=0, rtol=0)
+    torch.testing.assert_close(hint, make_hint(ck.models, x), atol=0, rtol=0)   # what training gives h
+    x_hat, _ = decompress_bytes(ck, data)
+    with torch.no_grad():
+        torch.testing.assert_close(x_hat, decode_edges(ck.models, z, hint))
+    files = compress_batch(ck, x)
+    dec = decompress_batch(ck, [(str(i), f) for i, f in enumerate(files)], batch_size=2)
+    torch.testing.assert_close(torch.cat([d[0] for d in dec]), x_hat, atol=1e-5, rtol=0)
+    _, _, (zn, noisy) = decode_payload(ck, data, psnr=0.0)  # the planes through the channel
+    assert noisy.shape == hint.shape and float((noisy - hint).abs().max()) > 1e-2
+    assert decompress_bytes(ck, data, psnr=0.0)[0].shape == x_hat.shape
+    # an RGB file forged onto this model's hash, and this model's file read as RGB: one-line errors
+    rgb = pack(payload, system=hdr.system, weights_hash=hdr.weights_hash, height=hdr.height, width=hdr.width,
+               count=hdr.count, kind=hdr.kind, params={k: v for k, v in hdr.params.items() if k != "hint_space"})
+    with pytest.raises(ValueError, match="holds a colour hint in space 'rgb', but this model takes ycocg420") as e:
+        decompress_bytes(ck, rgb)
+    assert "\n" not in str(e.value)
+    bad = pack(payload, system=hdr.system, weights_hash=hdr.weights_hash, height=hdr.height, width=hdr.width,
+               count=hdr.count, kind=hdr.kind, params={**hdr.params, "hint_space": 7})
+    with pytest.raises(ValueError, match="in space 7"):
+        decompress_bytes(ck, bad)
+    with pytest.raises(ValueError, match="was written by model compgen@"):
+        decompress_bytes(hinted["hint"], data)              # another model
+
+
+def test_ycocg_make_hint_sends_the_planes_through_the_channel(ycc_model):
+    from pycompgen.systems.compgen.system import hint_planes, make_hint
+    x = _faces(4)
+    planes = hint_planes(ycc_model.models, x)
+    assert [tuple(p.shape) for p in planes] == [(4, 1, 4, 4), (4, 2, 2, 2)]   # 1.5·s² analog values
+    assert all(float(p.min()) >= 0 and float(p.max()) <= 1 for p in planes)  # chroma mapped to [0, 1] too
+    grey = hint_planes(ycc_model.models, torch.full((1, 3, 32, 32), 0.4))
+    torch.testing.assert_close(grey[1], torch.full((1, 2, 2, 2), 0.5))       # neutral chroma mid-range
+    clean = make_hint(ycc_model.models, x)
+    torch.testing.assert_close(make_hint(ycc_model.models, x, float("inf"), torch.Generator().manual_seed(0)), clean)
+    noisy = make_hint(ycc_model.models, x, 10.0, torch.Generator().manual_seed(0))
+    assert noisy.shape == clean.shape and float((noisy - clean).abs().max()) > 1e-3

@@ -163,6 +163,13 @@ def test_realism_figures_flag_one_face_for_every_sketch():
     one = dict(st.models, G_f=One(3), G_s=One(1))
     c = S2F.realism(one, b["sketch"], b["face"], feats)
     assert c["collapse"] and c["sketch_collapse"] and c["spread_ratio"] < 0.01 and c["sketch_spread_ratio"] < 0.01
+    # the face decoder on prior samples and on the face VAE's own encodings: one face for every latent is flagged
+    for source in ("prior", "reconstruction"):
+        p = S2F.prior_realism(st.models, b["face"], feats, n=32, source=source)
+        assert p["n_samples"] == 32 and {"fd", "spread_ratio", "collapse", "sharpness_ratio"} <= set(p)
+        assert S2F.prior_realism(one, b["face"], feats, n=32, source=source)["collapse"]
+    with pytest.raises(ValueError, match="source must be prior or reconstruction"):
+        S2F.prior_realism(st.models, b["face"], feats, source="sketch")
     ref = S2F.real_reference(b["face"], feats)
     assert 0.5 < ref["spread_ratio"] < 2 and 0.5 < ref["sharpness_ratio"] < 2
     rows = {"latent": {"sketch_cycle_l1": 0.1, "face_cycle_l1": 0.3}, "stitched": {"sketch_cycle_l1": 0.2,
@@ -381,3 +388,39 @@ def test_kld_target_holds_each_domain_near_its_capacity():
     torch.testing.assert_close(float(logs["w_kld"]), 2 * (abs(ks - 0.7) + abs(kf - 0.7)), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="kld_target"):
         cfg_for("sketch2face.kld_target=-1").validate()
+
+
+def test_mode_seeking_term_pushes_translations_of_different_inputs_apart():
+    """sketch2face.lambda_div: λ_div / (output distance / input distance) per translation, logged as w_div and part of
+    loss_g; none in pretraining; its gradient alone makes the translations of a batch differ more."""
+    from pycompgen.systems.sketch2face import mode_seeking_ratio
+    x = torch.tensor([[0.0], [1.0], [3.0]])
+    torch.testing.assert_close(mode_seeking_ratio(x, 2 * x), torch.tensor(2.0))   # rolled pairs (2,0),(0,1),(1,2)
+    ovs = ["sketch2face.lambda_div=0.5", "sketch2face.n_critic=1"]
+    pre = build_system(cfg_for("train.stage=pretrain", *ovs), "cpu")
+    b = pre.prepare_batch(loader_batch(pre.cfg, n=8), torch.Generator().manual_seed(0))
+    assert float(pre.train_step(b)["w_div"]) == 0
+    cfg = cfg_for("train.stage=stitched", *ovs)
+    st = build_system(cfg, "cpu", init=pre.model_state())
+    b = st.prepare_batch(loader_batch(cfg, n=8), torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.manual_seed(1)
+        before = st._fakes(b, grad=False)
+    r0 = float(mode_seeking_ratio(b["sketch"], before["y_f"].float()))
+    logs = st.train_step(b)
+    assert float(logs["w_div"]) > 0 and float(logs["div_ratio"]) > 0
+    torch.testing.assert_close(logs["w_rec"] + logs["w_adv"] + logs["w_adv_prior"] + logs["w_kld"] + logs["w_div"],
+                               logs["loss_g"], rtol=1e-4, atol=1e-5)
+    # the term alone (every other weight 0) raises the sketch -> face ratio
+    only = cfg_for("train.stage=stitched", "sketch2face.lambda_div=1", "sketch2face.lambda_rec=0",
+                   "sketch2face.lambda_adv=0", "sketch2face.lambda_kld=0", "sketch2face.n_critic=1",
+                   "sketch2face.lr_g=0.001")
+    st = build_system(only, "cpu", init=pre.model_state())
+    for _ in range(5):
+        st.train_step(b)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        after = st._fakes(b, grad=False)
+    assert float(mode_seeking_ratio(b["sketch"], after["y_f"].float())) > r0
+    with pytest.raises(ValueError, match="lambda_div"):
+        cfg_for("sketch2face.lambda_div=-1").validate()

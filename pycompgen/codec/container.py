@@ -43,7 +43,7 @@ _FIXED = struct.Struct(">4sBB")
 _DIMS = struct.Struct(">HHH")
 # one-byte keys for common coder parameters (append only: the index is part of the format)
 PARAM_KEYS = ("coder", "template", "delta", "alpha", "prob_bits", "canny_low", "canny_high", "blur_sigma",
-              "latent_shape", "precision", "hint_size", "hint_bits", "hint_scale")
+              "latent_shape", "precision", "hint_size", "hint_bits", "hint_scale", "hint_space")
 _T_NONE, _T_TRUE, _T_FALSE, _T_INT, _T_F32, _T_F64, _T_STR, _T_INTS = range(8)
 
 

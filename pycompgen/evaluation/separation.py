@@ -7,8 +7,9 @@ use / noise variance):
   Its average power is P = mean(z²) (the edge density), so the noise is σ² = P / 10^(s/10) and the paper's peak
   PSNR is 10·log10(max z² / σ²) = s - 10·log10(P) per face (about s + 8 dB at CelebA's ~16 % edge pixels). The
   receiver runs g(h((z + n) / max(1, σ))) as in training. With a colour hint (``model.hint_size`` s) the
-  quantised thumbnail's 3·s² values travel as analog values too, with the same noise (the power counts both), so
-  that row uses 4,096 + 3·s² channel uses (4,288 for 8 × 8: 4.7 % more than the separated schemes get).
+  quantised hint's plane values travel as analog values too, with the same noise (the power counts both), so
+  that row uses 4,096 + 3·s² channel uses in RGB (4,288 for 8 × 8: 4.7 % more than the separated schemes get)
+  or 4,096 + 1.5·s² with ``model.hint_space=ycocg420`` (4,480 for 16 × 16: 9.4 % more).
 - **Separation**: an ideal capacity-achieving channel code (the separated scheme's upper bound) delivers
   ``uses`` · ½·log2(1 + 10^(s/10)) error-free bits; the sender spends them on a source codec, choosing per face the
   best setting whose complete file (header included) fits, or nothing. A face whose smallest file does not fit is
@@ -56,7 +57,7 @@ def compgen_over_channel(models: dict, data_cfg, x: torch.Tensor, snrs: Sequence
     """{snr: {"ssim", "psnr_db" (mean paper PSNR)}} of Compgen's edge path (``models``: f, g, h) on faces x
     (N, 3, H, W) in [0, 1] over the AWGN channel at each average-power SNR."""
     from pycompgen.ops import awgn, canny
-    from pycompgen.systems.compgen.system import decode_edges, make_hint
+    from pycompgen.systems.compgen.system import decode_edges, hint_from_planes, hint_planes
     for m in models.values():
         m.eval()
     out = {}
@@ -66,10 +67,11 @@ def compgen_over_channel(models: dict, data_cfg, x: torch.Tensor, snrs: Sequence
         for i in range(0, x.shape[0], batch):
             xb = x[i:i + batch]
             z = canny(xb, data_cfg.canny_low, data_cfg.canny_high, blur_sigma=data_cfg.blur_sigma)
-            t = make_hint(models, xb)  # a colour hint: 3·s² more analog uses at the same noise (None: edges only)
-            p = psnr_for_snr(z, s, t)
+            t = hint_planes(models, xb)  # a colour hint: more analog uses at the same noise (None: edges only)
+            p = psnr_for_snr(z, s, None if t is None else torch.cat([v.flatten(1) for v in t], 1))
             zn = awgn(z, p, normalize=True, peak=1.0, generator=g)
-            tn = None if t is None else awgn(t, p, normalize=True, peak=1.0, generator=g)
+            tn = None if t is None else hint_from_planes(
+                models, [awgn(v, p, normalize=True, peak=1.0, generator=g) for v in t])
             ss.append(M.ssim(decode_edges(models, zn, tn).clamp(0, 1).float(), xb))
             ps.append(p[torch.isfinite(p)])
         out[f"{s:g}"] = {"ssim": float(torch.cat(ss).mean()), "psnr_db": float(torch.cat(ps).mean())}

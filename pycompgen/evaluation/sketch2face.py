@@ -58,20 +58,28 @@ def realism(models: dict, sketches: torch.Tensor, faces: torch.Tensor, features,
 
 
 @torch.no_grad()
-def prior_realism(models: dict, faces: torch.Tensor, features, n: int = 256, seed: int = 0) -> dict:
+def prior_realism(models: dict, faces: torch.Tensor, features, n: int = 256, seed: int = 0,
+                  source: str = "prior") -> dict:
     """The face decoder on prior samples, G_f(z), z ~ N(0, I), against real faces (same figures as ``realism``'s
     sketch -> face ones). A translation hands G_f the sketch encoder's latents: if G_f draws no face from the prior,
-    it has no reason to draw one from them."""
+    it has no reason to draw one from them. ``source="reconstruction"``: G_f(μ_f(face)) of the same real faces
+    instead, the face VAE's own reconstructions (a translation's bound: what G_f makes of a face's own encoding)."""
     from pycompgen.systems.sketch2face import Sketch2Face
-    shape = Sketch2Face.encode(models, "f", faces[:1], False)[0].shape[1:]
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, *shape, generator=g)
-    fake = torch.cat([_01(models["G_f"](z[a:a + 64]).float()) for a in range(0, n, 64)])
+    if source == "reconstruction":
+        fake = torch.cat([_01(Sketch2Face.autoencode(models, "f", faces[a:a + 64], sample=False)[0].float())
+                          for a in range(0, len(faces), 64)])
+    elif source == "prior":
+        shape = Sketch2Face.encode(models, "f", faces[:1], False)[0].shape[1:]
+        g = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, *shape, generator=g)
+        fake = torch.cat([_01(models["G_f"](z[a:a + 64]).float()) for a in range(0, n, 64)])
+    else:
+        raise ValueError(f"prior_realism: source must be prior or reconstruction, got {source!r}")
     real = _01(faces)
     j = judge(_fit(fake, features), _fit(real, features), features=features, n_boot=50, seed=seed)
     return {"fd": j["realism"]["fd"], "spread_ratio": j["diversity"]["ratio_to_real"],
             "near_duplicate_share": j["diversity"]["near_duplicate_share"], "collapse": j["diversity"]["collapse"],
-            "sharpness_ratio": sharpness_ratio(fake, real), "n_samples": int(n)}
+            "sharpness_ratio": sharpness_ratio(fake, real), "n_samples": int(len(fake))}
 
 
 def real_reference(faces: torch.Tensor, features) -> dict:

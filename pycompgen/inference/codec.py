@@ -19,11 +19,11 @@ from pathlib import Path
 from pycompgen.codec.container import _read_varint, _varint, pack, unpack, weights_hash
 from pycompgen.codec.edges import coder_params, encode_edges, params_from_header
 from pycompgen.codec.edges import decode_edges as decode_edge_bits
-from pycompgen.codec.hint import decode_hint, dequantise, encode_hint, quantise, thumbnail
+from pycompgen.codec.hint import SPACES, decode_hint_planes, encode_hint_planes, hint_codes, plane_values, planes_to_rgb
 from pycompgen.data import decode_image
 from pycompgen.models import load_for_eval
 from pycompgen.ops import awgn, canny
-from pycompgen.systems.compgen.system import decode_edges, hint_spec
+from pycompgen.systems.compgen.system import decode_edges, hint_space, hint_spec
 
 from . import edgediff
 
@@ -159,7 +159,7 @@ def compress_batch(ckpt, x, payload: str = "auto") -> list:
     hsh = decoder_hash(ckpt, kind)
     if kind == "edges+hint":
         z, q = _edges(ckpt, x), _hint_codes(ckpt, x)
-        coded = [_edges_hint(ckpt, z[i:i + 1], q[i:i + 1]) for i in range(n)]
+        coded = [_edges_hint(ckpt, z[i:i + 1], [c[i:i + 1] for c in q]) for i in range(n)]
         return [pack(d, system=ckpt.model_name, weights_hash=hsh, height=h, width=w, count=1, kind=kind,
                      params=params) for d, params in coded]
     if kind == "edges":
@@ -183,19 +183,22 @@ def _edges(ckpt, x):
     return canny(x, d.canny_low, d.canny_high, blur_sigma=d.blur_sigma)
 
 
-def _hint_codes(ckpt, x):
+def _hint_codes(ckpt, x) -> list:
     size, bits = _hint_of(ckpt)
-    return quantise(thumbnail(x, size), bits)
+    return hint_codes(x, size, bits, hint_space(ckpt.models))
 
 
-def _edges_hint(ckpt, z, q) -> tuple[bytes, dict]:
-    """(payload, header params) of an edges+hint file for edge maps z and hint codes q: varint(len(edge stream))
-    + edge stream + hint stream."""
+def _edges_hint(ckpt, z, q: list) -> tuple[bytes, dict]:
+    """(payload, header params) of an edges+hint file for edge maps z and hint code planes q: varint(len(edge
+    stream)) + edge stream + hint stream. The header names a colour space other than rgb by its index in SPACES."""
     size, bits = _hint_of(ckpt)
+    space = hint_space(ckpt.models)
     edges = encode_edges(z)
-    hint, scale = encode_hint(q, bits)
-    return (_varint(len(edges)) + edges + hint,
-            dict(_params(ckpt, "edges"), hint_size=size, hint_bits=bits, hint_scale=scale))
+    hint, scale = encode_hint_planes(q, bits, space)
+    params = dict(_params(ckpt, "edges"), hint_size=size, hint_bits=bits, hint_scale=scale)
+    if space != "rgb":
+        params["hint_space"] = SPACES.index(space)
+    return _varint(len(edges)) + edges + hint, params
 
 
 def _params(ckpt, kind: str, latent_shape=None) -> dict:
@@ -249,15 +252,17 @@ def decode_payload(ckpt, data: bytes, name: str = "file", psnr: float | None = N
         hint = None
         if hdr.kind == "edges+hint":
             payload, hint = _read_hint(ckpt, hdr, payload, name)
-            hint = hint.to(dev)
+            hint = [t.to(dev) for t in hint]
         z = torch.from_numpy(decode_edge_bits(payload, hdr.count, hdr.height, hdr.width,
                                               **params_from_header(hdr.params))).float().to(dev)
         if psnr is not None:
             gen = torch.Generator(device=dev)
             gen.manual_seed(int(seed))
             z = awgn(z, float(psnr), normalize=True, peak=1.0, generator=gen)
-            if hint is not None:
-                hint = awgn(hint, float(psnr), normalize=True, peak=1.0, generator=gen)
+            if hint is not None:  # the hint's plane values through the same channel
+                hint = [awgn(t, float(psnr), normalize=True, peak=1.0, generator=gen) for t in hint]
+        if hint is not None:
+            hint = planes_to_rgb(hint, hint_space(ckpt.models))
         return hdr, hdr.kind, (z if hint is None else (z, hint))
     if psnr is not None:
         raise ValueError("--psnr applies to edge-map payloads only")
@@ -268,9 +273,8 @@ def decode_payload(ckpt, data: bytes, name: str = "file", psnr: float | None = N
 
 
 def _read_hint(ckpt, hdr, payload: bytes, name: str):
-    """An edges+hint payload -> (edge stream, dequantised hint (N,3,s,s)); a one-line error for a hint of another
-    size than the model's or a damaged layout."""
-    import torch
+    """An edges+hint payload -> (edge stream, the hint's dequantised plane values (``plane_values``)); a one-line
+    error for a hint of another size or colour space than the model's or a damaged layout."""
     p = hdr.params
     size, bits, scale = p.get("hint_size"), p.get("hint_bits"), p.get("hint_scale")
     if not all(isinstance(v, int) for v in (size, bits, scale)):
@@ -278,6 +282,10 @@ def _read_hint(ckpt, hdr, payload: bytes, name: str):
     want = _hint_of(ckpt)[0]
     if size != want:
         raise ValueError(f"{name} holds a {size}x{size} colour hint, but this model takes {want}x{want} hints")
+    index, own = p.get("hint_space", 0), hint_space(ckpt.models)
+    space = SPACES[index] if isinstance(index, int) and 0 <= index < len(SPACES) else None
+    if space != own:
+        raise ValueError(f"{name} holds a colour hint in space {space or index!r}, but this model takes {own} hints")
     try:
         n_edges, off = _read_varint(payload, 0)
     except ValueError:
@@ -285,10 +293,10 @@ def _read_hint(ckpt, hdr, payload: bytes, name: str):
     if off + n_edges > len(payload):
         raise ValueError(f"{name}: the edges+hint payload is truncated")
     try:
-        q = decode_hint(payload[off + n_edges:], hdr.count, size, bits, scale)
+        q = decode_hint_planes(payload[off + n_edges:], hdr.count, size, bits, scale, space)
     except ValueError as e:
         raise ValueError(f"{name}: {e}") from None
-    return payload[off:off + n_edges], dequantise(torch.from_numpy(q), bits)
+    return payload[off:off + n_edges], plane_values(q, bits, space)
 
 
 def run_decoder(ckpt, kind: str, inp):

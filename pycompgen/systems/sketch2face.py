@@ -16,7 +16,12 @@ Losses (the paper's eqs (1)-(5)): generator λ_rec·L1(x, x_rec) − λ_adv·D(y
 Scales: L1 is a per-pixel mean on [-1, 1] images and the KLD a per-latent-value mean (a per-image sum over 512
 values × 0.01 gave an effective β of ~12 against the L1 and blurred the outputs); the KLD is taken on the
 encodings of real inputs only (equation 3 has none on the cycle hop). Every weighted term is logged (``w_rec``,
-``w_adv``, ``w_kld``, ``w_adv_prior``) so their scales can be compared.
+``w_adv``, ``w_kld``, ``w_adv_prior``, ``w_div``) so their scales can be compared.
+
+Diversity (beyond the paper, ``lambda_div`` > 0, translation stages): many sketches mapped to a few faces is the
+conditional form of mode collapse. Mode seeking (Mao et al. 2019, MSGAN) asks outputs of two inputs to differ as much
+as the inputs do: for each translation, with the batch paired to itself rolled by one, the generator gets
+λ_div / (mean|y_i − y_j| / mean|x_i − x_j| + 1e-5), L1 distances in [-1, 1] (logged ``div_ratio``).
 
 Latent: ``latent_channels`` x H/8 x W/8 (the default), or a vector of ``latent_dim`` values (linear encoder head and
 decoder stem). A translation hands one domain's posterior to the other domain's decoder, so that decoder must draw
@@ -97,6 +102,7 @@ class Sketch2FaceConfig:
     norm: str = "instance"                # encoders/decoders: instance | batch (mixes the two passes) | none
     critic_batches: str = "split"         # split: each critic step on its own slice of the batch | reuse
     cycle_noise: float = 0.0              # std of Gaussian noise on the translation before the cycle hop ([-1, 1])
+    lambda_div: float = 0.0               # mode seeking: λ_div / (output distance / input distance) per translation
 
     def validate(self, cfg) -> None:
         if self.sketch_source not in ("cufsf", "canny"):
@@ -105,7 +111,7 @@ class Sketch2FaceConfig:
         check_fields("sketch2face", self, ">= 0", "lambda_rec", "lambda_adv", "lambda_kld", "lambda_gp", "lambda_real",
                      "lambda_fake", "lambda_prior", "latent_dim", "kld_target")
         check_fields("sketch2face", self, "> 0", "lr_g", "lr_d", "lr_latent")
-        check_fields("sketch2face", self, ">= 0", "cycle_noise")
+        check_fields("sketch2face", self, ">= 0", "cycle_noise", "lambda_div")
         check_fields("sketch2face", self, "two numbers in [0, 1)", "betas")
         if self.norm not in ("batch", "instance", "none"):
             raise ValueError(f"sketch2face.norm must be batch, instance or none, got {self.norm!r}")
@@ -146,6 +152,13 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor,
         out = critic(x).float()
         (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def mode_seeking_ratio(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """mean|y_i − y_j| / mean|x_i − x_j| over the batch paired with itself rolled by one (MSGAN's ratio, L1)."""
+    dy = (y - y.roll(1, 0)).abs().mean()
+    dx = (x - x.roll(1, 0)).abs().mean()
+    return dy / dx.clamp(min=1e-8)
 
 
 def critic_loss(critic, real, fake, c) -> tuple:
@@ -390,13 +403,20 @@ class Sketch2Face(System):
             yp = self.prior_sample(d, n, grad=True)
             with self.autocast():
                 adv_p = adv_p + self.models[f"D_{d}"](yp).float().mean()
-        loss_g = c.lambda_rec * rec - c.lambda_adv * (adv + c.lambda_prior * adv_p) + c.lambda_kld * kld_term
+        div, ratio = torch.zeros((), device=rec.device), torch.zeros((), device=rec.device)
+        if c.lambda_div > 0 and self.spec.name != "pretrain" and n > 1:
+            for src, y in (("s", out["y_f"]), ("f", out["y_s"])):
+                r = mode_seeking_ratio(real[src], y.float())
+                div, ratio = div + 1.0 / (r + 1e-5), ratio + r.detach() / 2
+        loss_g = (c.lambda_rec * rec - c.lambda_adv * (adv + c.lambda_prior * adv_p) + c.lambda_kld * kld_term
+                  + c.lambda_div * div)
         gen = [p for k in self.spec.trainable if k not in CRITICS for p in self.models[k].parameters()]
         self.step(loss_g, "G", inputs=gen)
         logs.update({"loss": rec.detach(), "loss_g": loss_g.detach(), "adv": adv.detach(), "kld": kld.detach(),
                      "w_rec": (c.lambda_rec * rec).detach(), "w_adv": (-c.lambda_adv * adv).detach(),
                      "w_kld": (c.lambda_kld * kld_term).detach(),
                      "w_adv_prior": (-c.lambda_adv * c.lambda_prior * adv_p).detach(),
+                     "w_div": (c.lambda_div * div).detach(), "div_ratio": ratio,
                      "loss_d": (logs["loss_d_s"] + logs["loss_d_f"]) / 2})
         return logs
 

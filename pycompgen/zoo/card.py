@@ -157,7 +157,10 @@ def render(name: str, description: str, results: dict, stages: dict, cfgs: dict,
               f"{m.elm_hidden}"
               + ("; gated skip features from h's convolutions into g (model.elm_skips, beyond the paper)"
                  if getattr(m, "elm_skips", False) else "")
-              + (f"; a {m.hint_size}x{m.hint_size} RGB colour hint into h at {m.hint_bits} bits (model.hint_size, "
+              + (f"; a {m.hint_size}x{m.hint_size} colour hint into h at {m.hint_bits} bits, "
+                 + ("RGB" if getattr(m, "hint_space", "rgb") == "rgb" else
+                    f"luma at {m.hint_size}x{m.hint_size}, chroma at half size and one bit fewer (YCoCg 4:2:0)")
+                 + " (model.hint_size, "
                  f"beyond the paper; no generation from sketches or noise)" if getattr(m, "hint_size", 0) else "")
               + ".", ""]
     L += ["## Machine and time", ""]

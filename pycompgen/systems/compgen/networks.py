@@ -89,12 +89,12 @@ class ELM(nn.Module):
     (N,3,hint_size,hint_size) in [0,1] (``pycompgen.codec.hint``), resized to the H/8 grid and added to the conv
     features before the residual blocks through two 3x3 convs (the last starts at zero); a hint larger than H/8
     (up to H/4) is added on the H/4 grid instead, before the last stride-2 conv. ``hint_bits`` is the
-    quantiser a coded hint uses (an attribute, not a weight).
+    quantiser a coded hint uses and ``hint_space`` its colour space (attributes, not weights).
     """
 
     def __init__(self, image_size: int = 64, channels: int = 64, num_res: int = 2, hidden: int = 1024,
                  latent_channels: int = 16, skips: bool = False, g_channels: int = 128, dropout: float = 0.0,
-                 hint_size: int = 0, hint_bits: int = 4):
+                 hint_size: int = 0, hint_bits: int = 4, hint_space: str = "rgb"):
         super().__init__()
         if image_size % DOWNSAMPLE:
             raise ValueError(f"ELM needs image_size divisible by {DOWNSAMPLE}, got {image_size}")
@@ -113,7 +113,7 @@ class ELM(nn.Module):
         self.act = nn.ReLU(inplace=True)
         self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()  # on FC1's input and on its output
         self.skips = skips
-        self.hint_size, self.hint_bits = int(hint_size), int(hint_bits)
+        self.hint_size, self.hint_bits, self.hint_space = int(hint_size), int(hint_bits), str(hint_space)
         if self.hint_size:
             self.hint = nn.Sequential(nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(inplace=True),
                                       nn.Conv2d(channels, channels, 3, padding=1))
@@ -176,7 +176,7 @@ def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
         "h": ELM(image_size, m.elm_channels, m.elm_num_res, m.elm_hidden, m.latent_channels,
                  skips=getattr(m, "elm_skips", False), g_channels=m.channels,
                  dropout=float(getattr(m, "elm_dropout", 0.0)), hint_size=int(getattr(m, "hint_size", 0)),
-                 hint_bits=max(getattr(m, "hint_bits", [4]) or [4])),
+                 hint_bits=max(getattr(m, "hint_bits", [4]) or [4]), hint_space=getattr(m, "hint_space", "rgb")),
     }
     if getattr(m, "entropy_bottleneck", False):
         from pycompgen.codec.entropy import EntropyBottleneck

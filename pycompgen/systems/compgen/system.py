@@ -59,19 +59,42 @@ def hint_spec(models: dict) -> tuple[int, int]:
     return (size, int(h.hint_bits)) if size else (0, 0)
 
 
-def make_hint(models: dict, x: torch.Tensor, psnr=None, generator=None, bits=None):
-    """The colour hint h receives for faces x (N,3,H,W) in [0,1]: the thumbnail quantised at ``bits`` (default
-    the model's; an int or one per image) and, with ``psnr`` (dB, one or one per image), sent through the AWGN
-    channel as analog values like the edge map (3·s² more channel uses). None for an edges-only h."""
-    from pycompgen.codec.hint import quantised_thumbnail
+def hint_space(models: dict) -> str:
+    """The colour space of the models' hint (``model.hint_space``)."""
+    h = models["h"]
+    return str(getattr(getattr(h, "module", h), "hint_space", "rgb"))
+
+
+def hint_planes(models: dict, x: torch.Tensor, bits=None) -> list | None:
+    """The values of the hint's code planes for faces x (N,3,H,W) in [0,1] at ``bits`` (default the model's; an int
+    or one per image): what the analog channel carries (rgb: 3·s² values; ycocg420: s² luma + s²/2 chroma).
+    None for an edges-only h."""
+    from pycompgen.codec.hint import hint_codes, plane_values
     size, default_bits = hint_spec(models)
     if not size:
         return None
-    t = quantised_thumbnail(x, size, default_bits if bits is None else bits)
-    if psnr is None:
-        return t
-    from pycompgen.ops import awgn
-    return awgn(t, psnr, normalize=True, peak=1.0, generator=generator)
+    bits = default_bits if bits is None else bits
+    space = hint_space(models)
+    return plane_values(hint_codes(x, size, bits, space), bits, space)
+
+
+def hint_from_planes(models: dict, planes: list) -> torch.Tensor:
+    """The RGB thumbnail h takes from (possibly noisy) plane values."""
+    from pycompgen.codec.hint import planes_to_rgb
+    return planes_to_rgb(planes, hint_space(models))
+
+
+def make_hint(models: dict, x: torch.Tensor, psnr=None, generator=None, bits=None):
+    """The colour hint h receives for faces x (N,3,H,W) in [0,1]: the thumbnail quantised at ``bits`` (default
+    the model's; an int or one per image) and, with ``psnr`` (dB, one or one per image), its code planes' values
+    sent through the AWGN channel as analog values like the edge map (``hint_planes``). None for an edges-only h."""
+    planes = hint_planes(models, x, bits)
+    if planes is None:
+        return None
+    if psnr is not None:
+        from pycompgen.ops import awgn
+        planes = [awgn(t, psnr, normalize=True, peak=1.0, generator=generator) for t in planes]
+    return hint_from_planes(models, planes)
 
 
 def elm_forward(models: dict, z_noisy: torch.Tensor, hint: torch.Tensor | None = None
@@ -298,10 +321,12 @@ class Compgen(System):
         b = {k: v.cpu() for k, v in make_channel(cfg)(x_uint8, torch.device("cpu"), generator=generator).items()}
         if cfg.model.hint_size:
             from pycompgen.codec.hint import quantised_thumbnail
-            b["hint"] = quantised_thumbnail(b["x"], cfg.model.hint_size, max(cfg.model.hint_bits))
+            b["hint"] = quantised_thumbnail(b["x"], cfg.model.hint_size, max(cfg.model.hint_bits),
+                                            getattr(cfg.model, "hint_space", "rgb"))
         return b
 
 
 SYSTEM = Compgen
 
-__all__ = ["Compgen", "decode_edges", "elm_forward", "hint_spec", "make_channel", "make_hint", "prepare_batch"]
+__all__ = ["Compgen", "decode_edges", "elm_forward", "hint_from_planes", "hint_planes", "hint_space", "hint_spec",
+           "make_channel", "make_hint", "prepare_batch"]
