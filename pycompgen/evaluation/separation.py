@@ -176,7 +176,7 @@ def plot(table: dict, path, title: str = "") -> str:
     import matplotlib.pyplot as plt
     snrs = table["snrs_db"]
     labels = list(next(iter(table["rows"].values()))["schemes"])
-    fig, ax = plt.subplots(figsize=(7, 4.4), dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 5.6), dpi=110)
     for lab in labels:
         ys = [table["rows"][f"{s:g}"]["schemes"][lab]["ssim"] for s in snrs]
         ax.plot(snrs, ys, marker="o" if lab.startswith("Compgen") else ".",
@@ -185,10 +185,10 @@ def plot(table: dict, path, title: str = "") -> str:
     ax.set_xlabel(f"channel SNR (dB, average power; {table['uses']} real channel uses per face)")
     ax.set_ylabel("SSIM (validation faces)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)  # below: the curves fill the axes
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return str(path)
 
