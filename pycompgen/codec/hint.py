@@ -33,8 +33,7 @@ CHROMA_RANGE = 1 / 6  # ycocg420: chroma coded over [-1/6, 1/6], clipped (4.7 % 
 
 
 def check_hint_params(size: int, bits: int, what: str = "colour hint", space: str = "rgb") -> None:
-    if space not in SPACES:
-        raise ValueError(f"{what}: colour space must be one of {', '.join(SPACES)}, got {space!r}")
+    _check_space(space, what)
     if not 1 <= int(size) <= 64 or (space == "ycocg420" and int(size) % 2):
         raise ValueError(f"{what}: size must be in 1..64" + (" and even for ycocg420" if space == "ycocg420" else "")
                          + f", got {size}")
@@ -42,9 +41,9 @@ def check_hint_params(size: int, bits: int, what: str = "colour hint", space: st
         raise ValueError(f"{what}: bits must be in 1..{MAX_BITS}, got {bits}")
 
 
-def _check_space(space: str) -> None:
+def _check_space(space: str, what: str = "colour hint") -> None:
     if space not in SPACES:
-        raise ValueError(f"colour hint: colour space must be one of {', '.join(SPACES)}, got {space!r}")
+        raise ValueError(f"{what}: colour space must be one of {', '.join(SPACES)}, got {space!r}")
 
 
 def chroma_bits(bits):
@@ -82,8 +81,6 @@ def dequantise(q, bits):
 
 def quantised_thumbnail(x, size: int, bits, space: str = "rgb"):
     """What a receiver decodes: the thumbnail of x quantised at ``bits`` (int or one per image), back in [0,1]."""
-    if space == "rgb":
-        return dequantise(quantise(thumbnail(x, size), bits), bits)
     return planes_to_rgb(plane_values(hint_codes(x, size, bits, space), bits, space), space)
 
 
@@ -145,6 +142,12 @@ def _med(a: int, b: int, c: int) -> int:
     return a + b - c
 
 
+def _predictions(plane: np.ndarray, mid: int) -> np.ndarray:
+    """MED predictions of every value of a code plane (s, s) from its causal neighbours, raster order."""
+    return np.array([[_predict(plane, r, k, mid) for k in range(plane.shape[1])] for r in range(plane.shape[0])],
+                    np.int64)
+
+
 def _predict(plane: np.ndarray, r: int, c: int, mid: int) -> int:
     if r == 0:
         return mid if c == 0 else int(plane[0, c - 1])
@@ -165,8 +168,7 @@ def _residuals(q: np.ndarray, mid: int) -> np.ndarray:
         g_err = None
         for c in ORDER:
             plane = img[c]
-            pred = np.array([[_predict(plane, r, k, mid) for k in range(plane.shape[1])]
-                             for r in range(plane.shape[0])], np.int64)
+            pred = _predictions(plane, mid)
             if g_err is None:
                 g_err = plane - pred
                 out.append(g_err.ravel())
@@ -183,9 +185,7 @@ def _scales(n_images: int, size: int, index: int) -> np.ndarray:
 
 
 def _family(bits: int):
-    import constriction
-    top = (1 << int(bits)) - 1
-    return constriction.stream.model.QuantizedLaplace(-top, top)
+    return _laplace((1 << int(bits)) - 1)
 
 
 def _cost_bits(res: np.ndarray, scale: float, bits: int, top: int | None = None) -> float:
@@ -266,8 +266,7 @@ def decode_hint(data: bytes, n: int, size: int, bits: int, scale_index: int) -> 
 
 def _plane_residuals(planes: np.ndarray, start: int) -> np.ndarray:
     """MED residuals of code planes (M, s, s), each on its own, raster order (``start`` predicts the first value)."""
-    out = [(p - np.array([[_predict(p, r, k, start) for k in range(p.shape[1])] for r in range(p.shape[0])],
-                         np.int64)).ravel() for p in planes]
+    out = [(p - _predictions(p, start)).ravel() for p in planes]
     return np.concatenate(out).astype(np.int32) if out else np.zeros(0, np.int32)
 
 
