@@ -86,7 +86,9 @@ def main(argv=None) -> int:
             bfiles = [f for fs in bfiles for f in fs]
             _, tbd = timed(lambda i: decompress_batch(ck, [(str(j), f) for j, f in enumerate(bfiles[i:i + bs])],
                                                       batch_size=bs), range(0, len(bfiles), bs))
-            row(name + (f" q{q}" if q else ""), "latent" if "eb" in ck.parts else "edges", files, te, td,
+            payload = ("latent" if "eb" in ck.parts else
+                       "edges + hint" if getattr(ck.config.model, "hint_size", 0) else "edges")
+            row(name + (f" q{q}" if q else ""), payload, files, te, td,
                 batched=(tbe, tbd))
     for spec in args.codecs.split(","):
         c, _, q = spec.partition(":")

@@ -122,10 +122,10 @@ def test_completion_from_the_zero_filled_latent(trained, monkeypatch):
     seen, first = [], []
     real = R.predict_eps
 
-    def spy(nets, xt, t, e):
+    def spy(nets, xt, t, e, **kw):
         seen.append(int(t))
         first.append(xt.clone()) if len(first) == 0 else None
-        return real(nets, xt, t, e)
+        return real(nets, xt, t, e, **kw)
     monkeypatch.setattr(R, "predict_eps", spy)
     out = R.complete(m, c, y_hat, known, "full", steps=4, seed=0, start=0.5)
     assert 3 <= len(seen) <= 4 and max(seen) < 0.5 * c.train_timesteps, seen
@@ -136,7 +136,7 @@ def test_completion_from_the_zero_filled_latent(trained, monkeypatch):
     assert abs(float(first[0][~k].std()) / float((1 - a0).sqrt()) - 1) < 0.3 and float(first[0][~k].std()) < 0.85
     assert not torch.equal(out, R.complete(m, c, y_hat, known, "full", steps=4, seed=0))
     # filled values stay in (−R, R) even when the denoiser's estimate leaves it
-    monkeypatch.setattr(R, "predict_eps", lambda nets, xt, t, e: -10 * xt)
+    monkeypatch.setattr(R, "predict_eps", lambda nets, xt, t, e, **kw: -10 * xt)
     wild = R.complete(m, c, y_hat, known, "full", steps=4, seed=0, start=0.5)
     assert wild[~k].abs().max() <= c.latent_range and torch.equal(wild[k], y_hat[k])
     with pytest.raises(ValueError, match="completion start must be in"):
@@ -306,13 +306,13 @@ def test_denoiser_batches_sit_where_the_receiver_works(trained):
     st.eval_mode()
     c, x = st.cfg.edgediff, trained["x"]
     g = torch.Generator().manual_seed(0)
-    xt, t, noise, edges = st._denoiser_batch(x, g, bits=3, quantised_share=1.0)
+    xt, t, noise, edges = st._denoiser_batch(x, g, bits=3, quantised_share=1.0)[:4]
     a = ddpm(c).alphas_cumprod[R.start_timestep(c, 3)]
     assert bool((t == R.start_timestep(c, 3)).all())
     y0 = R.encode(st.models, c, x)
     torch.testing.assert_close((xt - (1 - a).sqrt() * noise) / a.sqrt(), y0, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(xt, a.sqrt() * R.quantise(st.models, c, y0, 3)[0])
-    _, t, _, _ = st._denoiser_batch(face_batch(8).float().div(255), g, quantised_share=0.0)
+    t = st._denoiser_batch(face_batch(8).float().div(255), g, quantised_share=0.0).t
     assert int(t.max()) <= max(R.start_timestep(c, b) for b in c.bits)
     assert edges.shape == (x.shape[0], 1, x.shape[-1], x.shape[-1])
 
@@ -353,6 +353,11 @@ def test_bench_trains_measures_and_exports_a_tiny_entry(tmp_path, monkeypatch):
                        "--completion", "largest", "--export", "ed-tiny", "--check-images", "4"]) == 0
     doc = json.loads((tmp_path / "out" / f"edgediff-cpu{os.cpu_count()}.json").read_text())
     assert doc["results"]["complete_start"] == 0.5 and doc["checkpoints"]["entropy"]["epoch"] == 1
+    from pycompgen.evaluation.edgediff import STRATEGIES
+    rows = {r["strategy"]: r for r in doc["results"]["completion"]}
+    assert set(rows) == set(STRATEGIES) and rows["complete_oracle_edges"]["extra_bpp"] == 0
+    import math
+    assert all(math.isfinite(r["lost_psnr"]) and r["lost_psnr"] != r["psnr"] for r in rows.values())  # lost pixels only
     entry = json.loads((tmp_path / "zoo" / "manifest.json").read_text())["entries"]["ed-tiny"]
     assert [p["bits"] for p in entry["rate_points"]] == [3, 5] and entry["stages"]["entropy"]["bits"] == 5
     card = (tmp_path / "zoo" / entry["card"]).read_text()
@@ -387,6 +392,58 @@ def test_edge_concat_starts_as_the_handed_over_denoiser_and_learns_from_edges(tr
         for k in ("unet", "control"):
             m[k].conv_in.weight[:, c.latent_channels:] = 0
         assert not torch.allclose(eps, R.predict_eps(m, y_hat, 3, edges))
+
+
+def test_known_concat_completion_batches_and_conditioning(trained, monkeypatch):
+    """edgediff.known_concat: fine-tuned from a denoiser without the known-latent channels it starts as that
+    denoiser (zero weights); completion samples (complete_share) carry lost rectangles, the zero fill and its mask
+    as the condition, the sender's true edges inside the lost regions, every timestep, and weigh their lost and
+    known values equally; denoising samples get a zero condition; the new channels learn; complete() hands the
+    denoiser what arrived; complete_share without known_concat is refused."""
+    from pycompgen.systems.edgediff.system import canny_target
+    with pytest.raises(ValueError, match="complete_share > 0 needs edgediff.known_concat"):
+        cfg_for("denoiser", "edgediff.complete_share=0.5")
+    init = {k: {n: v.clone() for n, v in mm.state_dict().items()} for k, mm in trained["models"].items()}
+    cfg = cfg_for("denoiser", "edgediff.known_concat=true", "edgediff.complete_share=0.5",
+                  "edgediff.lr_denoiser=0.01", "edgediff.uniform_share=0")
+    st = build_system(cfg, "cpu", init)
+    c, m, x = st.cfg.edgediff, st.models, trained["x"]
+    assert m["unet"].config.in_channels == m["control"].config.in_channels == 2 * c.latent_channels + 1
+    st.eval_mode()
+    with torch.no_grad():
+        y_hat = R.quantise(m, c, R.encode(m, c, x), 5)[0]
+        known = R.drop_regions(y_hat.shape, 0.5, 2, seed=3)
+        edges = R.een_edges(m, y_hat, x.shape[-1])
+        cond = R.known_input(torch.where(known, y_hat, torch.zeros_like(y_hat)), known)
+        eps = R.predict_eps(m, y_hat, 3, edges, known=cond)
+        torch.testing.assert_close(eps, R.predict_eps(trained["models"], y_hat, 3, edges))
+    xb = face_batch(16).float().div(255)
+    b = st._denoiser_batch(xb, torch.Generator().manual_seed(1), bits=5)
+    comp = b.complete
+    assert 0 < int(comp.sum()) < 16 and bool(b.known[~comp].all()) and not bool(b.known[comp].all())
+    assert bool((b.known_cond[~comp] == 0).all())
+    assert torch.equal(b.known_cond[comp][:, -1:], b.known[comp].float())
+    t_max = max(R.start_timestep(c, bb) for bb in c.bits)
+    assert int(b.t[~comp].max()) <= t_max                  # denoising samples stay where the receiver works
+    lost = R.lost_pixels(b.known, xb.shape[-1]) > 0
+    on = b.edges.flatten(1).sum(1) > 0                       # not dropped (edge_dropout)
+    sel = lost & on.view(-1, 1, 1, 1)
+    assert torch.equal(b.edges[sel], canny_target(xb, st.cfg)[sel])
+    torch.testing.assert_close(b.weight[comp].mean((1, 2, 3)), torch.ones(int(comp.sum())))
+    assert float(b.weight[comp][~b.known[comp]].min()) > 1 and bool((b.weight[~comp] == 1).all())
+    st.train_mode()
+    pb = st.prepare_batch(face_batch(16), torch.Generator().manual_seed(0))
+    logs = [st.train_step(pb) for _ in range(3)]
+    assert any("lost_mse" in lg for lg in logs)
+    w = m["unet"].conv_in.weight.detach()[:, c.latent_channels:]
+    assert float(w.abs().max()) > 0
+    seen = []
+    real = R.predict_eps
+    monkeypatch.setattr(R, "predict_eps", lambda nets, xt, t, e, **kw: seen.append(kw.get("known")) or real(nets, xt, t, e, **kw))
+    st.eval_mode()
+    R.complete(m, c, y_hat, known, "full", steps=2, seed=0)
+    assert seen and torch.equal(seen[0][:, -1:], known.float()) and torch.equal(seen[0][:, :-1][~known.expand_as(y_hat)],
+                                                                                 torch.zeros(int((~known).sum()) * c.latent_channels))
 
 
 def test_denoiser_resumes_an_optimiser_saved_before_lr_control(trained):

@@ -188,8 +188,8 @@ def _edgediff_res():
            "steps": 2, "psnr": 20.0 + b, "ssim": 0.5, "ms_ssim": 0.6, "face_psnr": 21.0, "face_ssim": 0.55,
            "face_ms_ssim": 0.65} for b in (2, 4) for m in ("W/O", "SDC", "full")]
     comp = [{"max_frac": f, "regions": r, "share_lost": f * r, "strategy": s, "psnr": 20 - f, "ssim": 0.5,
-             "ms_ssim": 0.6} for f, r in ((0.0, 0), (0.125, 2)) for s in
-            ("zeros", "complete_no_edges", "complete_edges", "pixel_inpaint")]
+             "ms_ssim": 0.6, **({"lost_psnr": 12.5} if r else {})} for f, r in ((0.0, 0), (0.125, 2)) for s in
+            ("zeros", "complete_no_edges", "complete_edges", "pixel_inpaint")]   # older results: no lost_psnr
     return {"ablation": ab, "completion": comp, "edge_f1": [{"bits": 2, "bpp": 0.2, "edge_f1": 0.4}],
             "timing": {"encode_s": 0.01, "decode_wo_s": 0.02, "steps": 2, "complete_steps": 3}}
 
@@ -203,7 +203,8 @@ def test_edgediff_plots_markdown_and_rd_overlay(tmp_path):
     md = ED.markdown(doc).splitlines()
     assert md[0] == "# Edge-guided diffusion compression on toy"
     assert sum(line.startswith("| 2 | ") or line.startswith("| 4 | ") for line in md) == 6 + 1   # ablation + F1
-    assert "| 0.1250 | 2 | 0.250 | zeros | 19.88 | 0.5000 | 0.6000 | 0.000 |" in md   # + extra bpp (sender edges)
+    assert "| 0.1250 | 2 | 0.250 | zeros | 19.88 | 0.5000 | 0.6000 | 12.50 | 0.000 |" in md  # lost pixels, extra bpp
+    assert "| 0.0000 | 0 | 0.000 | zeros | 20.00 | 0.5000 | 0.6000 |  | 0.000 |" in md
     assert md[-1] == "Wall time per image (s): encode_s 0.010, decode_wo_s 0.020, steps 2, complete_steps 3"
     notes = []
     assert ED.rd_overlay(res, 8, tmp_path / "missing.json", tmp_path, note=notes.append) == [] and "no " in notes[0]

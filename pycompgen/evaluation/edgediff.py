@@ -2,7 +2,7 @@
 ablation per bit depth on real files (W/O: VAE + quantisation; SDC: unconditional denoising; full: EEN edges;
 oracle: the original's Canny edges, an upper bound no receiver has) with the headroom decode(y) − decode(ŷ), the
 quality vs share of latent lost (completion without edges, with the EEN's, with sender-side edges whose bits are
-counted), the EEN's edge-F1, wall times per image; the plots (also on the project's RD plot,
+counted, with the original's Canny map as the bound; PSNR of the whole image and of the lost pixels), the EEN's edge-F1, wall times per image; the plots (also on the project's RD plot,
 ``pycompgen.evaluation.rd``), the face grids and the markdown report."""
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import torch
 LOSS_FRACS = [0.0, 1 / 16, 1 / 8]          # max side of each lost rectangle (fraction of the latent side)
 LOSS_REGIONS = [1, 2, 4, 8]
 MODE_LABELS = {"wo": "W/O", "sdc": "SDC", "full": "full", "oracle": "oracle edges"}
-STRATEGIES = ("zeros", "complete_no_edges", "complete_edges", "complete_sender_edges", "pixel_inpaint")
+STRATEGIES = ("zeros", "complete_no_edges", "complete_edges", "complete_sender_edges", "complete_oracle_edges",
+              "pixel_inpaint")
 
 
 def load_models(cfg, run_dir: Path, een: str | None = None):
@@ -134,13 +135,19 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, complet
                                                               steps=complete_steps, seed=0, start=complete_start)),
                 "complete_sender_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
                                                                      steps=complete_steps, seed=0, edges=sent,
+                                                                     start=complete_start)),
+                "complete_oracle_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
+                                                                     steps=complete_steps, seed=0, edges=target,
                                                                      start=complete_start))}
         outs["pixel_inpaint"] = R.pixel_inpaint(outs["zeros"], known)
+        lost = R.lost_pixels(known, x.shape[-1]).expand_as(x)
         for k, v in outs.items():
             m = metrics(x, v, mask)
+            lost_mse = float((((v - x) ** 2) * lost).sum() / lost.sum().clamp_min(1))
             extra = float(8 * np.mean(sizes) / hw) if k == "complete_sender_edges" else 0.0
             res["completion"].append({"max_frac": frac, "regions": regions, "share_lost": share, "strategy": k,
                                       "psnr": m["psnr"], "ssim": m["ssim"], "ms_ssim": m["ms_ssim"],
+                                      "lost_psnr": -10 * float(np.log10(max(lost_mse, 1e-10))),
                                       "extra_bpp": extra})
         if frac == LOSS_FRACS[-1] and regions == (LOSS_REGIONS[1] if len(settings) > 1 else regions):
             grids.update({f"lost_{k}": v[:8] for k, v in outs.items()})
@@ -244,11 +251,13 @@ def markdown(doc) -> str:
           f"from the zero-filled latent noised to t = {start:g}·T") + "; sender edges: the original's Canny map of "
           "the lost regions coded losslessly beside the file (extra bpp; the rectangles' coordinates are not "
           "counted).", "",
-          "| max side fraction | regions | share lost | strategy | PSNR | SSIM | MS-SSIM | extra bpp |",
-          "|---|---|---|---|---|---|---|---|"]
+          "| max side fraction | regions | share lost | strategy | PSNR | SSIM | MS-SSIM | PSNR of the lost pixels | "
+          "extra bpp |",
+          "|---|---|---|---|---|---|---|---|---|"]
     for a in r["completion"]:
+        lp = f"{a['lost_psnr']:.2f}" if "lost_psnr" in a else ""
         L.append(f"| {a['max_frac']:.4f} | {a['regions']} | {a['share_lost']:.3f} | {a['strategy']} | "
-                 f"{a['psnr']:.2f} | {a['ssim']:.4f} | {a['ms_ssim']:.4f} | {a.get('extra_bpp', 0.0):.3f} |")
+                 f"{a['psnr']:.2f} | {a['ssim']:.4f} | {a['ms_ssim']:.4f} | {lp} | {a.get('extra_bpp', 0.0):.3f} |")
     L += ["", "| bits | bpp | EEN edge-F1 |", "|---|---|---|"]
     L += [f"| {a['bits']} | {a['bpp']:.3f} | {a['edge_f1']:.3f} |" for a in r["edge_f1"]]
     L += ["", "Wall time per image (s): " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"

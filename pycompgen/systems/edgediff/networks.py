@@ -122,12 +122,18 @@ class NullEmbedding(nn.Module):
 
 
 def denoiser_in_channels(c) -> int:
-    """The UNet's (and ControlNet's) input channels: the latent, plus the edge map pixel-unshuffled onto the latent
-    grid (down² channels) with ``edge_concat``: edges enter at the first convolution, where their weights get a
-    gradient from the first step (the ControlNet's path crosses two zero-initialised convolutions in series, so
-    its gradient starts at zero and grows slowly)."""
+    """The UNet's (and ControlNet's) input channels (``input_blocks``). With ``edge_concat`` the edges enter at
+    the first convolution, where their weights get a gradient from the first step (the ControlNet's path crosses
+    two zero-initialised convolutions in series, so its gradient starts at zero and grows slowly)."""
+    return sum(input_blocks(c))
+
+
+def input_blocks(c) -> tuple[int, int, int]:
+    """Channels of the denoiser's input blocks, in order: the noisy latent, the pixel-unshuffled edge map
+    (``edge_concat``, else 0) and the received latent where known + the known mask (``known_concat``, else 0)."""
     down = 2 ** (len(c.vae_channels) - 1)
-    return c.latent_channels + (down * down if c.edge_concat else 0)
+    return (c.latent_channels, down * down if c.edge_concat else 0,
+            c.latent_channels + 1 if getattr(c, "known_concat", False) else 0)
 
 
 def build_all(c, image_size: int) -> dict:
@@ -149,6 +155,7 @@ def build_all(c, image_size: int) -> dict:
     # conditioning embedding: one stride-2 conv per entry after the first -> image size / down = latent size
     cond = tuple(max(16, c.unet_channels[0] // 2) * 2 ** min(i, 2) for i in range(len(c.vae_channels)))
     control = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=cond, conditioning_channels=1)
+    unet.input_blocks = input_blocks(c)    # read by receiver.predict_eps (not a weight)
     zin = c.latent_channels
     return {"vae": vae, "eb": QuantBank(c.latent_channels, c.bits, c),
             "een": UNetGenerator(zin, 1, c.een_channels, c.een_depth),

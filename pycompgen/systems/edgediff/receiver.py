@@ -12,7 +12,8 @@
   the EEN's.
 - ``drop_regions``: the channel that loses rectangles of the latent (seeded); ``complete``: RePaint-style
   edge-guided inpainting from pure noise, known latent values replaced (re-noised) at every step and put back
-  exactly at the end (bit-exact). ``pixel_inpaint``: OpenCV inpainting of the decoded image instead.
+  exactly at the end (bit-exact); a denoiser built with ``known_concat`` also sees the received latent and the
+  known mask at every step (``known_input``). ``pixel_inpaint``: OpenCV inpainting of the decoded image instead.
 - ``compress`` / ``decompress``: the quantised latent range-coded by the bit depth's entropy model inside the
   ``.pcg`` container (system, weights hash, CRC).
 """
@@ -84,14 +85,31 @@ def ddim(c):
     return DDIMScheduler.from_config(ddpm(c).config, clip_sample=False, set_alpha_to_one=True)
 
 
-def predict_eps(nets, xt, t, edges, scale: float = 1.0) -> torch.Tensor:
-    """ε from the ControlNet-conditioned UNet; a UNet with more input channels than the latent (``edge_concat``)
-    also takes the edge map pixel-unshuffled onto the latent grid."""
+def known_input(y_hat: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """The completion condition (N, C + 1, h, w): the received latent where known (zeros elsewhere) and the known
+    mask; all zeros (nothing given) when denoising."""
+    k = known.to(y_hat.dtype).expand(y_hat.shape[0], 1, *y_hat.shape[-2:])
+    return torch.cat([y_hat * k, k], 1)
+
+
+def predict_eps(nets, xt, t, edges, scale: float = 1.0, known=None) -> torch.Tensor:
+    """ε from the ControlNet-conditioned UNet. A UNet with edge input channels (``edge_concat``) also takes the edge
+    map pixel-unshuffled onto the latent grid; one with known-latent channels (``known_concat``) takes ``known``
+    (``known_input``; None: zeros, as when denoising)."""
     n = xt.shape[0]
     if not torch.is_tensor(t) or t.dim() == 0:
         t = torch.full((n,), int(t), device=xt.device, dtype=torch.long)
-    if _m(nets, "unet").config.in_channels > xt.shape[1]:
-        xt = torch.cat([xt, F.pixel_unshuffle(edges.to(xt), edges.shape[-1] // xt.shape[-1])], 1)
+    unet = _m(nets, "unet")
+    blocks = getattr(unet, "input_blocks", None)
+    if blocks is None:   # a UNet built outside build_all: every extra channel is the edge map
+        blocks = (xt.shape[1], unet.config.in_channels - xt.shape[1], 0)
+    parts = [xt]
+    if blocks[1]:
+        parts.append(F.pixel_unshuffle(edges.to(xt), edges.shape[-1] // xt.shape[-1]))
+    if blocks[2]:
+        parts.append(torch.zeros(n, blocks[2], *xt.shape[-2:], device=xt.device, dtype=xt.dtype) if known is None
+                     else known.to(xt))
+    xt = torch.cat(parts, 1) if len(parts) > 1 else xt
     ctx = nets["null"](n)
     down, mid = nets["control"](xt, t, encoder_hidden_states=ctx, controlnet_cond=edges, conditioning_scale=scale,
                                 return_dict=False)
@@ -240,10 +258,11 @@ def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = No
     x = torch.randn(y_hat.shape, generator=g, device=y_hat.device)
     if start < 1:
         x = sched.add_noise(y0, x, ts[:1])
+    cond = known_input(y0, known.all(1, keepdim=True))  # y0: zeros wherever lost
     for t in ts:
         noise = torch.randn(y_hat.shape, generator=g, device=y_hat.device)
         x = torch.where(known, sched.add_noise(y0, noise, t.reshape(1)), x)
-        eps = predict_eps(models, x, t, edges).float()
+        eps = predict_eps(models, x, t, edges, known=cond).float()
         x = sched.step(eps, t, x, eta=0.0).prev_sample
     return torch.where(known, y_hat, x.clamp(-c.latent_range, c.latent_range))
 

@@ -18,8 +18,12 @@
   ``uniform_share`` of them over all of [0, T) for completion from pure noise), and ``quantised_share`` of each
   batch on real quantised latents at t* (input sqrt(ᾱ)·ŷ, target the noise that ŷ − y implies); conditioned on
   the EEN's edges of ŷ (``een_edge_share``; the rest true Canny edges), dropped to zeros with probability
-  ``edge_dropout`` so the zero-edge input is the unconditional "SDC" model. best.pt by the ε-MSE on real
-  quantised validation latents at t* of ``eval_bits`` (``val_loss``). VAE and EEN frozen.
+  ``edge_dropout`` so the zero-edge input is the unconditional "SDC" model. With ``known_concat`` the denoiser
+  also takes the received latent where known and the known mask (zeros when denoising), and ``complete_share`` of
+  each batch trains completion: lost rectangles, t uniform over [0, T), the sender's true edges inside the lost
+  regions and the EEN's of the zero fill elsewhere, lost and known values weighted equally (logged ``lost_mse``).
+  best.pt by the ε-MSE on real quantised validation latents at t* of ``eval_bits`` (``val_loss``). VAE and EEN
+  frozen.
 - ``entropy``: the entropy models fitted again, every bit depth at every step, on the frozen encoder's posterior
   means (what the sender codes) with ``entropy_steps_per_batch`` Adam steps per batch at ``lr_entropy``. In the
   ``vae`` stage each bit depth's model sees a quarter of a few hundred steps of noisy samples at the VAE's learning
@@ -33,7 +37,7 @@ Receiver, channel, completion and bitstream: ``pycompgen.systems.edgediff.receiv
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +81,13 @@ class EdgeDiffConfig:
     project: bool = True           # receiver: each predicted clean latent kept inside ŷ's quantisation cell
     edge_concat: bool = False      # the edge map also enters the UNet and ControlNet as input channels
                                    # (pixel-unshuffled onto the latent grid: down² channels); see networks.build_all
+    known_concat: bool = False     # completion conditioned on what arrived: the received latent where known and the
+                                   # known mask (latent_channels + 1 channels) also enter the UNet and ControlNet
+                                   # (as Stable Diffusion's inpainting UNet); zeros when denoising
+    complete_share: float = 0.0    # share of each denoiser batch trained for completion (needs known_concat):
+                                   # 1..complete_regions lost rectangles up to loss_max_frac of each side, t uniform
+                                   # over [0, T), the sender's true edges in the lost regions and the EEN's elsewhere
+    complete_regions: int = 8
     lr_denoiser: float = 2e-4
     lr_control: Optional[float] = None  # the ControlNet's own rate (default lr_denoiser): its zero convolutions
                                         # start the edge path at 0 and grow slowly ("sudden convergence" after
@@ -110,11 +121,16 @@ class EdgeDiffConfig:
             raise ValueError("edgediff.edge_dropout must be in [0, 1)")
         if self.t_sampling not in ("uniform", "matched"):
             raise ValueError(f"edgediff.t_sampling must be 'uniform' or 'matched', got {self.t_sampling!r}")
-        for k in ("uniform_share", "quantised_share", "een_edge_share"):
+        for k in ("uniform_share", "quantised_share", "een_edge_share", "complete_share"):
             if not 0 <= getattr(self, k) <= 1:
                 raise ValueError(f"edgediff.{k} must be in [0, 1], got {getattr(self, k)}")
         if not 0 < self.loss_max_frac <= 1 or self.loss_regions < 0:
             raise ValueError("edgediff.loss_max_frac must be in (0, 1] and loss_regions >= 0")
+        if self.complete_share > 0 and not self.known_concat:
+            raise ValueError("edgediff.complete_share > 0 needs edgediff.known_concat=true (the denoiser must see "
+                             "what arrived)")
+        if self.complete_regions < 1:
+            raise ValueError(f"edgediff.complete_regions must be >= 1, got {self.complete_regions}")
         check_fields("edgediff", self, ">= 1", "steps", "complete_steps", "val_steps", "entropy_steps_per_batch")
         for c in self.vae_channels + self.unet_channels:
             if c % self.norm_groups:
@@ -123,6 +139,20 @@ class EdgeDiffConfig:
         if cfg.data.image_size % (down * 2 ** (len(self.unet_channels) - 1)):
             raise ValueError(f"edgediff: data.image_size={cfg.data.image_size} must be divisible by the VAE's x{down} "
                              f"downsampling times the UNet's")
+
+
+class DenoiserBatch(NamedTuple):
+    """One denoiser training batch: x_t, t, the target noise, the edge map, the completion condition
+    (``receiver.known_input``; None without ``known_concat``), per-value loss weights, which samples are completion
+    samples (N,) and their known masks (N, 1, h, w)."""
+    xt: torch.Tensor
+    t: torch.Tensor
+    noise: torch.Tensor
+    edges: torch.Tensor
+    known_cond: Optional[torch.Tensor]
+    weight: torch.Tensor
+    complete: torch.Tensor
+    known: torch.Tensor
 
 
 def canny_target(x, cfg):
@@ -305,57 +335,88 @@ class EdgeDiff(System):
             cache[bits] = R.start_timestep(self.cfg.edgediff, bits)
         return cache[bits]
 
-    def _denoiser_batch(self, x, generator=None, bits=None, quantised_share=None):
-        """(x_t, t, target noise, edges) of one denoiser batch (see the module docstring); ``bits`` and
-        ``quantised_share`` fixed for validation."""
+    def _denoiser_batch(self, x, generator=None, bits=None, quantised_share=None, complete_share=None):
+        """One denoiser batch (``DenoiserBatch``; see the module docstring); ``bits``, ``quantised_share`` and
+        ``complete_share`` fixed for validation."""
         from . import receiver as R
         c, n, dev = self.cfg.edgediff, x.shape[0], x.device
         rand = lambda *s: torch.rand(*s, device=dev, generator=generator)  # noqa: E731
         sched = R.ddpm(c)
         T = sched.config.num_train_timesteps
+        comp_share = c.complete_share if complete_share is None else complete_share
+        comp = rand(n) < comp_share if comp_share > 0 else torch.zeros(n, dtype=torch.bool, device=dev)
         with torch.no_grad():
             y0 = R.encode(self.models, c, x)
             if bits is None:
                 bits = c.bits[int(torch.randint(len(c.bits), (1,), device=dev, generator=generator))]
             y_hat = R.quantise(self.models, c, y0, bits)[0]
-            edges = canny_target(x, self.cfg)
-            if c.een_edge_share > 0:
-                een = rand(n, 1, 1, 1) < c.een_edge_share
-                edges = torch.where(een, R.een_edges(self.models, y_hat, x.shape[-1]), edges)
+            known = torch.ones(n, 1, *y0.shape[-2:], dtype=torch.bool, device=dev)
+            if bool(comp.any()):   # completion samples: lost rectangles, what arrived as the condition
+                regions = int(torch.randint(1, c.complete_regions + 1, (1,), device=dev, generator=generator))
+                seed = int(torch.randint(2 ** 31 - 1, (1,), device=dev, generator=generator))
+                drop = R.drop_regions(y0.shape, c.loss_max_frac, regions, seed=seed).to(dev)
+                known = torch.where(comp.view(n, 1, 1, 1), drop, known)
+            y_rx = torch.where(known, y_hat, torch.zeros_like(y_hat))    # the zero fill of what arrived
+            true = canny_target(x, self.cfg)
+            edges = true
+            if c.een_edge_share > 0 or bool(comp.any()):
+                een = R.een_edges(self.models, y_rx, x.shape[-1])
+                use = (rand(n, 1, 1, 1) < c.een_edge_share) | comp.view(n, 1, 1, 1)
+                edges = torch.where(use, een, true)
+            lost = R.lost_pixels(known, x.shape[-1]) > 0              # the sender's true edges where lost
+            edges = torch.where(lost, true, edges)
             edges = edges * (rand(n, 1, 1, 1) >= c.edge_dropout).float()
         t = torch.randint(0, T, (n,), device=dev, generator=generator)
         if c.t_sampling == "matched":
             t_max = max([self._t_start(b) for b in c.bits] + [0])
             near = torch.randint(0, t_max + 1, (n,), device=dev, generator=generator)
             t = torch.where(rand(n) < c.uniform_share, t, near)
+            if bool(comp.any()):   # completion runs from start·T down: every timestep
+                t = torch.where(comp, torch.randint(0, T, (n,), device=dev, generator=generator), t)
         noise = torch.randn(y0.shape, device=dev, generator=generator)
         xt = sched.add_noise(y0, noise, t)
         share = c.quantised_share if quantised_share is None else quantised_share
         t_q = self._t_start(bits)
         if share > 0 and t_q >= 0:  # the received latent at the receiver's start step, and the noise it implies
             a = sched.alphas_cumprod[t_q].to(y0)
-            q = (rand(n) < share)
+            q = (rand(n) < share) & ~comp
             qv = q.view(n, 1, 1, 1)
             xt = torch.where(qv, a.sqrt() * y_hat, xt)
             noise = torch.where(qv, a.sqrt() * (y_hat - y0) / (1 - a).sqrt(), noise)
             t = torch.where(q, torch.full_like(t, t_q), t)
-        return xt, t, noise, edges
+        cond = None
+        weight = torch.ones(n, 1, *y0.shape[-2:], device=dev)
+        if c.known_concat:
+            cond = torch.where(comp.view(n, 1, 1, 1), R.known_input(y_rx, known), torch.zeros(()).to(y0))
+            # a completion sample weighs its lost and its known values equally (the lost ones are few)
+            kf = known.float()
+            n_lost = (1 - kf).sum((2, 3), keepdim=True).clamp_min(1)
+            n_known = kf.sum((2, 3), keepdim=True).clamp_min(1)
+            hw = kf.shape[-1] * kf.shape[-2]
+            w = 0.5 * hw * (kf / n_known + (1 - kf) / n_lost)
+            weight = torch.where(comp.view(n, 1, 1, 1), w, weight)
+        return DenoiserBatch(xt, t, noise, edges, cond, weight, comp, known)
 
     def _step_denoiser(self, batch):
         from . import receiver as R
-        xt, t, noise, edges = self._denoiser_batch(batch["x"])
+        b = self._denoiser_batch(batch["x"])
         with self.autocast():
-            eps = R.predict_eps(self.nets, xt, t, edges).float()
-        loss = F.mse_loss(eps, noise)                                      # eq 4
+            eps = R.predict_eps(self.nets, b.xt, b.t, b.edges, known=b.known_cond).float()
+        err = (eps - b.noise) ** 2
+        loss = (err * b.weight).mean()                                     # eq 4 (weighted for completion)
         self.step(loss)
-        return {"loss": loss.detach()}
+        logs = {"loss": loss.detach()}
+        if bool(b.complete.any()):
+            lost = (~b.known).expand_as(err) & b.complete.view(-1, 1, 1, 1)
+            logs["lost_mse"] = err[lost].mean().detach() if bool(lost.any()) else err.new_zeros(())
+        return logs
 
     def _denoiser_val_loss(self, x, quantised_share: float) -> torch.Tensor:
         from . import receiver as R
         g = torch.Generator(x.device).manual_seed(0)
-        xt, t, noise, edges = self._denoiser_batch(x, g, self.cfg.edgediff.eval_bits, quantised_share)
+        b = self._denoiser_batch(x, g, self.cfg.edgediff.eval_bits, quantised_share, complete_share=0.0)
         with self.autocast():
-            return F.mse_loss(R.predict_eps(self.nets, xt, t, edges).float(), noise)
+            return F.mse_loss(R.predict_eps(self.nets, b.xt, b.t, b.edges, known=b.known_cond).float(), b.noise)
 
     @torch.no_grad()
     def validation_step(self, batch: dict) -> dict:
