@@ -2,8 +2,9 @@
 ablation per bit depth on real files (W/O: VAE + quantisation; SDC: unconditional denoising; full: EEN edges;
 oracle: the original's Canny edges, an upper bound no receiver has) with the headroom decode(y) − decode(ŷ), the
 quality vs share of latent lost (completion without edges, with the EEN's, with sender-side edges whose bits are
-counted, with the original's Canny map as the bound; PSNR of the whole image and of the lost pixels), the EEN's edge-F1, wall times per image; the plots (also on the project's RD plot,
-``pycompgen.evaluation.rd``), the face grids and the markdown report."""
+counted, with the original's Canny map as the bound; PSNR of the whole image and of the lost pixels), the EEN's
+edge-F1, wall times per image; the plots (also on the project's RD plot, ``pycompgen.evaluation.rd``), the face
+grids and the markdown report."""
 from __future__ import annotations
 
 import json
@@ -128,17 +129,12 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, complet
         share = float((~known).float().mean())
         zeros = R.complete(models, c, y_hat, known, "zeros")
         sent, sizes = R.sender_edges(models, c, y_hat, known, x, lambda im: canny_target(im, cfg))
+        runs = {"complete_no_edges": ("sdc", None), "complete_edges": ("full", None),
+                "complete_sender_edges": ("full", sent), "complete_oracle_edges": ("full", target)}
         outs = {"zeros": R.decode(models, zeros),
-                "complete_no_edges": R.decode(models, R.complete(models, c, y_hat, known, "sdc",
-                                                                 steps=complete_steps, seed=0, start=complete_start)),
-                "complete_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
-                                                              steps=complete_steps, seed=0, start=complete_start)),
-                "complete_sender_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
-                                                                     steps=complete_steps, seed=0, edges=sent,
-                                                                     start=complete_start)),
-                "complete_oracle_edges": R.decode(models, R.complete(models, c, y_hat, known, "full",
-                                                                     steps=complete_steps, seed=0, edges=target,
-                                                                     start=complete_start))}
+                **{k: R.decode(models, R.complete(models, c, y_hat, known, mode, steps=complete_steps, seed=0,
+                                                  edges=e, start=complete_start))
+                   for k, (mode, e) in runs.items()}}
         outs["pixel_inpaint"] = R.pixel_inpaint(outs["zeros"], known)
         lost = R.lost_pixels(known, x.shape[-1]).expand_as(x)
         for k, v in outs.items():

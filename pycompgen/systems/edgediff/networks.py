@@ -133,7 +133,7 @@ def input_blocks(c) -> tuple[int, int, int]:
     (``edge_concat``, else 0) and the received latent where known + the known mask (``known_concat``, else 0)."""
     down = 2 ** (len(c.vae_channels) - 1)
     return (c.latent_channels, down * down if c.edge_concat else 0,
-            c.latent_channels + 1 if getattr(c, "known_concat", False) else 0)
+            c.latent_channels + 1 if c.known_concat else 0)
 
 
 def build_all(c, image_size: int) -> dict:

@@ -99,10 +99,7 @@ def predict_eps(nets, xt, t, edges, scale: float = 1.0, known=None) -> torch.Ten
     n = xt.shape[0]
     if not torch.is_tensor(t) or t.dim() == 0:
         t = torch.full((n,), int(t), device=xt.device, dtype=torch.long)
-    unet = _m(nets, "unet")
-    blocks = getattr(unet, "input_blocks", None)
-    if blocks is None:   # a UNet built outside build_all: every extra channel is the edge map
-        blocks = (xt.shape[1], unet.config.in_channels - xt.shape[1], 0)
+    blocks = _m(nets, "unet").input_blocks   # set by networks.build_all
     parts = [xt]
     if blocks[1]:
         parts.append(F.pixel_unshuffle(edges.to(xt), edges.shape[-1] // xt.shape[-1]))
