@@ -317,6 +317,22 @@ def test_denoiser_batches_sit_where_the_receiver_works(trained):
     assert edges.shape == (x.shape[0], 1, x.shape[-1], x.shape[-1])
 
 
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_denoiser_edges_come_from_the_een_share(trained, share):
+    """``een_edge_share`` 1: every denoising sample is conditioned on the EEN's edges of ŷ (what the receiver has);
+    0: on the original's Canny map (no dropout, no completion samples)."""
+    from pycompgen.systems.edgediff.system import canny_target
+    init = {k: v.state_dict() for k, v in trained["models"].items()}
+    st = build_system(cfg_for("denoiser", f"edgediff.een_edge_share={share}", "edgediff.edge_dropout=0"), "cpu", init)
+    st.eval_mode()
+    c, x = st.cfg.edgediff, trained["x"]
+    edges = st._denoiser_batch(x, torch.Generator().manual_seed(0), bits=3, quantised_share=1.0).edges
+    een = R.een_edges(st.models, R.quantise(st.models, c, R.encode(st.models, c, x), 3)[0], x.shape[-1])
+    want = een if share == 1.0 else canny_target(x, st.cfg)
+    assert not torch.equal(een, canny_target(x, st.cfg))   # the two sources differ, so the test can fail
+    torch.testing.assert_close(edges, want)
+
+
 def test_sender_edges_fill_only_the_lost_regions_and_cost_bits(trained):
     from pycompgen.systems.edgediff.system import canny_target
     m, c, x = trained["models"], trained["c"], trained["x"]
