@@ -493,3 +493,16 @@ def test_compress_each_codes_every_face_from_one_encoder_pass(trained, monkeypat
         q, bits = R.decompress(m, c, f)
         assert bits == 3 and q.shape[0] == 1
         assert torch.equal(q, R.decompress(m, c, R.compress(m, c, x[i:i + 1], 3))[0])
+
+
+def test_completion_table_gives_no_lost_pixel_psnr_without_lost_pixels(trained):
+    """``evaluate(completion="all")``: the lossless setting (no region lost) has no PSNR of the lost pixels (there
+    are none); every lossy setting has one."""
+    from pycompgen.evaluation.edgediff import evaluate
+    m, x = trained["models"], trained["x"][:2]
+    cfg = cfg_for("denoiser")
+    res, _ = evaluate(cfg, m, x, steps=2, complete_steps=2, log=lambda *_: None, completion="all",
+                      complete_start=0.5)
+    rows = res["completion"]
+    assert {r["regions"] == 0 for r in rows} == {True, False}
+    assert all(("lost_psnr" in r) == (r["regions"] > 0) for r in rows)

@@ -139,12 +139,13 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, complet
         lost = R.lost_pixels(known, x.shape[-1]).expand_as(x)
         for k, v in outs.items():
             m = metrics(x, v, mask)
-            lost_mse = float((((v - x) ** 2) * lost).sum() / lost.sum().clamp_min(1))
             extra = float(8 * np.mean(sizes) / hw) if k == "complete_sender_edges" else 0.0
-            res["completion"].append({"max_frac": frac, "regions": regions, "share_lost": share, "strategy": k,
-                                      "psnr": m["psnr"], "ssim": m["ssim"], "ms_ssim": m["ms_ssim"],
-                                      "lost_psnr": -10 * float(np.log10(max(lost_mse, 1e-10))),
-                                      "extra_bpp": extra})
+            row = {"max_frac": frac, "regions": regions, "share_lost": share, "strategy": k, "psnr": m["psnr"],
+                   "ssim": m["ssim"], "ms_ssim": m["ms_ssim"], "extra_bpp": extra}
+            if bool(lost.any()):   # no lost pixels (the lossless setting): no such figure
+                lost_mse = float((((v - x) ** 2) * lost).sum() / lost.sum())
+                row["lost_psnr"] = -10 * float(np.log10(max(lost_mse, 1e-10)))
+            res["completion"].append(row)
         if frac == LOSS_FRACS[-1] and regions == (LOSS_REGIONS[1] if len(settings) > 1 else regions):
             grids.update({f"lost_{k}": v[:8] for k, v in outs.items()})
         log(f"lost {frac:.3f}x{regions}: share {share:.3f}")
