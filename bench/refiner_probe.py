@@ -3,7 +3,9 @@
 ``--steps`` steps on CelebA training faces (random batches, flips) and every ``--every`` steps prints the averaged
 k_t, L(x), L(G), L_RCN and, on ``--n-val`` validation faces degraded to 16 px, the refiner's SSIM at 16 px to its
 input and sharpness ratio (raw G and its EMA) beside the sharpness ratio of D's reconstructions of the real faces
-(what the refiner's outputs can become: G is pulled towards images D reconstructs well). Not a test.
+(what the refiner's outputs can become: G is pulled towards images D reconstructs well). ``--d-warmup N`` first
+trains D alone as an autoencoder of real faces for N steps (k_t and G untouched), to test whether a longer-trained D
+raises that ceiling. Not a test.
 
     python bench/refiner_probe.py --data ../shared/data/celeba --steps 600 began.variant=A began.rcn_size=16
 """
@@ -27,13 +29,14 @@ def main(argv=None) -> None:
     ap.add_argument("--every", type=int, default=100)
     ap.add_argument("--n-val", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--d-warmup", type=int, default=0, help="steps of D alone (L(x)) before the BEGAN loop")
     ap.add_argument("overrides", nargs="*", help="config key=value (default: 64x64, batch 25, channels 32)")
     args = ap.parse_args(argv)
     import os
     from pycompgen.config import load_config
     from pycompgen.data import load_faces
     from pycompgen.evaluation.refiner import degrade, sharpness_ratio, ssim_lowres
-    from pycompgen.systems.began import BEGAN, pm1
+    from pycompgen.systems.began import BEGAN, ae_loss, pm1
     cfg = load_config(None, ["model.name=began", "train.stage=train", "data.image_size=64", "train.batch_size=25",
                              "began.channels=32", "train.device=cpu", *args.overrides])
     s = BEGAN(cfg, "cpu")
@@ -44,13 +47,30 @@ def main(argv=None) -> None:
     crude = degrade(val, 16)
     g = torch.Generator().manual_seed(args.seed)
     print(f"load average {os.getloadavg()}; {' '.join(args.overrides)}", flush=True)
-    t0, acc = time.time(), {}
-    for it in range(1, args.steps + 1):
+    def batch():
         idx = torch.randint(0, len(train), (bs,), generator=g).sort().values.numpy()
         x = torch.from_numpy(train[idx]).permute(0, 3, 1, 2).float() / 255
         flip = torch.rand(bs, generator=g) < 0.5
         x[flip] = x[flip].flip(-1)
-        logs = s.train_step({"x": x})
+        return x
+
+    def d_sharpness() -> float:
+        with torch.no_grad():
+            rec = (s.models["D"](pm1(val)).float() + 1) / 2  # D works on [-1, 1]
+        return round(sharpness_ratio(rec.clamp(0, 1), val), 3)
+
+    t0, lx = time.time(), 0.0
+    for it in range(1, args.d_warmup + 1):  # D alone: an autoencoder of real faces
+        loss = ae_loss(s.models["D"], batch())
+        s.step(loss, "D")
+        lx += float(loss.detach()) / args.every
+        if it % args.every == 0 or it == args.d_warmup:
+            print(f"D warm-up step {it} ({time.time() - t0:.0f} s): L(x) {lx:.4f}, D(x) sharpness {d_sharpness()}",
+                  flush=True)
+            lx = 0.0
+    t0, acc = time.time(), {}
+    for it in range(1, args.steps + 1):
+        logs = s.train_step({"x": batch()})
         s.update_ema()
         for k in ("k_t", "l_real", "l_fake", "l_rcn"):
             acc[k] = acc.get(k, 0.0) + float(logs[k]) / args.every
@@ -66,9 +86,7 @@ def main(argv=None) -> None:
             net.train(name == "G")
             row[f"{name} ssim16/sharpness"] = (round(ssim_lowres(out, crude, 16), 3),
                                                round(sharpness_ratio(out, val), 3))
-        with torch.no_grad():
-            rec = (s.models["D"](pm1(val)).float() + 1) / 2  # D works on [-1, 1]
-        row["D(x) sharpness"] = round(sharpness_ratio(rec.clamp(0, 1), val), 3)
+        row["D(x) sharpness"] = d_sharpness()
         print(f"step {it} ({time.time() - t0:.0f} s): {row}", flush=True)
         acc = {}
     print(f"load average {os.getloadavg()}", flush=True)

@@ -6,7 +6,8 @@ linear layers trained) within an epoch budget, then the paper's Table 1 analogue
     python bench/sketch2face.py --tiny --results /tmp/s2f-results --run-dir /tmp/s2f-run     # smoke test
 
 Training goes through ``run_pipeline`` into runs/sketch2face-<machine>/<stage>/ (``--resume`` skips finished
-stages and continues an interrupted one from its last epoch). Evaluation on the validation split (at most
+stages and continues an interrupted one from its last epoch). ``--pretrain-set KEY=VALUE`` (repeatable) applies
+overrides to the pretraining only, e.g. a reconstruction weight for the VAEs other than the variants' one. Evaluation on the validation split (at most
 ``--eval-images`` of each domain), with the latent means: mean L1 (on [0, 1] images) and SSIM between inputs and
 their cycle reconstructions, sketch -> face -> sketch and face -> sketch -> face (the paper's Table 1 used FID
 between inputs and reconstructions; no Inception weights here), and the spread of sketch -> face outputs over VAE
@@ -100,8 +101,13 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help="variants to train and evaluate after the pretraining (comma-separated; the Table 1 "
                          "ordering needs all three)")
+    ap.add_argument("--pretrain-set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for the pretraining stage only (repeatable; after the positional ones)")
     ap.add_argument("overrides", nargs="*", help="extra config overrides key=value")
     args = ap.parse_args(argv)
+    bad = [o for o in args.pretrain_set if "=" not in o]
+    if bad:
+        ap.error(f"--pretrain-set: expected KEY=VALUE, got {bad[0]!r}")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if not variants or any(v not in VARIANTS for v in variants):
         ap.error(f"--variants: expected some of {', '.join(VARIANTS)}, got {args.variants!r}")
@@ -120,18 +126,19 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     machine = args.machine or machine_name(device)
     if args.tiny:
-        cfg = load_config(str(ROOT / "configs" / "sketch2face-tiny.yaml"), [f"train.device={device.type}",
-                                                                           *args.overrides])
+        base, ovs = str(ROOT / "configs" / "sketch2face-tiny.yaml"), [f"train.device={device.type}"]
     else:
+        base = None
         ovs = ["model.name=sketch2face", f"data.image_size={args.image_size}", f"train.epochs={args.epochs}",
                f"train.device={device.type}", f"sketch2face.sketch_source={args.sketch_source}"]
         if args.data:
             ovs.append(f"data.path={args.data}")
         if args.sketches:
             ovs.append(f"sketch2face.sketch_path={args.sketches}")
-        cfg = load_config(None, ovs + list(args.overrides))
+    cfg = load_config(base, ovs + list(args.overrides))
+    cfg_pre = load_config(base, ovs + list(args.overrides) + list(args.pretrain_set)) if args.pretrain_set else cfg
     run_dir = Path(args.run_dir or ROOT / "runs" / f"sketch2face-{machine}")
-    cfg.out = str(run_dir)
+    cfg.out = cfg_pre.out = str(run_dir)
     synthetic = cfg.data.path in (None, "synthetic") and (cfg.sketch2face.sketch_path is None
                                                           or cfg.sketch2face.sketch_source == "canny")
     results = Path(args.results)
@@ -142,7 +149,11 @@ def main(argv=None) -> int:
           f"{cfg.data.image_size}x{cfg.data.image_size}, run dir {run_dir}, figures {fig_dir}", flush=True)
 
     t0 = time.perf_counter()
-    train = run_pipeline(cfg, stages=["pretrain", *variants], resume=args.resume)
+    if args.pretrain_set:  # the pretraining with its own overrides, then the variants (they read its best.pt)
+        train = run_pipeline(cfg_pre, stages=["pretrain"], resume=args.resume)
+        train.update(run_pipeline(cfg, stages=variants, resume=args.resume))
+    else:
+        train = run_pipeline(cfg, stages=["pretrain", *variants], resume=args.resume)
     train_s = time.perf_counter() - t0
 
     sketches, faces = val_domains(cfg, args.eval_images)
@@ -184,6 +195,7 @@ def main(argv=None) -> int:
                  "image_size": cfg.data.image_size, "eval_sketches": int(len(sketches)),
                  "eval_faces": int(len(faces))},
         "config": cfg.to_dict()["sketch2face"] if "sketch2face" in cfg.to_dict() else {},
+        "pretrain_overrides": list(args.pretrain_set),
         "wall_time_s": {"train": round(train_s, 1), "total": round(wall, 1),
                         "train_recorded": round(sum(r["wall_time_s"] or 0.0 for r in rows.values()), 1)},
         "load_average": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
@@ -200,6 +212,7 @@ def main(argv=None) -> int:
     lines = [f"# Sketch2face on {machine}", "",
              f"Budget (epochs): {budget}; batch {cfg.train.batch_size}"
              + (f", at most {cfg.train.max_steps_per_epoch} steps per epoch" if cfg.train.max_steps_per_epoch else "")
+             + (f"; pretraining with {', '.join(args.pretrain_set)}" if args.pretrain_set else "")
              + f"; {cfg.data.image_size}x{cfg.data.image_size}; faces {report['data']['faces']}, sketches "
              f"{report['data']['sketches']}. Wall time of this invocation {wall / 60:.1f} min (training "
              f"{train_s / 60:.1f} min; the stages' recorded epochs {report['wall_time_s']['train_recorded'] / 60:.1f} "

@@ -424,3 +424,26 @@ def test_mode_seeking_term_pushes_translations_of_different_inputs_apart():
     assert float(mode_seeking_ratio(b["sketch"], after["y_f"].float())) > r0
     with pytest.raises(ValueError, match="lambda_div"):
         cfg_for("sketch2face.lambda_div=-1").validate()
+
+
+def test_bench_pretrain_set_overrides_the_pretraining_only(tmp_path):
+    """bench/sketch2face.py --pretrain-set: the pretraining runs with its own overrides, the variant with the
+    positional ones and starts from that pretraining; the report names both."""
+    import importlib.util
+    import json
+    from pycompgen.training import load_checkpoint
+    spec = importlib.util.spec_from_file_location("bench_sketch2face", ROOT / "bench" / "sketch2face.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out, run = tmp_path / "out", tmp_path / "run"
+    assert bench.main(["--tiny", "--run-dir", str(run), "--results", str(out), "--machine", "t",
+                       "--variants", "stitched", "--eval-images", "8", "--spread-samples", "2",
+                       "--pretrain-set", "sketch2face.lambda_rec=150", "sketch2face.lambda_rec=500"]) == 0
+    pre = load_checkpoint(run / "pretrain" / "last.pt")
+    st = load_checkpoint(run / "stitched" / "last.pt")
+    assert pre["config"]["sketch2face"]["lambda_rec"] == 150 and st["config"]["sketch2face"]["lambda_rec"] == 500
+    doc = json.loads((out / "sketch2face-t.json").read_text())
+    assert doc["pretrain_overrides"] == ["sketch2face.lambda_rec=150"] and doc["config"]["lambda_rec"] == 500
+    assert "pretraining with sketch2face.lambda_rec=150" in (out / "sketch2face-t.md").read_text()
+    with pytest.raises(SystemExit):
+        bench.main(["--tiny", "--run-dir", str(run), "--pretrain-set", "lambda_rec"])
