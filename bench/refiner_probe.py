@@ -59,15 +59,15 @@ def main(argv=None) -> None:
             rec = (s.models["D"](pm1(val)).float() + 1) / 2  # D works on [-1, 1]
         return round(sharpness_ratio(rec.clamp(0, 1), val), 3)
 
-    t0, lx = time.time(), 0.0
+    t0, lx = time.time(), []
     for it in range(1, args.d_warmup + 1):  # D alone: an autoencoder of real faces
         loss = ae_loss(s.models["D"], batch())
         s.step(loss, "D")
-        lx += float(loss.detach()) / args.every
+        lx.append(float(loss.detach()))
         if it % args.every == 0 or it == args.d_warmup:
-            print(f"D warm-up step {it} ({time.time() - t0:.0f} s): L(x) {lx:.4f}, D(x) sharpness {d_sharpness()}",
-                  flush=True)
-            lx = 0.0
+            print(f"D warm-up step {it} ({time.time() - t0:.0f} s): L(x) {sum(lx) / len(lx):.4f}, "
+                  f"D(x) sharpness {d_sharpness()}", flush=True)
+            lx = []
     t0, acc = time.time(), {}
     for it in range(1, args.steps + 1):
         logs = s.train_step({"x": batch()})

@@ -7,11 +7,11 @@ linear layers trained) within an epoch budget, then the paper's Table 1 analogue
 
 Training goes through ``run_pipeline`` into runs/sketch2face-<machine>/<stage>/ (``--resume`` skips finished
 stages and continues an interrupted one from its last epoch). ``--pretrain-set KEY=VALUE`` (repeatable) applies
-overrides to the pretraining only, e.g. a reconstruction weight for the VAEs other than the variants' one. Evaluation on the validation split (at most
-``--eval-images`` of each domain), with the latent means: mean L1 (on [0, 1] images) and SSIM between inputs and
-their cycle reconstructions, sketch -> face -> sketch and face -> sketch -> face (the paper's Table 1 used FID
-between inputs and reconstructions; no Inception weights here), and the spread of sketch -> face outputs over VAE
-samples of one input vs over different inputs.
+overrides to the pretraining only, e.g. a reconstruction weight for the VAEs other than the variants' one.
+Evaluation on the validation split (at most ``--eval-images`` of each domain), with the latent means: mean L1 (on
+[0, 1] images) and SSIM between inputs and their cycle reconstructions, sketch -> face -> sketch and face -> sketch
+-> face (the paper's Table 1 used FID between inputs and reconstructions; no Inception weights here), and the spread
+of sketch -> face outputs over VAE samples of one input vs over different inputs.
 
 Writes bench/results/sketch2face-<machine>.json / .md (budget, wall time, machine, load average, every number).
 Cycle grids show dataset pixels when the data are real: then they go under runs/sketch2face-<machine>/figures/;
