@@ -39,6 +39,13 @@ LEVERS = {
                                "data.augment_jitter=0.1"],
     "all": AUG + ["data.augment_jitter=0.1", "model.elm_dropout=0.3", "train.weight_decay=0.05"],
 }
+FDWJ = LEVERS["flip+dropout+wd+jitter"]
+PAPER_ELM = ["model.elm_channels=64", "model.elm_hidden=1024"]  # the paper's ELM widths (the zoo entries use 32 / 512)
+EMA = ["train.ema_decay=0.999"]  # an average of h (and g in approach 3), used for validation and export
+LEVERS["fdwj+paper-elm"] = FDWJ + PAPER_ELM
+LEVERS["fdwj+narrow-elm+ema"] = FDWJ + ["model.elm_hidden=128"] + EMA  # a narrow FC: less room to memorise
+LEVERS["fdwj+paper-elm+dropout0.5+ema"] = [o for o in FDWJ if not o.startswith("model.elm_dropout")] + PAPER_ELM + [
+    "model.elm_dropout=0.5"] + EMA
 PSNRS = [50.0, 0.0, -5.0]
 
 

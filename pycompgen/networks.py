@@ -184,6 +184,15 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.body(x).flatten(1)).squeeze(1)
 
+    def features(self, x: torch.Tensor) -> list:
+        """The activations after each [k4 s2] block (H/2, H/4, ...): a learned similarity's feature space."""
+        out = []
+        for layer in self.body:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(x)
+        return out
+
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """y = μ + σ·ε, ε ~ N(0, I) (Kingma & Welling)."""

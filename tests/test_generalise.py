@@ -151,3 +151,22 @@ def test_model_card_shows_training_faces_beside_validation():
     assert lines[2] == "| AE (step 1, g(f(x))) | – | 0.9500 | 0.9400 | 0.0100 |"
     assert lines[3] == "| approach3 | 50 | 0.7000 | 0.5500 | 0.1500 |"
     assert len(lines) == 5
+
+
+@pytest.mark.parametrize("stage,averaged", [("step1", {"g"}), ("approach1", {"h"}), ("approach3", {"h", "g"})])
+def test_compgen_ema_averages_the_trainable_decoder_side(tmp_path, stage, averaged, one_thread):
+    """train.ema_decay > 0 (a lever of bench/generalise.py): Compgen averages h and g where the stage trains them;
+    off by default."""
+    from pycompgen.systems.compgen.networks import build_compgen
+    assert build_system(_cfg(tmp_path, f"train.stage={stage}"), "cpu",
+                        {k: v.state_dict() for k, v in build_compgen(_cfg(tmp_path).model, 32).items()}).ema == {}
+    cfg = _cfg(tmp_path, f"train.stage={stage}", "train.ema_decay=0.9", "train.psnr=inf")
+    nets = build_compgen(cfg.model, cfg.data.image_size)
+    system = build_system(cfg, "cpu", {k: v.state_dict() for k, v in nets.items()})
+    assert set(system.ema) == averaged
+    loader, _ = make_loaders(cfg)
+    system.train_step(system.prepare_batch(next(iter(loader)), torch.Generator().manual_seed(0)))
+    system.update_ema()
+    for k in averaged:
+        live = dict(system.models[k].named_parameters())
+        assert any(not torch.equal(p, live[n]) for n, p in system.ema[k].named_parameters())

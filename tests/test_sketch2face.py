@@ -426,6 +426,58 @@ def test_mode_seeking_term_pushes_translations_of_different_inputs_apart():
         cfg_for("sketch2face.lambda_div=-1").validate()
 
 
+def test_feature_reconstruction_term_reads_the_critic_and_trains_the_generators():
+    """sketch2face.lambda_feat: the reconstruction's distance in the critic's features (relative per block), zero
+    for an exact reconstruction, logged as w_feat and part of loss_g; the generator step leaves the critics as they
+    were; the term alone lowers itself."""
+    cfg = cfg_for("train.stage=pretrain", "sketch2face.lambda_feat=2", "sketch2face.n_critic=1")
+    pre = build_system(cfg, "cpu")
+    b = pre.prepare_batch(loader_batch(cfg, n=8), torch.Generator().manual_seed(0))
+    critic = pre.models["D_f"]
+    feats = critic.features(b["face"])
+    assert len(feats) >= 2 and feats[0].shape[-1] == b["face"].shape[-1] // 2
+    assert float(pre.feature_distance(critic, b["face"], b["face"]).detach()) == 0
+    assert float(pre.feature_distance(critic, b["face"].flip(-1), b["face"]).detach()) > 0
+    logs = pre.train_step(b)
+    assert float(logs["w_feat"]) > 0
+    torch.testing.assert_close(logs["w_rec"] + logs["w_adv"] + logs["w_adv_prior"] + logs["w_kld"] + logs["w_div"]
+                               + logs["w_feat"], logs["loss_g"], rtol=1e-4, atol=1e-5)
+    # the term alone: critics untouched by the generator updates, the feature distance falls
+    only = cfg_for("train.stage=pretrain", "sketch2face.lambda_feat=1", "sketch2face.lambda_rec=0",
+                   "sketch2face.lambda_adv=0", "sketch2face.lambda_kld=0", "sketch2face.lambda_real=0",
+                   "sketch2face.lambda_fake=0", "sketch2face.lambda_gp=0", "sketch2face.n_critic=1",
+                   "sketch2face.lr_g=0.001")
+    st = build_system(only, "cpu", init=pre.model_state())
+    d0 = {k: v.clone() for k, v in st.models["D_f"].state_dict().items()}
+    first = [float(st.train_step(b)["w_feat"]) for _ in range(6)]
+    for k, v in st.models["D_f"].state_dict().items():
+        torch.testing.assert_close(v, d0[k])
+    assert first[-1] < first[0]
+    with pytest.raises(ValueError, match="lambda_feat"):
+        cfg_for("sketch2face.lambda_feat=-1").validate()
+
+
+def test_face_cycle_weight_scales_the_face_cycle_only_in_translation_stages():
+    """sketch2face.face_cycle_weight: w_rec = λ_rec·(L1 sketch cycle + weight·L1 face cycle) in the translation
+    stages (same seeds: the same cycles, so w_rec is linear in the weight); pretraining ignores it."""
+    def w_rec(stage, weight, init=None):
+        cfg = cfg_for(f"train.stage={stage}", f"sketch2face.face_cycle_weight={weight}", "sketch2face.n_critic=1")
+        torch.manual_seed(0)
+        st = build_system(cfg, "cpu", init=init)
+        b = st.prepare_batch(loader_batch(cfg, n=8), torch.Generator().manual_seed(0))
+        torch.manual_seed(1)
+        return float(st.train_step(b)["w_rec"]), st
+    p1, pre = w_rec("pretrain", 1.0)
+    p0, _ = w_rec("pretrain", 0.0)
+    assert p0 == pytest.approx(p1, rel=1e-6)
+    init = pre.model_state()
+    w0, w5, w1 = (w_rec("stitched", w, init)[0] for w in (0.0, 0.5, 1.0))
+    assert 0 < w0 < w5 < w1
+    assert w1 - w0 == pytest.approx(2 * (w5 - w0), rel=1e-4)
+    with pytest.raises(ValueError, match="face_cycle_weight"):
+        cfg_for("sketch2face.face_cycle_weight=-1").validate()
+
+
 def test_bench_pretrain_set_overrides_the_pretraining_only(tmp_path):
     """bench/sketch2face.py --pretrain-set: the pretraining runs with its own overrides, the variant with the
     positional ones and starts from that pretraining; the report names both."""

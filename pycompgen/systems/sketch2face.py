@@ -16,7 +16,18 @@ Losses (the paper's eqs (1)-(5)): generator λ_rec·L1(x, x_rec) − λ_adv·D(y
 Scales: L1 is a per-pixel mean on [-1, 1] images and the KLD a per-latent-value mean (a per-image sum over 512
 values × 0.01 gave an effective β of ~12 against the L1 and blurred the outputs); the KLD is taken on the
 encodings of real inputs only (equation 3 has none on the cycle hop). Every weighted term is logged (``w_rec``,
-``w_adv``, ``w_kld``, ``w_adv_prior``, ``w_div``) so their scales can be compared.
+``w_adv``, ``w_kld``, ``w_adv_prior``, ``w_div``, ``w_feat``) so their scales can be compared.
+
+Learned similarity (beyond the paper, ``lambda_feat`` > 0): a heavy pixel L1 keeps identity but averages detail
+away. As in VAE-GAN (Larsen et al. 2016) the reconstruction (pretraining) or the cycle (other stages) is also
+compared with its input in the critic's features: λ_feat · the mean over the critic's blocks of the L1 between the
+activations, each relative to the real activations' mean magnitude (``feature_distance``).
+
+The face cycle's weight (beyond the paper, ``face_cycle_weight`` < 1, translation stages): the sketch cycle
+(sketch -> face -> sketch) makes every translated face carry its sketch, which is what keeps sketch -> face from one
+face for every sketch. The face cycle (face -> sketch -> face) asks G_f ∘ E_s to rebuild a face's colours and texture
+from a sketch that does not hold them, and an L1 on that averages them away: blur in every sketch -> face output.
+``face_cycle_weight`` scales the face cycle's reconstruction terms (λ_rec and λ_feat) against the sketch cycle's.
 
 Diversity (beyond the paper, ``lambda_div`` > 0, translation stages): many sketches mapped to a few faces is the
 conditional form of mode collapse. Mode seeking (Mao et al. 2019, MSGAN) asks outputs of two inputs to differ as much
@@ -103,6 +114,8 @@ class Sketch2FaceConfig:
     critic_batches: str = "split"         # split: each critic step on its own slice of the batch | reuse
     cycle_noise: float = 0.0              # std of Gaussian noise on the translation before the cycle hop ([-1, 1])
     lambda_div: float = 0.0               # mode seeking: λ_div / (output distance / input distance) per translation
+    lambda_feat: float = 0.0              # learned similarity: reconstruction distance in the critic's features
+    face_cycle_weight: float = 1.0        # translation stages: the face cycle's share of λ_rec (and λ_feat) terms
 
     def validate(self, cfg) -> None:
         if self.sketch_source not in ("cufsf", "canny"):
@@ -111,7 +124,7 @@ class Sketch2FaceConfig:
         check_fields("sketch2face", self, ">= 0", "lambda_rec", "lambda_adv", "lambda_kld", "lambda_gp", "lambda_real",
                      "lambda_fake", "lambda_prior", "latent_dim", "kld_target")
         check_fields("sketch2face", self, "> 0", "lr_g", "lr_d", "lr_latent")
-        check_fields("sketch2face", self, ">= 0", "cycle_noise", "lambda_div")
+        check_fields("sketch2face", self, ">= 0", "cycle_noise", "lambda_div", "lambda_feat", "face_cycle_weight")
         check_fields("sketch2face", self, "two numbers in [0, 1)", "betas")
         if self.norm not in ("batch", "instance", "none"):
             raise ValueError(f"sketch2face.norm must be batch, instance or none, got {self.norm!r}")
@@ -392,7 +405,8 @@ class Sketch2Face(System):
                 logs[f"loss_d_{d}"], logs[f"wdist_{d}"], logs[f"gp_{d}"] = loss_d.detach(), wdist, gp
         # generator: eq (1) (pretrain) / eq (3) (cycle variants)
         out = self._fakes(batch, grad=True)
-        rec = F.l1_loss(out["rec_s"].float(), real["s"]) + F.l1_loss(out["rec_f"].float(), real["f"])
+        w = {"s": 1.0, "f": 1.0 if self.spec.name == "pretrain" else c.face_cycle_weight}
+        rec = w["s"] * F.l1_loss(out["rec_s"].float(), real["s"]) + w["f"] * F.l1_loss(out["rec_f"].float(), real["f"])
         with self.autocast():
             adv = self.models["D_s"](out["y_s"]).float().mean() + self.models["D_f"](out["y_f"]).float().mean()
         kld = out["kld_s"] + out["kld_f"]
@@ -408,8 +422,12 @@ class Sketch2Face(System):
             for src, y in (("s", out["y_f"]), ("f", out["y_s"])):
                 r = mode_seeking_ratio(real[src], y.float())
                 div, ratio = div + 1.0 / (r + 1e-5), ratio + r.detach() / 2
+        feat = torch.zeros((), device=rec.device)
+        if c.lambda_feat > 0:
+            for d in DOMAINS:
+                feat = feat + w[d] * self.feature_distance(self.models[f"D_{d}"], out[f"rec_{d}"], real[d])
         loss_g = (c.lambda_rec * rec - c.lambda_adv * (adv + c.lambda_prior * adv_p) + c.lambda_kld * kld_term
-                  + c.lambda_div * div)
+                  + c.lambda_div * div + c.lambda_feat * feat)
         gen = [p for k in self.spec.trainable if k not in CRITICS for p in self.models[k].parameters()]
         self.step(loss_g, "G", inputs=gen)
         logs.update({"loss": rec.detach(), "loss_g": loss_g.detach(), "adv": adv.detach(), "kld": kld.detach(),
@@ -417,8 +435,20 @@ class Sketch2Face(System):
                      "w_kld": (c.lambda_kld * kld_term).detach(),
                      "w_adv_prior": (-c.lambda_adv * c.lambda_prior * adv_p).detach(),
                      "w_div": (c.lambda_div * div).detach(), "div_ratio": ratio,
+                     "w_feat": (c.lambda_feat * feat).detach(),
                      "loss_d": (logs["loss_d_s"] + logs["loss_d_f"]) / 2})
         return logs
+
+    def feature_distance(self, critic: nn.Module, x_rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Mean over the critic's blocks of L1(features(x_rec), features(x)) / mean|features(x)|: each block's
+        distance relative to its real activations' scale, so the term stays O(1) while the critic drifts. The
+        critic is only read (the generator step updates the generators alone); x's features are a fixed target."""
+        with self.autocast():
+            with torch.no_grad():
+                target = critic.features(x)
+            got = critic.features(x_rec)
+        terms = [F.l1_loss(a.float(), t.float()) / (t.float().abs().mean() + 1e-6) for a, t in zip(got, target)]
+        return torch.stack(terms).mean()
 
     def validation_step(self, batch: dict) -> dict:
         """Face cycle (pretrain: face reconstruction) with the latent means: x_hat in [0, 1] against batch["x"];

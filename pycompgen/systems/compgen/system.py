@@ -204,6 +204,7 @@ class Compgen(System):
     name = "compgen"
     description = "faces from Canny edge maps over an AWGN channel (Pandian et al.)"
     psnr_sweep = True
+    ema_networks = ("h", "g")  # averaged when train.ema_decay > 0 (off by default): the trainable ones of each stage
     stages = {
         "step1": StageSpec("step1", ("f", "g"), ("f", "g"), (), 50, "f, g trained with d(x, g(f(x)))"),
         "approach1": StageSpec("approach1", ("f", "g", "h"), ("h",), ("f", "g"), 40,
