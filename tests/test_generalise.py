@@ -158,11 +158,10 @@ def test_compgen_ema_averages_the_trainable_decoder_side(tmp_path, stage, averag
     """train.ema_decay > 0 (a lever of bench/generalise.py): Compgen averages h and g where the stage trains them;
     off by default."""
     from pycompgen.systems.compgen.networks import build_compgen
-    assert build_system(_cfg(tmp_path, f"train.stage={stage}"), "cpu",
-                        {k: v.state_dict() for k, v in build_compgen(_cfg(tmp_path).model, 32).items()}).ema == {}
     cfg = _cfg(tmp_path, f"train.stage={stage}", "train.ema_decay=0.9", "train.psnr=inf")
-    nets = build_compgen(cfg.model, cfg.data.image_size)
-    system = build_system(cfg, "cpu", {k: v.state_dict() for k, v in nets.items()})
+    init = {k: v.state_dict() for k, v in build_compgen(cfg.model, cfg.data.image_size).items()}
+    assert build_system(_cfg(tmp_path, f"train.stage={stage}", "train.psnr=inf"), "cpu", init).ema == {}
+    system = build_system(cfg, "cpu", init)
     assert set(system.ema) == averaged
     loader, _ = make_loaders(cfg)
     system.train_step(system.prepare_batch(next(iter(loader)), torch.Generator().manual_seed(0)))
