@@ -7,6 +7,11 @@ samplers and sample grids work unchanged; ``Sketch2Face.prepare_batch`` splits i
 ``sketches[perm[i % n_sketches]]`` for a fixed seeded permutation, and the sampler shuffles i, so batches of both
 domains are independent random draws (no loss of the system couples sketch j with face j of a batch).
 
+With ``photos`` (``sketch2face.lambda_paired`` > 0, CUFSF only) an item is (6, H, W): channel 4 the luma of the
+photo the sketch was drawn from (CUFSF ``photos/`` with the sketch's file name, read and cropped as the sketch) and
+channel 5 all 255 where that photo exists, all 0 where it does not (``sketches_unpaired/``). Only the split's own
+photos are read: a validation sketch's photo is never a training target.
+
 Sketch sources (``sketch2face.sketch_source``):
 - ``cufsf``: the CUFSF artist sketches (``sketches/`` and ``sketches_unpaired/`` of a CUFSF root, or any folder of
   sketch images), centre-square cropped and resized with INTER_AREA, grayscale; every 10th file (sorted by name) is
@@ -32,7 +37,8 @@ SKETCH_SOURCES = ("cufsf", "canny")
 class UnpairedSketchFaces(torch.utils.data.Dataset):
     """Sketches uint8 (Ns, H, W) and faces (a FaceArray or uint8 (Nf, H, W, 3)) -> items uint8 (4, H, W)."""
 
-    def __init__(self, sketches: np.ndarray, faces, seed: int = 0, source: str = "unpaired"):
+    def __init__(self, sketches: np.ndarray, faces, seed: int = 0, source: str = "unpaired",
+                 photos: np.ndarray | None = None, has_photo: np.ndarray | None = None):
         imgs = getattr(faces, "images", faces)
         if not isinstance(sketches, np.ndarray) or sketches.ndim != 3 or sketches.dtype != np.uint8:
             raise ValueError(f"sketches must be a uint8 (N, H, W) array, got {getattr(sketches, 'dtype', '')} "
@@ -44,7 +50,12 @@ class UnpairedSketchFaces(torch.utils.data.Dataset):
                              f"{imgs.shape[1]}x{imgs.shape[2]}")
         if len(sketches) == 0 or len(imgs) == 0:
             raise ValueError("both domains need at least one image")
+        if photos is not None and (photos.shape != sketches.shape or has_photo is None
+                                   or has_photo.shape != (len(sketches),)):
+            raise ValueError(f"photos must match the sketches' shape {sketches.shape} with one has_photo flag per "
+                             f"sketch, got {photos.shape}")
         self.sketches, self.faces = sketches, faces
+        self.photos, self.has_photo = photos, has_photo
         self.image_size = int(sketches.shape[1])
         self.n_sketches, self.n_faces = int(len(sketches)), int(len(imgs))
         self.perm = np.random.default_rng([int(seed) & 0xFFFFFFFF, 4004]).permutation(self.n_sketches)
@@ -58,9 +69,11 @@ class UnpairedSketchFaces(torch.utils.data.Dataset):
         return np.asarray(imgs[i % self.n_faces])
 
     def __getitem__(self, i):
-        s = self.sketches[self.perm[i % self.n_sketches]][None]
-        f = self._face(int(i)).transpose(2, 0, 1)
-        return torch.from_numpy(np.ascontiguousarray(np.concatenate([s, f], 0)))
+        j = self.perm[i % self.n_sketches]
+        parts = [self.sketches[j][None], self._face(int(i)).transpose(2, 0, 1)]
+        if self.photos is not None:
+            parts += [self.photos[j][None], np.full_like(self.photos[j][None], 255 if self.has_photo[j] else 0)]
+        return torch.from_numpy(np.ascontiguousarray(np.concatenate(parts, 0)))
 
     def __repr__(self):
         return (f"UnpairedSketchFaces(sketches={self.n_sketches}, faces={self.n_faces}, "
@@ -97,6 +110,26 @@ def load_sketch_images(path, split: str = "train", image_size: int = 64) -> np.n
     if not out:
         raise ValueError(f"no readable sketch for split {split!r} in {path}")
     return np.stack(out)
+
+
+def load_sketch_photos(path, split: str = "train", image_size: int = 64) -> tuple:
+    """The CUFSF photos of ``split``'s sketches (``load_sketch_images``'s order): (luma uint8 (N, image_size,
+    image_size), zeros where a sketch has no photo; has_photo bool (N,)). A photo is ``photos/<the sketch's file
+    name>`` beside ``sketches/``, read as grayscale and cropped like the sketch."""
+    files = sketch_files(path)
+    idx = [i for i in range(len(files)) if (i % 10 == 0) == (split != "train")]
+    photos, has = [], []
+    for i in idx:
+        if _read_gray(files[i], image_size) is None:  # skipped by load_sketch_images too
+            continue
+        f = files[i]
+        img = _read_gray(f.parent.parent / "photos" / f.name, image_size) if f.parent.name == "sketches" else None
+        has.append(img is not None)
+        photos.append(img if img is not None else np.zeros((image_size, image_size), np.uint8))
+    if not any(has):
+        raise ValueError(f"no CUFSF photo for the {split!r} sketches of {path} (expected photos/ beside sketches/ "
+                         f"with the sketches' file names)")
+    return np.stack(photos), np.array(has)
 
 
 def read_sketches(path, image_size: int = 64) -> tuple:
@@ -139,10 +172,15 @@ def synthetic_sketch_images(n: int, image_size: int, seed: int) -> np.ndarray:
 
 
 def load_unpaired(data, split: str, *, sketch_source: str = "cufsf", sketch_path=None, image_size: int = 64,
-                  cache_dir=None, synthetic_count: int = 512, seed: int = 0) -> UnpairedSketchFaces:
+                  cache_dir=None, synthetic_count: int = 512, seed: int = 0,
+                  photos: bool = False) -> UnpairedSketchFaces:
     """The unpaired sketch/face dataset of one split. ``data``: the face data (``load_faces``: None/"synthetic",
     a CelebA root or a face folder). Sketches: ``sketch_source`` "cufsf" reads ``sketch_path`` (required with real
-    face data; synthetic sketches when it is None and the faces are synthetic), "canny" edge maps of faces."""
+    face data; synthetic sketches when it is None and the faces are synthetic), "canny" edge maps of faces.
+    ``photos``: also the CUFSF photos of the sketches (``load_sketch_photos``; cufsf with a sketch_path only)."""
+    if photos and (sketch_source != "cufsf" or sketch_path is None):
+        raise ValueError("sketch2face.lambda_paired needs the CUFSF photos: sketch2face.sketch_source=cufsf and "
+                         "sketch2face.sketch_path set to a CUFSF root with photos/ beside sketches/")
     from .dataset import load_faces
     if sketch_source not in SKETCH_SOURCES:
         raise ValueError(f"sketch2face.sketch_source must be one of {', '.join(SKETCH_SOURCES)}, got "
@@ -169,8 +207,9 @@ def load_unpaired(data, split: str, *, sketch_source: str = "cufsf", sketch_path
     else:
         sk = load_sketch_images(sketch_path, split, image_size)
         src = f"cufsf:{Path(os.path.expanduser(str(sketch_path))).resolve()}:{faces.source}"
-    return UnpairedSketchFaces(sk, faces, seed=split_seed, source=src)
+    ph, has = load_sketch_photos(sketch_path, split, image_size) if photos else (None, None)
+    return UnpairedSketchFaces(sk, faces, seed=split_seed, source=src, photos=ph, has_photo=has)
 
 
-__all__ = ["UnpairedSketchFaces", "load_unpaired", "load_sketch_images", "read_sketches", "sketch_files",
-           "canny_sketches", "synthetic_sketch_images", "SKETCH_SOURCES"]
+__all__ = ["UnpairedSketchFaces", "load_unpaired", "load_sketch_images", "load_sketch_photos", "read_sketches",
+           "sketch_files", "canny_sketches", "synthetic_sketch_images", "SKETCH_SOURCES"]

@@ -29,6 +29,12 @@ face for every sketch. The face cycle (face -> sketch -> face) asks G_f ∘ E_s 
 from a sketch that does not hold them, and an L1 on that averages them away: blur in every sketch -> face output.
 ``face_cycle_weight`` scales the face cycle's reconstruction terms (λ_rec and λ_feat) against the sketch cycle's.
 
+A paired signal (beyond the paper, ``lambda_paired`` > 0, translation stages): the unpaired losses let
+sketch -> face draw any CelebA-like face that the sketch cycle can decode its sketch from (a hidden code), so men
+became long-haired women. CUFSF's training sketches come with the photos they were drawn from; the generator also
+gets λ_paired · the L1 between the luma of G_sf(sketch) and that photo's luma (FERET photos are mostly grey, so
+colour stays the critic's), over the batch's sketches that have a photo. Validation reports it as ``l1_paired``.
+
 Diversity (beyond the paper, ``lambda_div`` > 0, translation stages): many sketches mapped to a few faces is the
 conditional form of mode collapse. Mode seeking (Mao et al. 2019, MSGAN) asks outputs of two inputs to differ as much
 as the inputs do: for each translation, with the batch paired to itself rolled by one, the generator gets
@@ -83,6 +89,7 @@ from pycompgen.registry import register_system
 from pycompgen.systems.base import StageSpec, System, adam, check_fields
 
 DOMAINS = {"s": 1, "f": 3}  # channels of the sketch and face domains
+LUMA = torch.tensor([0.299, 0.587, 0.114])  # BT.601, as OpenCV's grayscale reading of the photos
 VAES = ("E_s", "G_s", "E_f", "G_f")
 CRITICS = ("D_s", "D_f")
 LATENT = ("T_sf", "T_fs")
@@ -116,6 +123,7 @@ class Sketch2FaceConfig:
     lambda_div: float = 0.0               # mode seeking: λ_div / (output distance / input distance) per translation
     lambda_feat: float = 0.0              # learned similarity: reconstruction distance in the critic's features
     face_cycle_weight: float = 1.0        # translation stages: the face cycle's share of λ_rec (and λ_feat) terms
+    lambda_paired: float = 0.0            # translation stages: L1 of sketch -> face's luma to the sketch's photo
 
     def validate(self, cfg) -> None:
         if self.sketch_source not in ("cufsf", "canny"):
@@ -124,7 +132,8 @@ class Sketch2FaceConfig:
         check_fields("sketch2face", self, ">= 0", "lambda_rec", "lambda_adv", "lambda_kld", "lambda_gp", "lambda_real",
                      "lambda_fake", "lambda_prior", "latent_dim", "kld_target")
         check_fields("sketch2face", self, "> 0", "lr_g", "lr_d", "lr_latent")
-        check_fields("sketch2face", self, ">= 0", "cycle_noise", "lambda_div", "lambda_feat", "face_cycle_weight")
+        check_fields("sketch2face", self, ">= 0", "cycle_noise", "lambda_div", "lambda_feat", "face_cycle_weight",
+                     "lambda_paired")
         check_fields("sketch2face", self, "two numbers in [0, 1)", "betas")
         if self.norm not in ("batch", "instance", "none"):
             raise ValueError(f"sketch2face.norm must be batch, instance or none, got {self.norm!r}")
@@ -236,7 +245,7 @@ class Sketch2Face(System):
         d, c = cfg.data, cfg.sketch2face
         return load_unpaired(d.path, split, sketch_source=c.sketch_source, sketch_path=c.sketch_path,
                              image_size=d.image_size, cache_dir=d.cache_dir, synthetic_count=d.synthetic_count,
-                             seed=cfg.train.seed)
+                             seed=cfg.train.seed, photos=c.lambda_paired > 0)
 
     @classmethod
     def handover(cls, cfg, stage: str, models_of) -> Optional[dict]:
@@ -273,7 +282,9 @@ class Sketch2Face(System):
     def split_batch(cls, cfg, batch, device, generator: Optional[torch.Generator] = None) -> dict:
         """A loader batch uint8 (N, 4, H, W) (sketch channel + RGB face) -> {"sketch" (N,1,H,W), "face" (N,3,H,W)}
         in [-1, 1] and "x" (the face in [0, 1], what the harness measures); with ``generator``, random horizontal
-        flips per image and domain. A clear one-line error for anything else."""
+        flips per image and domain. A batch (N, 6, H, W) also holds each sketch's photo luma and a has-photo plane
+        (``lambda_paired``): "photo" (N,1,H,W) in [-1, 1], flipped with its sketch, and "paired" (N,) bool. A clear
+        one-line error for anything else."""
         size = cfg.data.image_size
         if isinstance(batch, dict) and "sketch" in batch and "face" in batch:
             sk, fa = batch["sketch"], batch["face"]
@@ -284,7 +295,7 @@ class Sketch2Face(System):
             x = torch.cat([sk, fa], 1)
         else:
             x = batch
-        if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] != 4:
+        if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] not in (4, 6):
             raise ValueError(f"sketch2face: expected unpaired batches (N, 4, H, W) = 1 sketch + 3 face channels "
                              f"(pycompgen.data.unpaired), got {tuple(getattr(x, 'shape', ())) or type(x).__name__}"
                              f" -- face-only data cannot train sketch2face")
@@ -298,9 +309,13 @@ class Sketch2Face(System):
             gdev = generator.device
             m = torch.rand(2, n, generator=generator, device=gdev).lt(0.5).to(device)[:, :, None, None, None]
             sk = torch.where(m[0], x[:, :1].flip(-1), x[:, :1])
-            fa = torch.where(m[1], x[:, 1:].flip(-1), x[:, 1:])
-            x = torch.cat([sk, fa], 1)
-        return {"sketch": x[:, :1] * 2 - 1, "face": x[:, 1:] * 2 - 1, "x": x[:, 1:].contiguous()}
+            fa = torch.where(m[1], x[:, 1:4].flip(-1), x[:, 1:4])
+            ph = torch.where(m[0], x[:, 4:].flip(-1), x[:, 4:])  # the photo (and its flag) with its sketch
+            x = torch.cat([sk, fa, ph], 1)
+        out = {"sketch": x[:, :1] * 2 - 1, "face": x[:, 1:4] * 2 - 1, "x": x[:, 1:4].contiguous()}
+        if x.shape[1] == 6:
+            out["photo"], out["paired"] = x[:, 4:5] * 2 - 1, x[:, 5].flatten(1).amax(1) > 0.5
+        return out
 
     def prepare_batch(self, batch, generator: torch.Generator) -> dict:
         # flips while training (any trainable network in train mode: also the "latent" stage, whose encoders are
@@ -422,12 +437,15 @@ class Sketch2Face(System):
             for src, y in (("s", out["y_f"]), ("f", out["y_s"])):
                 r = mode_seeking_ratio(real[src], y.float())
                 div, ratio = div + 1.0 / (r + 1e-5), ratio + r.detach() / 2
+        paired = torch.zeros((), device=rec.device)
+        if c.lambda_paired > 0 and self.spec.name != "pretrain":
+            paired = self.paired_distance(out["y_f"], batch)
         feat = torch.zeros((), device=rec.device)
         if c.lambda_feat > 0:
             for d in DOMAINS:
                 feat = feat + w[d] * self.feature_distance(self.models[f"D_{d}"], out[f"rec_{d}"], real[d])
         loss_g = (c.lambda_rec * rec - c.lambda_adv * (adv + c.lambda_prior * adv_p) + c.lambda_kld * kld_term
-                  + c.lambda_div * div + c.lambda_feat * feat)
+                  + c.lambda_div * div + c.lambda_feat * feat + c.lambda_paired * paired)
         gen = [p for k in self.spec.trainable if k not in CRITICS for p in self.models[k].parameters()]
         self.step(loss_g, "G", inputs=gen)
         logs.update({"loss": rec.detach(), "loss_g": loss_g.detach(), "adv": adv.detach(), "kld": kld.detach(),
@@ -435,9 +453,22 @@ class Sketch2Face(System):
                      "w_kld": (c.lambda_kld * kld_term).detach(),
                      "w_adv_prior": (-c.lambda_adv * c.lambda_prior * adv_p).detach(),
                      "w_div": (c.lambda_div * div).detach(), "div_ratio": ratio,
-                     "w_feat": (c.lambda_feat * feat).detach(),
+                     "w_feat": (c.lambda_feat * feat).detach(), "w_paired": (c.lambda_paired * paired).detach(),
                      "loss_d": (logs["loss_d_s"] + logs["loss_d_f"]) / 2})
         return logs
+
+    @staticmethod
+    def paired_distance(face: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Mean L1 (in [-1, 1]) between the luma of translated faces (N, 3, H, W) and their sketches' photos, over
+        the images that have one (0 when none does)."""
+        if "photo" not in batch:
+            raise ValueError("sketch2face.lambda_paired > 0 needs batches with the CUFSF photos (6 channels: "
+                             "sketch, face, photo luma, has-photo)")
+        keep = batch["paired"]
+        if not bool(keep.any()):
+            return face.new_zeros(()).float()
+        luma = (face.float() * LUMA.to(face.device)[:, None, None]).sum(1, keepdim=True)
+        return F.l1_loss(luma[keep], batch["photo"][keep].float())
 
     def feature_distance(self, critic: nn.Module, x_rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Mean over the critic's blocks of L1(features(x_rec), features(x)) / mean|features(x)|: each block's
@@ -463,7 +494,12 @@ class Sketch2Face(System):
                 rf = self.cycle(nets, "f", batch["face"], sample=False)
         l_s = F.l1_loss(rs.float(), batch["sketch"])
         l_f = F.l1_loss(rf.float(), batch["face"])
-        return {"loss": (l_s + l_f) / 2, "x_hat": _to01(rf), "l1_sketch_cycle": l_s, "l1_face_cycle": l_f}
+        out = {"loss": (l_s + l_f) / 2, "x_hat": _to01(rf), "l1_sketch_cycle": l_s, "l1_face_cycle": l_f}
+        if "photo" in batch and self.spec.name != "pretrain" and bool(batch["paired"].any()):
+            with self.autocast():
+                y, _ = self.translate(nets, "s", batch["sketch"], False)
+            out["l1_paired"] = self.paired_distance(y, batch)
+        return out
 
     # -- distributed: manual gradient averaging ---------------------------------------------------------------------
     @staticmethod
