@@ -18,8 +18,10 @@ the whole sweep. ``key=value`` arguments override any config field.
 
 Writes bench/results/quality-<machine>.json (every figure, config, plan, latent shape, wall times, machine,
 command, goals) and bench/results/quality-<machine>/ (sweep.json/.md, SSIM plot, grids per PSNR, sketch and
-unconditional grids, learning curves curves.png; the curves are also in the JSON). Checkpoints go to
-runs/quality-<machine>/ (``--resume`` skips finished stages and continues an interrupted one from its last epoch).
+unconditional grids, learning curves curves.png; the curves are also in the JSON), and the same sweep on the fixed
+training subset (``train.train_subset`` faces, ``train_sweep`` in the JSON; the model card shows the gap).
+Checkpoints go to runs/quality-<machine>/ (``--resume`` skips finished stages and continues an interrupted one from
+its last epoch).
 """
 from __future__ import annotations
 
@@ -73,6 +75,7 @@ def main(argv=None) -> int:
     from pycompgen.evaluation import run_sketches, run_unconditional, sweep
     from pycompgen.models import load_for_eval, resolve_checkpoints
     from pycompgen.evaluation.sweep import format_pivot, resolve_device, write_json
+    from pycompgen.evaluation.generalise import train_subset
     from pycompgen.systems.compgen.networks import compgen_latent_shape
     from pycompgen.training import run_pipeline
 
@@ -151,6 +154,9 @@ def main(argv=None) -> int:
         val_images = int(min(len(val_faces), max(128, 0.8 * left / per_img)))
         print(f"evaluation: ~{per_img:.3f} s per image, {left:.0f} s left -> {val_images} val images")
     sw = sweep(cfg, ckpts, data=val_faces, out_dir=fig_dir, split="val", device=device, max_images=val_images)
+    # the same sweep on the fixed training subset the runs validate each epoch: the train - val gap
+    sub = train_subset(train_faces, cfg.train.train_subset or 1000, seed=cfg.train.seed)
+    tsw = sweep(cfg, ckpts, data=sub, out_dir=fig_dir / "train_subset", split="train", device=device, n_grid=0)
     eval_s = time.perf_counter() - t
     t = time.perf_counter()
     a3 = load_for_eval(ckpts["approach3"], label="approach3", expect_model=cfg.model.name, device=device)
@@ -198,6 +204,7 @@ def main(argv=None) -> int:
                    for k in stages},
         "curves": curves, "paper_widths": paper_widths,
         "sweep": {k: sw[k] for k in ("n_images", "split", "psnrs", "seed", "edge", "ae", "approaches", "rows")},
+        "train_sweep": {k: tsw[k] for k in ("n_images", "split", "psnrs", "seed", "ae", "approaches")},
         "sweep_files": rel(fig_dir / "sweep.json"),
         "generation": gen, "goals": goals, "figures": figures,
         "wall_s": {"data": round(data_s, 1), "train": train_wall, "eval": round(eval_s, 1),
@@ -207,6 +214,8 @@ def main(argv=None) -> int:
     write_json(out_json, report)
     print(f"\nSSIM on {sw['n_images']} val images (latent {'x'.join(map(str, lat))}), channel PSNR in dB:")
     print(format_pivot(sw, "ssim", markdown=False))
+    print(f"SSIM on {tsw['n_images']} fixed training faces (the train - val gap):")
+    print(format_pivot(tsw, "ssim", markdown=False))
     for k, g in goals.items():
         print(f"goal {k} >= {g['target']}: {g['value']:.4f} {'met' if g['met'] else 'NOT met'}")
     print(f"quality [{mode}]: {total_s / 60:.1f} min total (train {train_wall / 60:.1f} min) -> {rel(out_json)}, "

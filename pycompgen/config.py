@@ -73,6 +73,7 @@ class ModelConfig:
     norm: str = "batch"              # normalisation in f/g: "batch" | "none"
     elm_channels: int = 64           # ELM conv width
     elm_num_res: int = 2             # ELM residual blocks (with BatchNorm)
+    elm_norm: str = "batch"          # h's normalisation: "batch" (paper) | "group" (per image) | "none"
     elm_hidden: int = 1024           # FC1 width
     elm_dropout: float = 0.0         # dropout on h's FC input and hidden layer (beyond the paper: regularisation)
     elm_skips: bool = False          # beyond the paper: gated skip features from h's convs into g (see ELM)
@@ -313,6 +314,8 @@ class Config:
             raise ValueError("model.channels must be >= 2")
         if m.norm not in ("batch", "none"):
             raise ValueError(f"model.norm must be 'batch' or 'none', got {m.norm!r}")
+        if m.elm_norm not in ("batch", "group", "none"):
+            raise ValueError(f"model.elm_norm must be 'batch', 'group' or 'none', got {m.elm_norm!r}")
         if d.image_size < 16 or d.image_size % 8:
             raise ValueError(f"data.image_size must be a multiple of 8 and >= 16, got {d.image_size}")
         section = self.sections.get(m.name)

@@ -8,11 +8,15 @@ from torch import nn
 
 
 def norm2d(kind: str, channels: int) -> nn.Module:
+    """BatchNorm ("batch"), GroupNorm with up to 8 groups ("group": per-image statistics, so images of one batch at
+    different channel PSNRs do not share them), or nothing ("none")."""
     if kind == "batch":
         return nn.BatchNorm2d(channels)
+    if kind == "group":
+        return nn.GroupNorm(next(g for g in (8, 4, 2, 1) if channels % g == 0), channels)
     if kind == "none":
         return nn.Identity()
-    raise ValueError(f"unknown normalisation {kind!r} (expected 'batch' or 'none')")
+    raise ValueError(f"unknown normalisation {kind!r} (expected 'batch', 'group' or 'none')")
 
 
 def conv5_down(cin: int, cout: int) -> nn.Conv2d:

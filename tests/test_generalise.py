@@ -81,6 +81,20 @@ def test_elm_dropout_is_random_in_training_only(one_thread):
     assert isinstance(build_compgen(load_config(TINY).model, 32)["h"].drop, torch.nn.Identity)
 
 
+def test_elm_group_norm_normalises_each_image_alone(one_thread):
+    """model.elm_norm=group: an image's h output in training does not depend on the other images of its batch
+    (BatchNorm's does); a bad value is refused naming the key."""
+    from pycompgen.systems.compgen.networks import build_compgen
+    z = (torch.rand(4, 1, 32, 32) > 0.8).float()
+    z[1:] = z[1:] * 5 + torch.randn(3, 1, 32, 32)  # the rest of the batch at another noise level
+    for norm, alone in (("group", True), ("batch", False)):
+        h = build_compgen(load_config(TINY, [f"model.elm_norm={norm}"]).model, 32)["h"].train()
+        assert any(isinstance(m, torch.nn.GroupNorm) for m in h.modules()) == (norm == "group")
+        assert torch.allclose(h(z)[:1], h(z[:1]), atol=1e-5) == alone
+    with pytest.raises(ValueError, match="model.elm_norm"):
+        load_config(TINY, ["model.elm_norm=layer"])
+
+
 def test_weight_decay_uses_adamw_on_weights_not_on_biases(tmp_path, one_thread):
     cfg = _cfg(tmp_path, "train.weight_decay=0.05")
     system = build_system(cfg, "cpu", None)

@@ -41,6 +41,12 @@ def sweep_table(sw: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _stage_wall(r: dict):
+    """A stage's training seconds: its epochs' own times summed (right across resumed sessions), else the
+    invocation's wall time; None when neither was recorded (e.g. a stage reused from an earlier run)."""
+    return r.get("epochs_wall_s") or r.get("wall_s") or None
+
+
 def gap_table(train: dict, val: dict) -> str:
     """Markdown: SSIM on the training subset beside validation and their difference, per AE / approach row."""
     rows = ["| model | channel PSNR (dB) | SSIM, training faces | SSIM, validation faces | gap |",
@@ -147,7 +153,8 @@ def render(name: str, description: str, results: dict, stages: dict, cfgs: dict,
     for s, c in cfgs.items():
         r = rs.get(s) or {}
         ep = r.get("epochs", r.get("epoch", stages[s].get("epoch")))
-        wall = r.get("wall_s")
+        ep = int(ep) if isinstance(ep, float) and ep.is_integer() else ep
+        wall = _stage_wall(r)
         tp = "–" if s == "step1" else training_psnr(c)["psnr_summary"]
         L.append(f"| {s} | {trains.get(s, '')} | {ep} | {c.train.batch_size} | {c.train.lr:g} | {tp} | "
                  f"{'–' if wall is None else f'{wall / 60:.1f} min'} | {_f(stages[s].get('val_ssim'))} |")
@@ -157,6 +164,8 @@ def render(name: str, description: str, results: dict, stages: dict, cfgs: dict,
               f"{m.elm_hidden}"
               + ("; gated skip features from h's convolutions into g (model.elm_skips, beyond the paper)"
                  if getattr(m, "elm_skips", False) else "")
+              + (f"; h normalised by {m.elm_norm} norm (model.elm_norm, beyond the paper)"
+                 if getattr(m, "elm_norm", "batch") != "batch" else "")
               + (f"; a {m.hint_size}x{m.hint_size} colour hint into h at {m.hint_bits} bits, "
                  + ("RGB" if getattr(m, "hint_space", "rgb") == "rgb" else
                     f"luma at {m.hint_size}x{m.hint_size}, chroma at half size and one bit fewer (YCoCg 4:2:0)")
@@ -171,10 +180,15 @@ def render(name: str, description: str, results: dict, stages: dict, cfgs: dict,
     L.append(f"- machine: `{results.get('machine', '?')}`" + (f" ({mi})" if mi else ""))
     L.append(f"- command: `{results.get('command', '?')}`")
     L.append(f"- finished: {results.get('date_utc', '?')}")
-    tot = ((results.get("wall_s") or {}).get("train") if isinstance(results.get("wall_s"), dict) else None) \
-        or sum((rs.get(s) or {}).get("wall_s") or 0 for s in cfgs)
+    # the run's training time, or the stages' epoch times where larger (a resumed run's last invocation may have
+    # trained nothing); a stage without a time was reused from an earlier run
+    walls = {s: _stage_wall(rs.get(s) or {}) for s in cfgs}
+    run = (results.get("wall_s") or {}).get("train") if isinstance(results.get("wall_s"), dict) else None
+    tot = max(run or 0, sum(w for w in walls.values() if w))
+    missing = [s for s, w in walls.items() if not w] if tot > (run or 0) else []
     if tot:
-        L.append(f"- training wall time: {tot / 3600:.2f} h")
+        L.append(f"- training wall time: {tot / 3600:.2f} h"
+                 + (f" ({', '.join(missing)} not timed in this run: reused from an earlier one)" if missing else ""))
     c, h, w = latent_shape
     L += ["", "## Latent", "", f"y = f(x) is {c}×{h}×{w} = {c * h * w} values per {last.data.image_size}×"
                                    f"{last.data.image_size} face.", ""]

@@ -76,7 +76,10 @@ class ELM(nn.Module):
     """h: noisy edge map (N,1,H,W) -> y_hat with y's shape (N, latent_channels, H/8, W/8).
 
     Three [k5 s2] convs down to H/8, ``num_res`` residual blocks with BatchNorm, FC1 - ReLU - FC2, reshape
-    (``dropout`` > 0, beyond the paper: dropout on FC1's input and output while training).
+    (``dropout`` > 0, beyond the paper: dropout on FC1's input and output while training). ``norm`` (beyond the
+    paper, ``model.elm_norm``): "group" replaces the BatchNorms by GroupNorm, so that training batches, whose images
+    are drawn at different channel PSNRs, do not share normalisation statistics, and evaluation at one PSNR does
+    not use running statistics averaged over all of them.
 
     ``skips=True`` (beyond the paper, ``model.elm_skips``): h also hands its H/4 and H/2 conv features to g
     (``forward(z, return_skips=True)`` -> (y_hat, (s16, s32))), projected by 3x3 convs to g's widths
@@ -94,7 +97,7 @@ class ELM(nn.Module):
 
     def __init__(self, image_size: int = 64, channels: int = 64, num_res: int = 2, hidden: int = 1024,
                  latent_channels: int = 16, skips: bool = False, g_channels: int = 128, dropout: float = 0.0,
-                 hint_size: int = 0, hint_bits: int = 4, hint_space: str = "rgb"):
+                 hint_size: int = 0, hint_bits: int = 4, hint_space: str = "rgb", norm: str = "batch"):
         super().__init__()
         if image_size % DOWNSAMPLE:
             raise ValueError(f"ELM needs image_size divisible by {DOWNSAMPLE}, got {image_size}")
@@ -104,10 +107,10 @@ class ELM(nn.Module):
         self.latent = (latent_channels, s, s)
         self.convs = nn.Sequential(
             conv5_down(1, c2), nn.ReLU(inplace=True),
-            conv5_down(c2, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
-            conv5_down(channels, channels), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+            conv5_down(c2, channels), norm2d(norm, channels), nn.ReLU(inplace=True),
+            conv5_down(channels, channels), norm2d(norm, channels), nn.ReLU(inplace=True),
         )
-        self.res = nn.Sequential(*[ResidualBlock(channels, "batch") for _ in range(num_res)])
+        self.res = nn.Sequential(*[ResidualBlock(channels, norm) for _ in range(num_res)])
         self.fc1 = nn.Linear(channels * s * s, hidden)
         self.fc2 = nn.Linear(hidden, latent_channels * s * s)
         self.act = nn.ReLU(inplace=True)
@@ -176,7 +179,8 @@ def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
         "h": ELM(image_size, m.elm_channels, m.elm_num_res, m.elm_hidden, m.latent_channels,
                  skips=getattr(m, "elm_skips", False), g_channels=m.channels,
                  dropout=float(getattr(m, "elm_dropout", 0.0)), hint_size=int(getattr(m, "hint_size", 0)),
-                 hint_bits=max(getattr(m, "hint_bits", [4]) or [4]), hint_space=getattr(m, "hint_space", "rgb")),
+                 hint_bits=max(getattr(m, "hint_bits", [4]) or [4]), hint_space=getattr(m, "hint_space", "rgb"),
+                 norm=getattr(m, "elm_norm", "batch")),
     }
     if getattr(m, "entropy_bottleneck", False):
         from pycompgen.codec.entropy import EntropyBottleneck
