@@ -95,6 +95,24 @@ def test_elm_group_norm_normalises_each_image_alone(one_thread):
         load_config(TINY, ["model.elm_norm=layer"])
 
 
+def test_flip_average_decodes_mirror_equivariantly(one_thread):
+    """decode_edges(flip_average=True) is the mean of the decoding and the mirrored decoding of the mirrored input,
+    so mirroring the edge map mirrors the output; without it, outputs are unchanged."""
+    from pycompgen.systems.compgen.networks import build_compgen
+    from pycompgen.systems.compgen.system import decode_edges
+    torch.manual_seed(0)
+    nets = build_compgen(load_config(TINY, ["model.elm_skips=true"]).model, 32)
+    for m in nets.values():
+        m.eval()
+    z = (torch.rand(3, 1, 32, 32) > 0.8).float()
+    with torch.no_grad():
+        a, b = decode_edges(nets, z), decode_edges(nets, z.flip(-1)).flip(-1)
+        avg = decode_edges(nets, z, flip_average=True)
+        assert not torch.allclose(a, b, atol=1e-4)  # the networks themselves are not mirror-equivariant
+        assert torch.allclose(avg, (a + b) / 2, atol=1e-6)
+        assert torch.allclose(decode_edges(nets, z.flip(-1), flip_average=True), avg.flip(-1), atol=1e-6)
+
+
 def test_weight_decay_uses_adamw_on_weights_not_on_biases(tmp_path, one_thread):
     cfg = _cfg(tmp_path, "train.weight_decay=0.05")
     system = build_system(cfg, "cpu", None)

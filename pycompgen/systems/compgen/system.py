@@ -111,9 +111,16 @@ def elm_forward(models: dict, z_noisy: torch.Tensor, hint: torch.Tensor | None =
     return y_hat, g(y_hat)
 
 
-def decode_edges(models: dict, z_noisy: torch.Tensor, hint: torch.Tensor | None = None) -> torch.Tensor:
-    """x_hat = g(h(z + n)) (see ``elm_forward``)."""
-    return elm_forward(models, z_noisy, hint)[1]
+def decode_edges(models: dict, z_noisy: torch.Tensor, hint: torch.Tensor | None = None,
+                 flip_average: bool = False) -> torch.Tensor:
+    """x_hat = g(h(z + n)) (see ``elm_forward``). ``flip_average`` (beyond the paper, receiver side, twice the
+    decoding cost): the mean of x_hat and the mirror of the decoding of the mirrored edge map (and hint), an
+    average over the one augmentation the models were trained with; the result is mirror-equivariant."""
+    x_hat = elm_forward(models, z_noisy, hint)[1]
+    if not flip_average:
+        return x_hat
+    mirrored = elm_forward(models, z_noisy.flip(-1), None if hint is None else hint.flip(-1))[1]
+    return (x_hat + mirrored.flip(-1)) / 2
 
 
 def _d(cfg, x, x_hat):
