@@ -299,32 +299,37 @@ def _read_hint(ckpt, hdr, payload: bytes, name: str):
     return payload[off:off + n_edges], plane_values(q, bits, space)
 
 
-def run_decoder(ckpt, kind: str, inp):
+def run_decoder(ckpt, kind: str, inp, flip_average: bool = False):
     """x̂ of a batch of decoder inputs (``decode_payload``'s): g(h(z)) for edge maps, g(h(z, hint)) with a colour
-    hint ((z, hint)), g(ŷ) for latents."""
+    hint ((z, hint)), g(ŷ) for latents. ``flip_average`` (edge payloads): ``decode_edges``'s mirror average."""
     import torch
     g = ckpt.models["g"]
     with torch.no_grad():
         if kind == "edges":
-            return decode_edges({"h": ckpt.models["h"], "g": g}, inp)
+            return decode_edges({"h": ckpt.models["h"], "g": g}, inp, flip_average=flip_average)
         if kind == "edges+hint":
-            return decode_edges({"h": ckpt.models["h"], "g": g}, inp[0], inp[1])
+            return decode_edges({"h": ckpt.models["h"], "g": g}, inp[0], inp[1], flip_average=flip_average)
         return g(inp)
 
 
 def decompress_batch(ckpt, blobs, psnr: float | None = None, seed: int = 0, batch_size: int = 64,
-                     denoise: str | None = None) -> list:
+                     denoise: str | None = None, flip_average: bool = False) -> list:
     """Many ``.pcg`` files [(name, bytes)] -> [(x̂ on CPU, Header)] in order: every file is checked and its payload
     decoded first (a bad file fails before any network runs), then the decoder runs on batches of up to
     ``batch_size`` images that share a payload kind. ``denoise`` (none | sdc | full, default full): how an edgediff
-    model decodes (``pycompgen.inference.edgediff``); any other model takes only the default."""
+    model decodes (``pycompgen.inference.edgediff``); any other model takes only the default. ``flip_average``:
+    Compgen edge files only, x̂ averaged with the mirrored decoding of the mirrored edge map."""
     import torch
+    if flip_average and (edgediff.is_edgediff(ckpt) or ckpt.model_name != "compgen"):
+        raise ValueError(f"--flip-average applies to Compgen edge files only; these are {ckpt.model_name!r} files")
     if edgediff.is_edgediff(ckpt):
         return edgediff.decompress_batch(ckpt, blobs, denoise or "full", seed, batch_size, psnr)
     hashes: dict = {}
     items = [decode_payload(ckpt, data, name, psnr, seed, hashes) for name, data in blobs]
     if denoise not in (None, "full"):
         raise ValueError(f"--denoise {denoise} applies to edgediff files only; these are {ckpt.model_name!r} files")
+    if flip_average and any(not k.startswith("edges") for _, k, _ in items):
+        raise ValueError("--flip-average applies to edge-map files; these hold a latent payload")
     out: list = [None] * len(items)
     count = lambda inp: (inp[0] if isinstance(inp, tuple) else inp).shape[0]  # noqa: E731
     for kind in DECODER_PARTS:
@@ -338,7 +343,7 @@ def decompress_batch(ckpt, blobs, psnr: float | None = None, seed: int = 0, batc
                 start += 1
             inps = [items[i][2] for i in group]
             batch = tuple(torch.cat(p) for p in zip(*inps)) if isinstance(inps[0], tuple) else torch.cat(inps)
-            x_hat = run_decoder(ckpt, kind, batch).cpu()
+            x_hat = run_decoder(ckpt, kind, batch, flip_average).cpu()
             for i, part in zip(group, x_hat.split([count(items[i][2]) for i in group])):
                 out[i] = (part, items[i][0])
     return out
@@ -391,7 +396,7 @@ def compress_files(ckpt, inputs, output, payload: str = "auto", note=print, batc
 
 
 def decompress_files(ckpt, files, output, psnr: float | None = None, seed: int = 0, note=print,
-                     batch_size: int = 64, denoise: str | None = None) -> list:
+                     batch_size: int = 64, denoise: str | None = None, flip_average: bool = False) -> list:
     """Decode ``.pcg`` files with ``ckpt`` (a LoadedCheckpoint) into PNGs in ``output``, ``batch_size`` images per
     forward pass (``denoise``: see ``decompress_batch``); everything is decoded before anything is written;
     returns the PNG paths."""
@@ -408,7 +413,8 @@ def decompress_files(ckpt, files, output, psnr: float | None = None, seed: int =
     decoded = []                                             # decode everything before writing anything
     for i in range(0, len(paths), 4 * batch_size):
         chunk = paths[i:i + 4 * batch_size]
-        res = decompress_batch(ckpt, [(str(p), p.read_bytes()) for p in chunk], psnr, seed, batch_size, denoise)
+        res = decompress_batch(ckpt, [(str(p), p.read_bytes()) for p in chunk], psnr, seed, batch_size, denoise,
+                               flip_average)
         decoded += [(p, x_hat, hdr) for p, (x_hat, hdr) in zip(chunk, res)]
         if len(paths) > 4 * batch_size:
             note(f"decoded {len(decoded)}/{len(paths)}")
