@@ -297,7 +297,7 @@ class Sketch2Face(System):
             x = batch
         if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] not in (4, 6):
             raise ValueError(f"sketch2face: expected unpaired batches (N, 4, H, W) = 1 sketch + 3 face channels "
-                             f"(pycompgen.data.unpaired), got {tuple(getattr(x, 'shape', ())) or type(x).__name__}"
+                             f"(6 with lambda_paired's photo planes; pycompgen.data.unpaired), got {tuple(getattr(x, 'shape', ())) or type(x).__name__}"
                              f" -- face-only data cannot train sketch2face")
         if tuple(x.shape[-2:]) != (size, size):
             raise ValueError(f"sketch2face: the data yields {x.shape[-2]}x{x.shape[-1]} images but "
