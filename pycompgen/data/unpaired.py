@@ -102,33 +102,34 @@ def _read_gray(path, image_size: int):
     return None if img is None else center_square_resize(img, image_size)
 
 
+def _read_split(path, split: str, image_size: int) -> tuple:
+    """The readable sketches of ``split`` (every 10th file is "val") -> (uint8 (N, image_size, image_size), their
+    files)."""
+    files = sketch_files(path)
+    kept = [(f, img) for i, f in enumerate(files)
+            if (i % 10 == 0) == (split != "train") and (img := _read_gray(f, image_size)) is not None]
+    if not kept:
+        raise ValueError(f"no readable sketch for split {split!r} in {path}")
+    return np.stack([img for _, img in kept]), [f for f, _ in kept]
+
+
 def load_sketch_images(path, split: str = "train", image_size: int = 64) -> np.ndarray:
     """Grayscale sketches of ``split`` (every 10th file is "val") -> uint8 (N, image_size, image_size)."""
-    files = sketch_files(path)
-    idx = [i for i in range(len(files)) if (i % 10 == 0) == (split != "train")]
-    out = [img for i in idx if (img := _read_gray(files[i], image_size)) is not None]
-    if not out:
-        raise ValueError(f"no readable sketch for split {split!r} in {path}")
-    return np.stack(out)
+    return _read_split(path, split, image_size)[0]
 
 
-def load_sketch_photos(path, split: str = "train", image_size: int = 64) -> tuple:
-    """The CUFSF photos of ``split``'s sketches (``load_sketch_images``'s order): (luma uint8 (N, image_size,
-    image_size), zeros where a sketch has no photo; has_photo bool (N,)). A photo is ``photos/<the sketch's file
-    name>`` beside ``sketches/``, read as grayscale and cropped like the sketch."""
-    files = sketch_files(path)
-    idx = [i for i in range(len(files)) if (i % 10 == 0) == (split != "train")]
+def load_sketch_photos(files, image_size: int = 64) -> tuple:
+    """The CUFSF photos of sketch ``files`` (in order): (luma uint8 (N, image_size, image_size), zeros where a
+    sketch has no photo; has_photo bool (N,)). A photo is ``photos/<the sketch's file name>`` beside ``sketches/``,
+    read as grayscale and cropped like the sketch."""
     photos, has = [], []
-    for i in idx:
-        if _read_gray(files[i], image_size) is None:  # skipped by load_sketch_images too
-            continue
-        f = files[i]
+    for f in files:
         img = _read_gray(f.parent.parent / "photos" / f.name, image_size) if f.parent.name == "sketches" else None
         has.append(img is not None)
         photos.append(img if img is not None else np.zeros((image_size, image_size), np.uint8))
     if not any(has):
-        raise ValueError(f"no CUFSF photo for the {split!r} sketches of {path} (expected photos/ beside sketches/ "
-                         f"with the sketches' file names)")
+        raise ValueError(f"no CUFSF photo for the sketches in {files[0].parent.parent} (expected photos/ beside "
+                         f"sketches/ with the sketches' file names)")
     return np.stack(photos), np.array(has)
 
 
@@ -205,9 +206,9 @@ def load_unpaired(data, split: str, *, sketch_source: str = "cufsf", sketch_path
         sk = synthetic_sketch_images(n, image_size, seed=split_seed + 5003)
         src = f"synthetic-sketches:{faces.source}"
     else:
-        sk = load_sketch_images(sketch_path, split, image_size)
+        sk, files = _read_split(sketch_path, split, image_size)
         src = f"cufsf:{Path(os.path.expanduser(str(sketch_path))).resolve()}:{faces.source}"
-    ph, has = load_sketch_photos(sketch_path, split, image_size) if photos else (None, None)
+    ph, has = load_sketch_photos(files, image_size) if photos else (None, None)
     return UnpairedSketchFaces(sk, faces, seed=split_seed, source=src, photos=ph, has_photo=has)
 
 

@@ -320,7 +320,7 @@ def decompress_batch(ckpt, blobs, psnr: float | None = None, seed: int = 0, batc
     model decodes (``pycompgen.inference.edgediff``); any other model takes only the default. ``flip_average``:
     Compgen edge files only, x̂ averaged with the mirrored decoding of the mirrored edge map."""
     import torch
-    if flip_average and (edgediff.is_edgediff(ckpt) or ckpt.model_name != "compgen"):
+    if flip_average and ckpt.model_name != "compgen":
         raise ValueError(f"--flip-average applies to Compgen edge files only; these are {ckpt.model_name!r} files")
     if edgediff.is_edgediff(ckpt):
         return edgediff.decompress_batch(ckpt, blobs, denoise or "full", seed, batch_size, psnr)

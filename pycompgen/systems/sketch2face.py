@@ -297,8 +297,9 @@ class Sketch2Face(System):
             x = batch
         if not torch.is_tensor(x) or x.dim() != 4 or x.shape[1] not in (4, 6):
             raise ValueError(f"sketch2face: expected unpaired batches (N, 4, H, W) = 1 sketch + 3 face channels "
-                             f"(6 with lambda_paired's photo planes; pycompgen.data.unpaired), got {tuple(getattr(x, 'shape', ())) or type(x).__name__}"
-                             f" -- face-only data cannot train sketch2face")
+                             f"(6 with lambda_paired's photo planes; pycompgen.data.unpaired), got "
+                             f"{tuple(getattr(x, 'shape', ())) or type(x).__name__} -- face-only data cannot train "
+                             f"sketch2face")
         if tuple(x.shape[-2:]) != (size, size):
             raise ValueError(f"sketch2face: the data yields {x.shape[-2]}x{x.shape[-1]} images but "
                              f"data.image_size={size}")
@@ -490,15 +491,14 @@ class Sketch2Face(System):
                 rs, _ = self.autoencode(nets, "s", batch["sketch"], False)
                 rf, _ = self.autoencode(nets, "f", batch["face"], False)
             else:
-                rs = self.cycle(nets, "s", batch["sketch"], sample=False)
+                y_f, _ = self.translate(nets, "s", batch["sketch"], False)  # the sketch cycle, its face kept
+                rs, _ = self.translate(nets, "f", y_f, False)
                 rf = self.cycle(nets, "f", batch["face"], sample=False)
         l_s = F.l1_loss(rs.float(), batch["sketch"])
         l_f = F.l1_loss(rf.float(), batch["face"])
         out = {"loss": (l_s + l_f) / 2, "x_hat": _to01(rf), "l1_sketch_cycle": l_s, "l1_face_cycle": l_f}
         if "photo" in batch and self.spec.name != "pretrain" and bool(batch["paired"].any()):
-            with self.autocast():
-                y, _ = self.translate(nets, "s", batch["sketch"], False)
-            out["l1_paired"] = self.paired_distance(y, batch)
+            out["l1_paired"] = self.paired_distance(y_f, batch)
         return out
 
     # -- distributed: manual gradient averaging ---------------------------------------------------------------------
