@@ -51,6 +51,17 @@ LEVERS["fdwj+paper-conv+fc512+dropout0.5+ema"] = [o for o in FDWJ if not o.start
     "model.elm_channels=64", "model.elm_hidden=512", "model.elm_dropout=0.5"] + EMA
 # per-image normalisation in h: a batch mixes channel PSNRs, BatchNorm mixes their statistics
 LEVERS["fdwj+paper-elm+dropout0.5+ema+groupnorm"] = LEVERS["fdwj+paper-elm+dropout0.5+ema"] + ["model.elm_norm=group"]
+# depth on the skip path (convolutions, weights shared over positions) rather than width in the FC that memorises
+LEVERS["fdwj+paper-elm+dropout0.5+ema+skipblocks2"] = LEVERS["fdwj+paper-elm+dropout0.5+ema"] + [
+    "model.elm_skip_blocks=2"]
+# denser edge maps (Canny 0.15 / 0.30 instead of 0.30 / 0.60): more of the face in the map, more bits in a file
+LEVERS["fdwj+paper-elm+dropout0.5+ema+canny0.15"] = LEVERS["fdwj+paper-elm+dropout0.5+ema"] + [
+    "data.canny_low=0.15", "data.canny_high=0.30"]
+# an adversarial term (train.w_adv): a conditional critic d(z_noisy, x) in approach 3, its hinge loss on x_hat
+LEVERS["fdwj+paper-elm+dropout0.5+ema+adv0.01"] = LEVERS["fdwj+paper-elm+dropout0.5+ema"] + ["train.w_adv=0.01"]
+# training channel PSNRs up to 25 dB instead of 50 (edge maps above ~20 dB are as good as clean): more of the
+# budget on the noisy edge maps where 0 dB is judged
+LEVERS["fdwj+paper-elm+dropout0.5+ema+psnr25"] = LEVERS["fdwj+paper-elm+dropout0.5+ema"] + ["train.psnr_range=[-5,25]"]
 PSNRS = [50.0, 0.0, -5.0]
 
 

@@ -77,6 +77,7 @@ class ModelConfig:
     elm_hidden: int = 1024           # FC1 width
     elm_dropout: float = 0.0         # dropout on h's FC input and hidden layer (beyond the paper: regularisation)
     elm_skips: bool = False          # beyond the paper: gated skip features from h's convs into g (see ELM)
+    elm_skip_blocks: int = 0         # residual blocks on each skip path before its gate (with elm_skips)
     hint_size: int = 0               # beyond the paper: h also takes a hint_size^2 RGB thumbnail (0: edges only)
     hint_bits: list[int] = field(default_factory=lambda: [4])  # the thumbnail's bits per value; training draws one per
     # image from the list, files use the largest (a zoo entry's --quality picks one)
@@ -113,6 +114,7 @@ class TrainConfig:
     w_l1: float = 0.0
     w_mse: float = 0.0
     w_latent: float = 0.0            # approach 3: + w_latent * MSE(y_hat, f(x)) with frozen f
+    w_adv: float = 0.0               # approach 3, beyond the paper: + w_adv * hinge loss of a critic d(z_noisy, x_hat)
     rate_weight: float = 0.0         # step 1 with model.entropy_bottleneck: + rate_weight * bits per pixel of y
     psnr: Optional[float] = 50.0     # fixed training channel PSNR (dB); ignored when psnr_range is set
     psnr_range: Optional[list[float]] = None  # [lo, hi]: per-image PSNR drawn uniformly (dB)
@@ -299,7 +301,7 @@ class Config:
         for key in ("select", "lr_metric"):
             if getattr(t, key) is not None:
                 parse_metric(getattr(t, key), f"train.{key}")
-        for name in ("w_ssim", "w_l1", "w_mse", "w_latent", "rate_weight"):
+        for name in ("w_ssim", "w_l1", "w_mse", "w_latent", "w_adv", "rate_weight"):
             if getattr(t, name) < 0:
                 raise ValueError(f"train.{name} must be >= 0, got {getattr(t, name)}")
         if t.w_ssim + t.w_l1 + t.w_mse <= 0:
@@ -314,6 +316,9 @@ class Config:
             raise ValueError("model.channels must be >= 2")
         if m.norm not in ("batch", "none"):
             raise ValueError(f"model.norm must be 'batch' or 'none', got {m.norm!r}")
+        if m.elm_skip_blocks < 0 or (m.elm_skip_blocks and not m.elm_skips):
+            raise ValueError(f"model.elm_skip_blocks must be >= 0 and needs model.elm_skips=true, got "
+                             f"{m.elm_skip_blocks} with elm_skips={m.elm_skips}")
         if m.elm_norm not in ("batch", "group", "none"):
             raise ValueError(f"model.elm_norm must be 'batch', 'group' or 'none', got {m.elm_norm!r}")
         if d.image_size < 16 or d.image_size % 8:

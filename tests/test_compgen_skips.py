@@ -17,9 +17,11 @@ def _cfg(tmp_path, *extra):
     return load_config(TINY, ["train.psnr_range=[-5,50]", "train.amp=off", f"out={tmp_path}", *extra])
 
 
-def test_skip_path_starts_as_the_paper_model(one_thread):
-    """Zero-initialised projections: with skips, g(h(z)) is the paper's g(h(z)) until training moves them."""
-    cfg = _cfg("unused", "model.elm_skips=true")
+@pytest.mark.parametrize("blocks", [0, 2])
+def test_skip_path_starts_as_the_paper_model(one_thread, blocks):
+    """Zero-initialised projections: with skips (and residual blocks on them, ``model.elm_skip_blocks``),
+    g(h(z)) is the paper's g(h(z)) until training moves them."""
+    cfg = _cfg("unused", "model.elm_skips=true", f"model.elm_skip_blocks={blocks}")
     torch.manual_seed(0)
     nets = build_compgen(cfg.model, cfg.data.image_size)
     for m in nets.values():
@@ -31,6 +33,25 @@ def test_skip_path_starts_as_the_paper_model(one_thread):
     assert torch.equal(nets["g"](y_plain), x_hat)
     _, skips = nets["h"](z, return_skips=True)
     assert [tuple(s.shape) for s in skips] == [(3, cfg.model.channels, 8, 8), (3, cfg.model.channels // 2, 16, 16)]
+    assert len(nets["h"].skip16) == len(nets["h"].skip32) == blocks
+
+
+def test_skip_blocks_train_and_need_skips(one_thread):
+    """The skip path's residual blocks get gradients once the projections have moved off zero; asking for them
+    without the skip path is refused in one line."""
+    cfg = _cfg("unused", "model.elm_skips=true", "model.elm_skip_blocks=1")
+    torch.manual_seed(0)
+    nets = build_compgen(cfg.model, cfg.data.image_size)
+    h = nets["h"].train()
+    for m in (h.proj16, h.proj32):
+        torch.nn.init.normal_(m.weight, std=0.01)
+    z = (torch.rand(4, 1, 32, 32) > 0.8).float()
+    _, x_hat = elm_forward(nets, z)
+    x_hat.mean().backward()
+    for blocks in (h.skip16, h.skip32):
+        assert blocks[0].body[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="model.elm_skip_blocks"):
+        load_config(TINY, ["model.elm_skip_blocks=2"])
 
 
 def test_approach3_with_skips_starts_from_a_paper_approach1_and_trains_the_skip_path(tmp_path, one_thread):

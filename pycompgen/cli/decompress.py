@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
                         "(edge-guided; the default)")
     d.add_argument("--flip-average", action="store_true",
                    help="Compgen edge files: average x̂ with the mirrored decoding of the mirrored edge map (twice "
-                        "the decoding cost; +0.008 SSIM for compgen-64-plus on validation faces)")
+                        "the decoding cost; +0.006 SSIM for compgen-64-plus on validation faces at 50 dB)")
     d.add_argument("--batch-size", type=int, default=64, metavar="N",
                    help="images per forward pass (default 64)")
     d.add_argument("--device", default="cpu", metavar="DEV", help="cpu | cuda | cuda:N (default cpu)")

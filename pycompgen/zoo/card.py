@@ -164,6 +164,8 @@ def render(name: str, description: str, results: dict, stages: dict, cfgs: dict,
               f"{m.elm_hidden}"
               + ("; gated skip features from h's convolutions into g (model.elm_skips, beyond the paper)"
                  if getattr(m, "elm_skips", False) else "")
+              + (f", {m.elm_skip_blocks} residual blocks on each skip (model.elm_skip_blocks)"
+                 if getattr(m, "elm_skip_blocks", 0) else "")
               + (f"; h normalised by {m.elm_norm} norm (model.elm_norm, beyond the paper)"
                  if getattr(m, "elm_norm", "batch") != "batch" else "")
               + (f"; a {m.hint_size}x{m.hint_size} colour hint into h at {m.hint_bits} bits, "

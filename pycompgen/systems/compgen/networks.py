@@ -86,7 +86,8 @@ class ELM(nn.Module):
     (``g_channels``) and scaled per image and channel by a gate sigmoid(W·mean(H/8 features)). Detail can bypass
     the FC bottleneck when the edges are clean; the gate learns to close when they are noisy, leaving the FC path
     (a prior over faces). The projections start at zero, so a model initialised from the paper's h, g starts as
-    the paper's model.
+    the paper's model. ``skip_blocks`` (``model.elm_skip_blocks``) residual blocks on each skip before its gate
+    give the convolutional path depth of its own (0: the features of h's first and second convs as they are).
 
     ``hint_size`` > 0 (beyond the paper, ``model.hint_size``): h also takes a colour hint, an RGB thumbnail
     (N,3,hint_size,hint_size) in [0,1] (``pycompgen.codec.hint``), resized to the H/8 grid and added to the conv
@@ -97,7 +98,8 @@ class ELM(nn.Module):
 
     def __init__(self, image_size: int = 64, channels: int = 64, num_res: int = 2, hidden: int = 1024,
                  latent_channels: int = 16, skips: bool = False, g_channels: int = 128, dropout: float = 0.0,
-                 hint_size: int = 0, hint_bits: int = 4, hint_space: str = "rgb", norm: str = "batch"):
+                 hint_size: int = 0, hint_bits: int = 4, hint_space: str = "rgb", norm: str = "batch",
+                 skip_blocks: int = 0):
         super().__init__()
         if image_size % DOWNSAMPLE:
             raise ValueError(f"ELM needs image_size divisible by {DOWNSAMPLE}, got {image_size}")
@@ -127,6 +129,10 @@ class ELM(nn.Module):
             self.gate = nn.Linear(channels, channels + c2)
             self.proj16 = nn.Conv2d(channels, g_channels, 3, padding=1)
             self.proj32 = nn.Conv2d(c2, gc2, 3, padding=1)
+            # skip_blocks residual blocks per skip: depth for the convolutional path, which shares its weights
+            # over positions (the FC path is where training faces are memorised)
+            self.skip16 = nn.Sequential(*[ResidualBlock(channels, norm) for _ in range(skip_blocks)])
+            self.skip32 = nn.Sequential(*[ResidualBlock(c2, norm) for _ in range(skip_blocks)])
             for m in (self.proj16, self.proj32):
                 nn.init.zeros_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -168,7 +174,7 @@ class ELM(nn.Module):
             return y_hat
         gate = torch.sigmoid(self.gate(t8.mean((2, 3))))
         g16, g32 = gate[:, :t16.shape[1], None, None], gate[:, t16.shape[1]:, None, None]
-        return y_hat, (self.proj16(t16 * g16), self.proj32(t32 * g32))
+        return y_hat, (self.proj16(self.skip16(t16) * g16), self.proj32(self.skip32(t32) * g32))
 
 
 def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
@@ -180,7 +186,7 @@ def build_compgen(model_cfg, image_size: int = 64) -> dict[str, nn.Module]:
                  skips=getattr(m, "elm_skips", False), g_channels=m.channels,
                  dropout=float(getattr(m, "elm_dropout", 0.0)), hint_size=int(getattr(m, "hint_size", 0)),
                  hint_bits=max(getattr(m, "hint_bits", [4]) or [4]), hint_space=getattr(m, "hint_space", "rgb"),
-                 norm=getattr(m, "elm_norm", "batch")),
+                 norm=getattr(m, "elm_norm", "batch"), skip_blocks=int(getattr(m, "elm_skip_blocks", 0))),
     }
     if getattr(m, "entropy_bottleneck", False):
         from pycompgen.codec.entropy import EntropyBottleneck

@@ -5,6 +5,10 @@ Each stage names the networks it trains and the ones it keeps frozen (see ``pyco
 Pipeline hand-over: approach 1 starts from step 1's f, g (frozen) and a fresh h; approach 2 from approach 1's h
 (frozen) and step 1's g (retrained); approach 3 from step 1's g and, with ``train.approach3_init="approach1"``
 (default), approach 1's h -- a warm start that converges faster than the paper's fresh h (``"fresh"``).
+
+``train.w_adv`` > 0 (approach 3, beyond the paper): a conditional critic d sees the received edge map with the face
+(real) or with x_hat (fake); h, g add w_adv times its hinge generator loss to the distortion, d takes one hinge
+step per batch on the same batch's faces (``d`` is trained and checkpointed; decoding does not use it).
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from dataclasses import replace
 
 from pycompgen.data.augment import Augment
 from pycompgen.registry import register_system
-from pycompgen.systems.base import StageSpec, System, image_batch, images01, latent_rate
+from pycompgen.networks import PatchDiscriminator
+from pycompgen.systems.base import StageSpec, System, adam, image_batch, images01, latent_rate
 
 from .losses import distortion, latent_mse
 from .networks import build_compgen
@@ -194,7 +199,17 @@ def _elm(nets, b):
     return decode_edges(nets, b["z_noisy"], b.get("hint"))
 
 
-SKIP_MODULES = ("gate", "proj16", "proj32")  # h's skip path (model.elm_skips)
+def _adversarial(cfg) -> bool:
+    return cfg.train.w_adv > 0
+
+
+def critic(image_size: int) -> torch.nn.Module:
+    """d for ``train.w_adv``: the received edge map and a face (4 channels) -> one logit; no normalisation, so real
+    and fake batches share no statistics."""
+    return PatchDiscriminator(in_ch=4, channels=32, depth=3, image_size=image_size, norm=False)
+
+
+SKIP_MODULES = ("gate", "proj16", "proj32", "skip16", "skip32")  # h's skip path (model.elm_skips)
 FRESH_MODULES = SKIP_MODULES + ("hint",)  # h's parts beyond the paper that start at their init
 
 # stage -> (loss, reconstruction, needs edges)
@@ -233,11 +248,24 @@ class Compgen(System):
         spec = cls.get_stage(cfg.train.stage)
         if cfg.model.entropy_bottleneck and spec.name == "step1":
             spec = replace(spec, uses=spec.uses + ("eb",), trainable=spec.trainable + ("eb",))
+        if _adversarial(cfg) and spec.name == "approach3":
+            spec = replace(spec, uses=spec.uses + ("d",), trainable=spec.trainable + ("d",))
         return spec
 
     @classmethod
     def build_networks(cls, cfg) -> dict:
-        return build_compgen(cfg.model, image_size=cfg.data.image_size)
+        nets = build_compgen(cfg.model, image_size=cfg.data.image_size)
+        if _adversarial(cfg):
+            nets["d"] = critic(cfg.data.image_size)
+        return nets
+
+    def configure_optimizers(self) -> dict:
+        if "d" not in self.spec.trainable:
+            return super().configure_optimizers()
+        t = self.cfg.train
+        params = [p for k in self.spec.trainable if k != "d" for p in self.models[k].parameters()]
+        return {"main": adam(params, lr=t.lr, weight_decay=t.weight_decay),
+                "d": adam(self.models["d"].parameters(), lr=t.lr, betas=(0.5, 0.999))}
 
     def filter_init(self, init: dict) -> dict:
         if self.spec.name == "approach3" and self.cfg.train.approach3_init == "fresh":
@@ -303,11 +331,34 @@ class Compgen(System):
         return self.loss_fn(nets, batch, self.cfg)
 
     def train_step(self, batch: dict) -> dict:
+        if "d" in self.spec.trainable:
+            return self._adversarial_step(batch)
         with self.autocast():
             loss, logs = self.loss(self.nets, batch)
         self.step(loss)
         reported = logs.pop("rd_loss", loss.detach())
         return {"loss": reported, **{k: v for k, v in logs.items() if k != "x_hat"}}
+
+    def _adversarial_step(self, batch: dict) -> dict:
+        """h, g: distortion + w_adv * (-d(z, x_hat)); then d: hinge on (z, x) against (z, x_hat), one forward over
+        both (the generator's term goes through the unwrapped d, whose gradients it does not need). Every term is
+        logged (adv_g before its weight)."""
+        z, n = batch["z_noisy"], batch["z_noisy"].shape[0]
+        gen = [p for k in self.spec.trainable if k != "d" for p in self.models[k].parameters()]
+        with self.autocast():
+            loss, logs = self.loss(self.nets, batch)
+            x_hat = logs.pop("x_hat")
+            adv_g = -self.models["d"](torch.cat([z, x_hat], 1)).float().mean()
+        self.step(loss + self.cfg.train.w_adv * adv_g, "main", inputs=gen)
+        with self.autocast():
+            pairs = torch.cat([torch.cat([z, batch["x"].to(x_hat.dtype)], 1), torch.cat([z, x_hat.detach()], 1)])
+            logits = self.nets["d"](pairs).float()
+            real, fake = logits[:n], logits[n:]
+            loss_d = torch.relu(1 - real).mean() + torch.relu(1 + fake).mean()
+        self.step(loss_d, "d")
+        # d's mean logit on the fakes is -adv_g (the same d before its step): logged once
+        return {"loss": loss.detach(), **logs, "adv_g": adv_g.detach(), "loss_d": loss_d.detach(),
+                "d_real": real.mean().detach()}
 
     def validation_step(self, batch: dict) -> dict:
         with self.autocast():
