@@ -62,6 +62,8 @@ LEVERS["fdwj+paper-elm+dropout0.5+ema+adv0.01"] = LEVERS["fdwj+paper-elm+dropout
 # training channel PSNRs up to 25 dB instead of 50 (edge maps above ~20 dB are as good as clean): more of the
 # budget on the noisy edge maps where 0 dB is judged
 LEVERS["fdwj+paper-elm+dropout0.5+ema+psnr25"] = LEVERS["fdwj+paper-elm+dropout0.5+ema"] + ["train.psnr_range=[-5,25]"]
+# the same with another seed for approach 3 (data order, noise draws; its 1,000 training faces are another draw too)
+LEVERS["fdwj+paper-elm+dropout0.5+ema+psnr25+seed1"] = LEVERS["fdwj+paper-elm+dropout0.5+ema+psnr25"] + ["train.seed=1"]
 PSNRS = [50.0, 0.0, -5.0]
 
 
