@@ -60,7 +60,8 @@ def main(argv=None) -> int:
         return 2
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    rows = {}
+    rows, faces_of = {}, {}  # faces_of: {(image size, seed): (train subset, val)}, read once for all entries
+    as_t = lambda fa: torch.from_numpy(fa.images.copy()).permute(0, 3, 1, 2).float() / 255  # noqa: E731
     for name in [e.strip() for e in args.entries.split(",") if e.strip()]:
         lc = zoo.load(name, stages=["approach3"])["approach3"]
         c = lc.config
@@ -69,11 +70,12 @@ def main(argv=None) -> int:
             return 2
         for m in lc.models.values():
             m.eval()
-        size = lc.image_size
-        as_t = lambda fa: torch.from_numpy(fa.images.copy()).permute(0, 3, 1, 2).float() / 255  # noqa: E731
-        val = as_t(load_faces(args.data, "val", image_size=size))
-        train = as_t(train_subset(load_faces(args.data, "train", image_size=size), args.train_images,
-                                  seed=c.train.seed))
+        key = (lc.image_size, c.train.seed)
+        if key not in faces_of:
+            faces_of[key] = (as_t(train_subset(load_faces(args.data, "train", image_size=key[0]), args.train_images,
+                                               seed=key[1])),
+                             as_t(load_faces(args.data, "val", image_size=key[0])))
+        train, val = faces_of[key]
         channel = EdgeChannel(canny_low=c.data.canny_low, canny_high=c.data.canny_high,
                               blur_sigma=c.data.blur_sigma, psnr=float("inf"))
         rows[name] = {}

@@ -344,7 +344,7 @@ class Compgen(System):
         both (the generator's term goes through the unwrapped d, whose gradients it does not need). Every term is
         logged (adv_g before its weight)."""
         z, n = batch["z_noisy"], batch["z_noisy"].shape[0]
-        gen = [p for k in self.spec.trainable if k != "d" for p in self.models[k].parameters()]
+        gen = [p for group in self.optimizers["main"].param_groups for p in group["params"]]  # h's and g's
         with self.autocast():
             loss, logs = self.loss(self.nets, batch)
             x_hat = logs.pop("x_hat")
