@@ -21,7 +21,6 @@ runs/<tag>-<machine>/ (``--tag``, default ``color``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -186,11 +185,11 @@ def synthetic_grid(codec, bits, path: Path) -> str:
     """Synthetic faces (no dataset pixels): original, edge map, hint (upsampled), x̂ at every bit depth."""
     import torch.nn.functional as F
     from pycompgen.codec.hint import quantised_thumbnail
-    from pycompgen.data import synthetic_faces
+    from pycompgen.data import synthetic_faces, to_float01
     from pycompgen.evaluation import figures
     from pycompgen.inference import compress_batch, decompress_batch
     from pycompgen.ops import canny
-    x = torch.from_numpy(synthetic_faces(6, codec.image_size, seed=3)).permute(0, 3, 1, 2).float() / 255.0
+    x = to_float01(synthetic_faces(6, codec.image_size, seed=3))
     d = codec.config.data
     size = codec.models["h"].hint_size
     own = codec.models["h"].hint_bits

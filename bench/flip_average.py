@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
     from pycompgen import zoo
-    from pycompgen.data import EdgeChannel, load_faces
+    from pycompgen.data import EdgeChannel, load_faces, to_float01
     from pycompgen.evaluation.generalise import train_subset
     from pycompgen.evaluation.machine import machine_summary
     from pycompgen.evaluation.sweep import write_json
@@ -61,7 +61,6 @@ def main(argv=None) -> int:
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     rows, faces_of = {}, {}  # faces_of: {(image size, seed): (train subset, val)}, read once for all entries
-    as_t = lambda fa: torch.from_numpy(fa.images.copy()).permute(0, 3, 1, 2).float() / 255  # noqa: E731
     for name in [e.strip() for e in args.entries.split(",") if e.strip()]:
         lc = zoo.load(name, stages=["approach3"])["approach3"]
         c = lc.config
@@ -72,9 +71,9 @@ def main(argv=None) -> int:
             m.eval()
         key = (lc.image_size, c.train.seed)
         if key not in faces_of:
-            faces_of[key] = (as_t(train_subset(load_faces(args.data, "train", image_size=key[0]), args.train_images,
-                                               seed=key[1])),
-                             as_t(load_faces(args.data, "val", image_size=key[0])))
+            train_faces = train_subset(load_faces(args.data, "train", image_size=key[0]), args.train_images,
+                                       seed=key[1])
+            faces_of[key] = (to_float01(train_faces), to_float01(load_faces(args.data, "val", image_size=key[0])))
         train, val = faces_of[key]
         channel = EdgeChannel(canny_low=c.data.canny_low, canny_high=c.data.canny_high,
                               blur_sigma=c.data.blur_sigma, psnr=float("inf"))

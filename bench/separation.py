@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from pycompgen import zoo
-    from pycompgen.data import load_faces
+    from pycompgen.data import load_faces, to_float01
     from pycompgen.evaluation.generalise import train_subset
     from pycompgen.evaluation.machine import machine_summary
     from pycompgen.evaluation import separation as S
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     val = load_faces(args.data, "val", image_size=64)
     n = min(args.images, len(val))
     x_u8 = np.array(val.images[:n])
-    x = torch.from_numpy(x_u8).permute(0, 3, 1, 2).float() / 255.0
+    x = to_float01(x_u8)
     mean_face = torch.from_numpy(train_subset(load_faces(args.data, "train", image_size=64), 1000).images
                                  .astype(np.float64).mean(0)).permute(2, 0, 1).float() / 255.0
     t0 = time.perf_counter()

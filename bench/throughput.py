@@ -46,13 +46,13 @@ def main(argv=None) -> int:
     from pycompgen import zoo
     from pycompgen.cli.common import pretrained_stage
     from pycompgen.codec.baselines import available_codecs, get_codec
-    from pycompgen.data import load_faces
+    from pycompgen.data import load_faces, to_float01
     from pycompgen.evaluation.machine import load_average, machine_summary
     from pycompgen.inference import compress_batch, compress_images, decompress_batch, decompress_bytes
 
     ds = load_faces(args.data, "val", 64, synthetic_count=args.n)
     x8 = np.ascontiguousarray(ds.images[:args.n])
-    x = torch.from_numpy(x8).permute(0, 3, 1, 2).float() / 255
+    x = to_float01(x8)
     faces = [x[i:i + 1] for i in range(x.shape[0])]
     rows = []
 

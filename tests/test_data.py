@@ -201,6 +201,25 @@ def test_synthetic_faces_deterministic_and_varied():
     assert tr[3].shape == (3, 64, 64) and tr[3].dtype == torch.uint8
 
 
+def test_to_float01_from_arrays_memmaps_lists_and_face_arrays(tmp_path):
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1], equal from an array, a read-only memmap, a list of
+    arrays and a FaceArray; the source is not modified; anything else is refused in one line."""
+    imgs = D.synthetic_faces(3, 16, seed=1)
+    want = torch.from_numpy(imgs.astype(np.float32) / 255).permute(0, 3, 1, 2)
+    path = tmp_path / "faces.u8"
+    imgs.tofile(path)
+    mm = np.memmap(path, dtype=np.uint8, mode="r", shape=imgs.shape)
+    for src in (imgs, mm, list(imgs), D.FaceArray(mm)):
+        x = D.to_float01(src)
+        assert x.dtype == torch.float32 and x.shape == (3, 3, 16, 16)
+        torch.testing.assert_close(x, want, rtol=0, atol=1e-7)
+        x.mul_(0)  # a copy: the source keeps its pixels
+    assert np.array_equal(mm, imgs)
+    for bad in (imgs[0], imgs.astype(np.float32), imgs[..., :1]):
+        with pytest.raises(ValueError, match="to_float01: expected uint8 \\(N, H, W, 3\\)"):
+            D.to_float01(bad)
+
+
 def test_edge_channel_shapes_density_and_psnr():
     faces = torch.from_numpy(D.synthetic_faces(256, 64, seed=5)).permute(0, 3, 1, 2).contiguous()
     ch = D.EdgeChannel(psnr=(-5.0, 50.0))

@@ -40,10 +40,9 @@ def write_try_inputs(folder: Path) -> list:
 def write_refine_inputs(folder: Path) -> Path:
     """A crude face for the README's refine command: a synthetic 64x64 face downscaled to 16 px and back."""
     import cv2
-    import torch
-    from pycompgen.data.synthetic import synthetic_faces
+    from pycompgen.data import synthetic_faces, to_float01
     from pycompgen.evaluation.refiner import degrade
-    x = torch.from_numpy(synthetic_faces(1, 64, seed=3)).permute(0, 3, 1, 2).float() / 255
+    x = to_float01(synthetic_faces(1, 64, seed=3))
     crude = (degrade(x, 16)[0].permute(1, 2, 0).numpy() * 255).round().astype("uint8")
     p = folder / "crude_face.png"
     folder.mkdir(parents=True, exist_ok=True)
@@ -53,13 +52,12 @@ def write_refine_inputs(folder: Path) -> Path:
 
 def write_refine_picture(folder: Path, names=("began-64-a", "began-64-b", "began-64-c"), n: int = 6) -> Path:
     """docs/try/refine.png: synthetic faces degraded to 16 px, and each refiner's output (synthetic pixels only)."""
-    import torch
     from pycompgen import zoo
-    from pycompgen.data.synthetic import synthetic_faces
+    from pycompgen.data import synthetic_faces, to_float01
     from pycompgen.evaluation.figures import compose_grid, write_png
     from pycompgen.evaluation.refiner import degrade
     from pycompgen.systems.began import refine
-    x = torch.from_numpy(synthetic_faces(n, 64, seed=3)).permute(0, 3, 1, 2).float() / 255
+    x = to_float01(synthetic_faces(n, 64, seed=3))
     crude = degrade(x, 16)
     rows = [("synthetic face", x), ("16 px input", crude)]
     for name in names:
@@ -74,10 +72,10 @@ def write_color_picture(folder: Path, name: str = "compgen-64-color", n: int = 6
     import torch
     from pycompgen import zoo
     from pycompgen.cli.common import pretrained_stage
-    from pycompgen.data.synthetic import synthetic_faces
+    from pycompgen.data import synthetic_faces, to_float01
     from pycompgen.evaluation.figures import compose_grid, write_png
     from pycompgen.inference import compress_batch, decompress_batch
-    x = torch.from_numpy(synthetic_faces(n, 64, seed=3)).permute(0, 3, 1, 2).float() / 255
+    x = to_float01(synthetic_faces(n, 64, seed=3))
     rows = [("synthetic face", x)]
     for label, entry, q in [("compgen-64", "compgen-64", None)] + \
             [(f"{name} q{q}", name, q) for q in zoo.qualities(zoo.entry(name))]:
@@ -116,10 +114,10 @@ def write_edgediff_picture(folder: Path, name: str = "edgediff-64", n: int = 6) 
     import torch
     from pycompgen import zoo
     from pycompgen.cli.common import pretrained_stage
-    from pycompgen.data.synthetic import synthetic_faces
+    from pycompgen.data import synthetic_faces, to_float01
     from pycompgen.evaluation.figures import compose_grid, write_png
     from pycompgen.inference import compress_batch, decompress_batch
-    x = torch.from_numpy(synthetic_faces(n, 64, seed=3)).permute(0, 3, 1, 2).float() / 255
+    x = to_float01(synthetic_faces(n, 64, seed=3))
     rows = [("synthetic face", x)]
     for q in zoo.qualities(zoo.entry(name)):
         ck = pretrained_stage(name, quality=q)

@@ -238,7 +238,7 @@ def export_system(checkpoint, name, description, *, facts=None, metrics=None, me
     ``name``: float16 weights (float32 when the output's SSIM moves by >= ``tolerance``) of ``parts`` (default:
     every network the checkpoint holds), manifest entry with ``metrics`` ({"summary": str, ...}) and ``extra``
     keys, and a card from ``facts`` / ``metrics_md`` / ``use``."""
-    from pycompgen.data import synthetic_faces
+    from pycompgen.data import synthetic_faces, to_float01
     from pycompgen.models import load_for_eval
     from pycompgen.models.checkpoint import save_checkpoint
     from pycompgen.zoo import card as cardmod
@@ -250,7 +250,7 @@ def export_system(checkpoint, name, description, *, facts=None, metrics=None, me
     zdir = Path(zoo_dir) if zoo_dir else default_zoo()
     lc = load_for_eval(checkpoint, expect_model=None)
     size = lc.image_size
-    x = torch.from_numpy(synthetic_faces(check_images, size, seed=7)).permute(0, 3, 1, 2).float() / 255
+    x = to_float01(synthetic_faces(check_images, size, seed=7))
     keep = lc.parts if parts is None else [p for p in parts if p in lc.parts]
     full = {p: lc.models[p].state_dict() for p in keep}
     dtype = torch.float16
@@ -290,7 +290,7 @@ def export_rate_points(checkpoints, name, description, *, faces=None, faces_labe
     """Latent-codec checkpoints of one system trained at several rate weights -> one zoo entry with rate points,
     quality 1 = the lowest rate (ordered by the bpp of real files on ``faces``, N×3×H×W in [0, 1], default
     synthetic faces). Each point is a float16 weights file (float32 when SSIM moves by >= ``tolerance``)."""
-    from pycompgen.data import synthetic_faces
+    from pycompgen.data import synthetic_faces, to_float01
     from pycompgen.models import load_for_eval
     from pycompgen.models.checkpoint import save_checkpoint
     from pycompgen.zoo import card as cardmod
@@ -304,7 +304,7 @@ def export_rate_points(checkpoints, name, description, *, faces=None, faces_labe
             raise ValueError(f"{p}: not a latent codec (no entropy bottleneck 'eb')")
     size = loaded[0].image_size
     if faces is None:
-        faces = torch.from_numpy(synthetic_faces(check_images, size, seed=7)).permute(0, 3, 1, 2).float() / 255
+        faces = to_float01(synthetic_faces(check_images, size, seed=7))
     from pycompgen.evaluation.rd import latent_point  # real .pcg files, one per face
     keep = ("n", "bytes_mean", "bpp", "bpp_payload", "ssim", "ms_ssim", "psnr")
     pts = sorted((({k: v for k, v in latent_point(str(p), p, faces, log=lambda *a: None).items() if k in keep}, p, lc)
@@ -419,7 +419,7 @@ def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=Non
     the full receiver's SSIM moves by >= ``tolerance``) and one rate point per bit depth, quality 1 = the fewest
     bits, sharing it; default quality: the trained ``eval_bits``. Each point's bpp and SSIM (decoded with
     --denoise none / sdc / full) are measured on real files of ``faces`` (N×3×H×W in [0, 1]; default synthetic)."""
-    from pycompgen.data import synthetic_faces
+    from pycompgen.data import synthetic_faces, to_float01
     from pycompgen.inference import edgediff
     from pycompgen.models import load_for_eval
     from pycompgen.models.checkpoint import save_checkpoint
@@ -436,7 +436,7 @@ def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=Non
     lc = edgediff.check_model(load_for_eval(path, expect_model="edgediff"))
     size = lc.image_size
     if faces is None:
-        faces = torch.from_numpy(synthetic_faces(check_images, size, seed=7)).permute(0, 3, 1, 2).float() / 255
+        faces = to_float01(synthetic_faces(check_images, size, seed=7))
     full = {k: lc.models[k].state_dict() for k in edgediff.PARTS}
     dtype = torch.float16
     stored = {k: to_storage(sd, dtype) for k, sd in full.items()}

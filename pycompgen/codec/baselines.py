@@ -25,7 +25,8 @@ from collections.abc import Mapping, Sequence
 from typing import Callable
 
 import numpy as np
-import torch
+
+from pycompgen.data import to_float01
 
 IMAGECODECS_PIN = "imagecodecs==2026.3.6"
 
@@ -191,7 +192,7 @@ def sweep(images_uint8_nhwc: np.ndarray, codec: str | Codec, qualities: Sequence
     if not qs:
         raise ValueError("sweep needs at least one quality")
     n, h, w = imgs.shape[:3]
-    ref = torch.from_numpy(np.array(imgs)).permute(0, 3, 1, 2).float() / 255.0  # a copy: memmaps are read-only
+    ref = to_float01(imgs)
     out = []
     for q in qs:
         sizes, dec = [], np.empty_like(imgs)
@@ -202,7 +203,7 @@ def sweep(images_uint8_nhwc: np.ndarray, codec: str | Codec, qualities: Sequence
             if y.shape != imgs.shape[1:]:
                 raise RuntimeError(f"{c.name}: decoded shape {y.shape} differs from the input {imgs.shape[1:]}")
             dec[i] = y
-        rec = torch.from_numpy(dec).permute(0, 3, 1, 2).float() / 255.0
+        rec = to_float01(dec)
         b = float(np.mean(sizes))
         out.append({"codec": c.name, "quality": q, "n": int(n), "bytes_mean": b, "bpp": 8.0 * b / (h * w),
                     "psnr": float(M.psnr(rec, ref).mean()), "ssim": float(M.ssim(rec, ref).mean()),

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pycompgen.data import to_float01
+
 THRESHOLDS = [(0.15, 0.30), (0.30, 0.60), (0.45, 0.90), (0.60, 1.00)]  # Canny (low, high) on [0, 1] intensities
 DEFAULT_THRESHOLDS = [0.30, 0.60]  # Compgen's default edge map: the equal-bytes target
 GRID_TEST = [50.0, 25.0, 10.0, 0.0, -2.0, -5.0]
@@ -170,7 +172,7 @@ def table1(ckpts, x) -> dict:
     u8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     jpeg = [cv2.imdecode(cv2.imencode(".jpg", im[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 85])[1], 1)[..., ::-1]
             for im in u8]
-    recs["JPEG q85"] = torch.from_numpy(np.stack(jpeg).copy()).permute(0, 3, 1, 2).float() / 255
+    recs["JPEG q85"] = to_float01(jpeg)
     rows = {}
     for label, r in recs.items():
         rows[label] = table1_metrics(x, r)["mean"]

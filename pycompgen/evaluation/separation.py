@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from pycompgen import metrics as M
+from pycompgen.data import to_float01
 
 SNRS_DB = [-10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0]
 
@@ -82,7 +83,7 @@ def codec_ladder(x_u8: np.ndarray, codec, qualities) -> list:
     """Per quality of a baseline codec (``pycompgen.codec.baselines``): {"quality", "bytes" (N,), "ssim" (N,)}."""
     from pycompgen.codec.baselines import get_codec
     c = get_codec(codec)
-    ref = torch.from_numpy(np.array(x_u8)).permute(0, 3, 1, 2).float() / 255.0
+    ref = to_float01(x_u8)
     out = []
     for q in qualities:
         sizes, dec = [], np.empty_like(x_u8)
@@ -90,7 +91,7 @@ def codec_ladder(x_u8: np.ndarray, codec, qualities) -> list:
             data = c.encode(x_u8[i], q)
             sizes.append(len(data))
             dec[i] = c.decode(data)
-        rec = torch.from_numpy(dec).permute(0, 3, 1, 2).float() / 255.0
+        rec = to_float01(dec)
         out.append({"quality": q, "bytes": np.asarray(sizes), "ssim": M.ssim(rec, ref).numpy()})
     return out
 

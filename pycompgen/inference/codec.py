@@ -20,7 +20,7 @@ from pycompgen.codec.container import _read_varint, _varint, pack, unpack, weigh
 from pycompgen.codec.edges import coder_params, encode_edges, params_from_header
 from pycompgen.codec.edges import decode_edges as decode_edge_bits
 from pycompgen.codec.hint import SPACES, decode_hint_planes, encode_hint_planes, hint_codes, plane_values, planes_to_rgb
-from pycompgen.data import decode_image
+from pycompgen.data import decode_image, to_float01
 from pycompgen.models import load_for_eval
 from pycompgen.ops import awgn, canny
 from pycompgen.systems.compgen.system import decode_edges, hint_space, hint_spec
@@ -110,8 +110,6 @@ def decompress_latent(models: dict, bottleneck, data: bytes, shape):
 # -- images <-> files ---------------------------------------------------------------------------------------------
 def read_images(paths, size: int):
     """Image files -> float tensor (N,3,size,size) in [0,1]: centre square crop and resize as pycompgen.data does."""
-    import numpy as np
-    import torch
     out = []
     for p in paths:
         img = decode_image(str(p), int(size))
@@ -120,7 +118,7 @@ def read_images(paths, size: int):
                 raise FileNotFoundError(f"image not found: {p}")
             raise ValueError(f"cannot decode image {p} (not a readable image file)")
         out.append(img)
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div_(255.0)
+    return to_float01(out)
 
 
 def compress_images(ckpt, x, payload: str = "auto") -> bytes:

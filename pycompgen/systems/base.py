@@ -309,9 +309,10 @@ class System:
     def initial_extra(self) -> dict:
         return {}
 
-    def configure_optimizers(self) -> dict:
-        """Default: one Adam over every trainable network at ``train.lr`` (AdamW with ``train.weight_decay``)."""
-        params = [p for k in self.spec.trainable for p in self.models[k].parameters()]
+    def configure_optimizers(self, exclude: tuple = ()) -> dict:
+        """Default: one Adam over every trainable network at ``train.lr`` (AdamW with ``train.weight_decay``);
+        networks named in ``exclude`` are left to a subclass's own optimiser (e.g. a critic)."""
+        params = [p for k in self.spec.trainable if k not in exclude for p in self.models[k].parameters()]
         return {"main": adam(params, lr=self.cfg.train.lr, weight_decay=self.cfg.train.weight_decay)}
 
     def configure_schedulers(self) -> dict:

@@ -262,10 +262,8 @@ class Compgen(System):
     def configure_optimizers(self) -> dict:
         if "d" not in self.spec.trainable:
             return super().configure_optimizers()
-        t = self.cfg.train
-        params = [p for k in self.spec.trainable if k != "d" for p in self.models[k].parameters()]
-        return {"main": adam(params, lr=t.lr, weight_decay=t.weight_decay),
-                "d": adam(self.models["d"].parameters(), lr=t.lr, betas=(0.5, 0.999))}
+        return {**super().configure_optimizers(exclude=("d",)),
+                "d": adam(self.models["d"].parameters(), lr=self.cfg.train.lr, betas=(0.5, 0.999))}
 
     def filter_init(self, init: dict) -> dict:
         if self.spec.name == "approach3" and self.cfg.train.approach3_init == "fresh":
