@@ -5,7 +5,9 @@ k_t, L(x), L(G), L_RCN and, on ``--n-val`` validation faces degraded to 16 px, t
 input and sharpness ratio (raw G and its EMA) beside the sharpness ratio of D's reconstructions of the real faces
 (what the refiner's outputs can become: G is pulled towards images D reconstructs well). ``--d-warmup N`` first
 trains D alone as an autoencoder of real faces for N steps (k_t and G untouched), to test whether a longer-trained D
-raises that ceiling. Not a test.
+raises that ceiling; ``--d-zoo NAME`` replaces D by the zoo entry NAME's trained Compgen autoencoder g(f(·))
+(step 1; its BatchNorms keep their running statistics), a discriminator that already reconstructs real faces'
+detail (not BEGAN's design). Not a test.
 
     python bench/refiner_probe.py --data ../shared/data/celeba --steps 600 began.variant=A began.rcn_size=16
 """
@@ -22,6 +24,26 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 
+class ZooAutoencoderD(torch.nn.Module):
+    """D(v) = 2·g(f((v + 1) / 2)) − 1 for v in [−1, 1]: a zoo entry's Compgen autoencoder as BEGAN's D."""
+
+    def __init__(self, name: str):
+        super().__init__()
+        from pycompgen import zoo
+        nets = zoo.load(name, stages="step1").models("step1")
+        self.f, self.g = nets["f"], nets["g"]
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return 2.0 * self.g(self.f((v + 1.0) / 2.0)) - 1.0
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.modules():  # running statistics from the autoencoder's training, not from fake batches
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
+        return self
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, help="CelebA root")
@@ -30,26 +52,30 @@ def main(argv=None) -> None:
     ap.add_argument("--n-val", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--d-warmup", type=int, default=0, help="steps of D alone (L(x)) before the BEGAN loop")
+    ap.add_argument("--d-zoo", default=None, help="a Compgen zoo entry whose step-1 autoencoder becomes D")
     ap.add_argument("overrides", nargs="*", help="config key=value (default: 64x64, batch 25, channels 32)")
     args = ap.parse_args(argv)
     import os
     from pycompgen.config import load_config
-    from pycompgen.data import load_faces
+    from pycompgen.data import load_faces, to_float01
     from pycompgen.evaluation.refiner import degrade, sharpness_ratio, ssim_lowres
     from pycompgen.systems.began import BEGAN, ae_loss, pm1
     cfg = load_config(None, ["model.name=began", "train.stage=train", "data.image_size=64", "train.batch_size=25",
                              "began.channels=32", "train.device=cpu", *args.overrides])
     s = BEGAN(cfg, "cpu")
+    if args.d_zoo:
+        s.models["D"] = s.nets["D"] = ZooAutoencoderD(args.d_zoo).train()
+        s.optimizers["D"] = torch.optim.Adam(s.models["D"].parameters(), lr=cfg.began.lr_d,
+                                             betas=tuple(cfg.began.betas_d))
     size, bs = cfg.data.image_size, cfg.train.batch_size
     train = load_faces(args.data, "train", size).images
-    val = torch.from_numpy(load_faces(args.data, "val", size).images[:args.n_val].copy()).permute(0, 3, 1, 2)
-    val = val.float() / 255
+    val = to_float01(load_faces(args.data, "val", size).images[:args.n_val])
     crude = degrade(val, 16)
     g = torch.Generator().manual_seed(args.seed)
     print(f"load average {os.getloadavg()}; {' '.join(args.overrides)}", flush=True)
     def batch():
         idx = torch.randint(0, len(train), (bs,), generator=g).sort().values.numpy()
-        x = torch.from_numpy(train[idx]).permute(0, 3, 1, 2).float() / 255
+        x = to_float01(train[idx])
         flip = torch.rand(bs, generator=g) < 0.5
         x[flip] = x[flip].flip(-1)
         return x
