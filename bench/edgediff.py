@@ -5,6 +5,8 @@
     python bench/edgediff.py --data ../shared/data/celeba                  # train what is missing, then measure
     python bench/edgediff.py --data ../shared/data/celeba --eval-only      # measure the models in --run-dir
     python bench/edgediff.py --tiny --out-dir /tmp/edb --run-dir /tmp/edr  # smoke test (synthetic, seconds)
+    python bench/edgediff.py --data ../shared/data/celeba --pretrained edgediff-64 --split train --n-val 500
+                                                                        # a zoo entry on its fixed training subset
 
 Training: ``run_pipeline`` (plain loop, this machine) of stages vae -> een -> denoiser -> entropy into RUN_DIR/<stage>/,
 ``--epochs-*`` epochs each (a budget, stated in the results; the paper used pretrained Stable Diffusion and
@@ -20,7 +22,10 @@ Measurement (``pycompgen.evaluation.edgediff``; validation partition, ``--n-val`
   edges / with EEN edges / with sender-side edges (bits counted) / OpenCV inpainting of the decoded image;
 - EEN edge-F1 against the true Canny map per bit depth;
 - wall time per image: encoding (VAE + quantisation + range coding) and decoding per mode (DDIM steps stated).
-Writes bench/results/edgediff-<machine>.json/.md and edgediff-<machine>/*.png (plots only; face grids go to
+``--split train`` measures the same on the fixed training subset (``train_subset``: ``--n-val`` faces drawn with
+``train.seed``), beside validation, so the train − validation gap can be read; ``--pretrained NAME`` measures a zoo
+entry instead of RUN_DIR's checkpoints (its stored config).
+Writes bench/results/edgediff-<machine>[-train].json/.md and edgediff-<machine>/*.png (plots only; face grids go to
 RUN_DIR/grids/).
 """
 from __future__ import annotations
@@ -37,7 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pycompgen.evaluation.edgediff import evaluate, load_models, markdown, plot, rd_overlay, save_grids  # noqa: E402
@@ -103,23 +107,38 @@ def main(argv=None) -> int:
     ap.add_argument("--export-only", action="store_true", help="with --export: export without measuring again")
     ap.add_argument("--export-note", default="", help="recipe note for the entry's card (e.g. how a stage started)")
     ap.add_argument("--check-images", type=int, default=64)
+    ap.add_argument("--split", default="val", choices=("val", "train"),
+                    help="faces measured: validation, or the fixed training subset (--n-val faces, train.seed)")
+    ap.add_argument("--pretrained", metavar="NAME", help="measure the zoo entry NAME (implies --eval-only)")
     ap.add_argument("--set", nargs="*", default=[], help="extra config overrides key=value")
     args = ap.parse_args(argv)
     if args.tiny:
         args.n_val, args.steps, args.complete_steps = min(args.n_val, 8), min(args.steps, 2), min(args.complete_steps, 3)
+    if args.pretrained and (args.export or args.train_only):
+        ap.error("--pretrained measures a zoo entry: it cannot be combined with --export or --train-only")
     torch.manual_seed(0)
-    cfg = make_cfg(args)
     run_dir = Path(args.run_dir)
-    budget = None if args.eval_only else train(cfg, args)
-    if args.train_only:
-        return 0
-    models, used = load_models(cfg, run_dir, args.een)
+    if args.pretrained:
+        from pycompgen import zoo
+        pre = zoo.load(args.pretrained)
+        stage = next(reversed(pre.stages))
+        cfg, models, budget = pre.config, pre.models(stage), {"eval_only": True}
+        used = {stage: {"path": f"zoo:{args.pretrained}/{stage}", "epoch": int(pre[stage].epoch)}}
+    else:
+        cfg = make_cfg(args)
+        budget = None if args.eval_only else train(cfg, args)
+        if args.train_only:
+            return 0
+        models, used = load_models(cfg, run_dir, args.een)
     log("networks from " + ", ".join(f"{k} {v['path']} (epoch {v['epoch']})" for k, v in used.items()))
-    from pycompgen.data import load_faces
-    val = load_faces(str(Path(args.data).resolve()) if args.data else None, "val", cfg.data.image_size,
-                     **({} if args.data else {"synthetic_count": max(args.n_val, 8)}))
-    x = torch.from_numpy(np.asarray(val.images[:args.n_val])).permute(0, 3, 1, 2).float().div(255)
-    name = f"edgediff-{args.machine}"
+    from pycompgen.data import load_faces, to_float01
+    faces = load_faces(str(Path(args.data).resolve()) if args.data else None, args.split, cfg.data.image_size,
+                       **({} if args.data else {"synthetic_count": max(args.n_val, 8)}))
+    if args.split == "train":
+        from pycompgen.evaluation.generalise import train_subset
+        faces = train_subset(faces, args.n_val, seed=int(cfg.train.seed))
+    x = to_float01(faces.images[:args.n_val])
+    name = f"edgediff-{args.machine}" + ("-train" if args.split == "train" else "")
     out = Path(args.out_dir)
     if args.export_only:
         if not args.export:
@@ -129,13 +148,16 @@ def main(argv=None) -> int:
     log(f"measuring on {x.shape[0]} faces")
     res, grids = evaluate(cfg, models, x, args.steps, args.complete_steps, log=log, completion=args.completion,
                           complete_start=args.complete_start)
-    save_grids(grids, x, run_dir)
+    if not args.pretrained:
+        save_grids(grids, x, run_dir)
     figs = plot(res, out / name)
     rd_json = ROOT / "bench" / "results" / f"rd-{args.machine}.json"  # bench/rd.py's points of this machine
-    figs += [Path(f) for f in rd_overlay(res, int(x.shape[0]), rd_json, out / name, note=log)]
+    if args.split == "val":  # the rate-distortion plot's points are validation faces
+        figs += [Path(f) for f in rd_overlay(res, int(x.shape[0]), rd_json, out / name, note=log)]
     doc = {"command": shlex.join(sys.argv), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
            "machine": {"name": args.machine, **{k: v for k, v in machine_summary().items() if k != "cpu"}},
            "budget": budget or {"eval_only": True}, "checkpoints": used, "n_val": int(x.shape[0]),
+           "split": args.split,
            "data": args.data or "synthetic",
            "config": cfg.to_dict(), "figures": [str(p.relative_to(out)) for p in figs], "results": res}
     (out / f"{name}.json").write_text(json.dumps(doc, indent=1))

@@ -379,6 +379,15 @@ def test_bench_trains_measures_and_exports_a_tiny_entry(tmp_path, monkeypatch):
     assert [p["bits"] for p in entry["rate_points"]] == [3, 5] and entry["stages"]["entropy"]["bits"] == 5
     card = (tmp_path / "zoo" / entry["card"]).read_text()
     assert "entropy 1 epochs" in card and "non-commercial" in card
+    # the exported entry measured on the fixed training subset (the train - validation gap), from the zoo
+    assert bench.main(["--pretrained", "ed-tiny", "--split", "train", "--n-val", "4", "--steps", "2",
+                       "--complete-steps", "2", "--completion", "largest", "--out-dir", str(tmp_path / "out"),
+                       "--machine", "t"]) == 0
+    tdoc = json.loads((tmp_path / "out" / "edgediff-t-train.json").read_text())
+    assert tdoc["split"] == "train" and tdoc["n_val"] == 4 and "zoo:ed-tiny/entropy" in str(tdoc["checkpoints"])
+    assert "4 training-subset faces" in (tmp_path / "out" / "edgediff-t-train.md").read_text()
+    with pytest.raises(SystemExit):
+        bench.main(["--pretrained", "ed-tiny", "--export", "x"])
 
 
 def test_edge_concat_starts_as_the_handed_over_denoiser_and_learns_from_edges(trained):

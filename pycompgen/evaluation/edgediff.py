@@ -228,8 +228,9 @@ def save_grids(grids, x, run_dir: Path) -> None:
 def markdown(doc) -> str:
     """The report edgediff-<machine>.md of a result document (bench/edgediff.py's JSON)."""
     r = doc["results"]
+    faces = "training-subset" if doc.get("split") == "train" else "validation"
     L = [f"# Edge-guided diffusion compression on {doc['machine']['name']}", "",
-         f"Budget: {doc['budget']} epochs; {doc['n_val']} validation faces; DDIM steps {r['timing']['steps']} "
+         f"Budget: {doc['budget']} epochs; {doc['n_val']} {faces} faces; DDIM steps {r['timing']['steps']} "
          f"(completion {r['timing']['complete_steps']}). Command: `{doc['command']}`", ""]
     if "clean" in r:
         cl = r["clean"]
