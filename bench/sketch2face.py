@@ -39,11 +39,12 @@ LABELS = {"pretrain": "per-domain VAE-GANs (pretraining)", "cycle": "trained fro
           "stitched": "whole model (pretrained)", "latent": "only latent layers (pretrained, frozen)"}
 
 
-def val_domains(cfg, n: int):
-    """The first ``n`` validation sketches and faces, in [-1, 1] (no flips)."""
+def val_domains(cfg, n: int, split: str = "val"):
+    """The first ``n`` sketches and faces of ``split`` (validation, or a fixed training subset), in [-1, 1]
+    (no flips)."""
     from pycompgen.systems import get_system
     system = get_system("sketch2face")
-    ds = system.datasets(cfg, "val")
+    ds = system.datasets(cfg, split)
     n = min(n, len(ds))
     b = system.split_batch(cfg, torch.stack([ds[i] for i in range(n)]), "cpu")
     return b["sketch"][:min(n, ds.n_sketches)], b["face"][:min(n, ds.n_faces)]
@@ -157,6 +158,8 @@ def main(argv=None) -> int:
     train_s = time.perf_counter() - t0
 
     sketches, faces = val_domains(cfg, args.eval_images)
+    train_sketches, train_faces = val_domains(cfg, args.eval_images, "train")  # the gap: as many training ones
+    train_sketches, train_faces = train_sketches[:len(sketches)], train_faces[:len(faces)]
     features = resolve_features(args.features)
     reference = S2F.real_reference(faces, features)
     rows, figures = {}, {}
@@ -175,6 +178,7 @@ def main(argv=None) -> int:
             row.update(cycle_distances(models, sketches, faces))
             row.update(sample_spread(models, sketches[:64], samples=args.spread_samples))
             row["realism"] = S2F.realism(models, sketches, faces, features)
+            row["realism_train"] = S2F.realism(models, train_sketches, train_faces, features)
             figures[stage] = cycle_grid(models, sketches, faces,
                                         f"sketch2face {stage} ({LABELS[stage]}), {row['epochs']} epochs, {machine}",
                                         fig_dir / f"cycle-{stage}.png")
@@ -244,6 +248,17 @@ def main(argv=None) -> int:
                      f"{'**yes**' if r['sketch_collapse'] else 'no'} |")
     lines.append(f"| real faces (half against half) | {reference['fd_half_split']:.1f} | "
                  f"{reference['spread_ratio']:.3f} | | | {reference['sharpness_ratio']:.3f} | | | |")
+    lines += ["", f"The same on the first {len(train_sketches)} training sketches against the first "
+              f"{len(train_faces)} training faces, beside validation (a gap says the translation memorised its "
+              "training sketches):", "",
+              "| variant | FD train / val | spread / real, train / val | near-dup share, train / val | "
+              "sharpness / real, train / val | sketch near-dup share, train / val |", "|---|---|---|---|---|---|"]
+    for stage in variants:
+        r, v = rows[stage]["realism_train"], rows[stage]["realism"]
+        lines.append(f"| {stage} | {r['fd']:.1f} / {v['fd']:.1f} | {r['spread_ratio']:.3f} / {v['spread_ratio']:.3f} | "
+                     f"{r['near_duplicate_share']:.3f} / {v['near_duplicate_share']:.3f} | "
+                     f"{r['sharpness_ratio']:.3f} / {v['sharpness_ratio']:.3f} | "
+                     f"{r['sketch_near_duplicate_share']:.3f} / {v['sketch_near_duplicate_share']:.3f} |")
     lines += ["", "The face decoder on prior samples, G_f(z), z ~ N(0, I) (what a translation relies on: the sketch "
               "encoder's latents are drawn to the same prior), against the same real faces:", "",
               "| stage | FD | spread / real | near-dup share | collapse | sharpness / real |", "|---|---|---|---|---|---|"]

@@ -3,8 +3,6 @@ Tiny networks, 32x32 synthetic faces and synthetic sketches (no dataset needed).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -497,6 +495,10 @@ def test_bench_pretrain_set_overrides_the_pretraining_only(tmp_path):
     doc = json.loads((out / "sketch2face-t.json").read_text())
     assert doc["pretrain_overrides"] == ["sketch2face.lambda_rec=150"] and doc["config"]["lambda_rec"] == 500
     assert "pretraining with sketch2face.lambda_rec=150" in (out / "sketch2face-t.md").read_text()
+    row = doc["table1"]["stitched"]
+    tr, va = row["realism_train"], row["realism"]  # training sketches beside validation, as many of each
+    assert (tr["n_sketches"], tr["n_faces"]) == (va["n_sketches"], va["n_faces"]) and tr["fd"] != va["fd"]
+    assert "training sketches" in (out / "sketch2face-t.md").read_text()
     with pytest.raises(SystemExit):
         bench.main(["--tiny", "--run-dir", str(run), "--pretrain-set", "lambda_rec"])
 
