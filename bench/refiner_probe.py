@@ -7,7 +7,9 @@ input and sharpness ratio (raw G and its EMA) beside the sharpness ratio of D's 
 trains D alone as an autoencoder of real faces for N steps (k_t and G untouched), to test whether a longer-trained D
 raises that ceiling; ``--d-zoo NAME`` replaces D by the zoo entry NAME's trained Compgen autoencoder g(f(·))
 (step 1; its BatchNorms keep their running statistics), a discriminator that already reconstructs real faces'
-detail (not BEGAN's design). Not a test.
+detail (not BEGAN's design); ``--patch-critic W`` adds, beside BEGAN's D, a hinge critic P on full-resolution
+images (``pycompgen.networks.PatchDiscriminator``, no normalisation; its real side a fresh batch) and a second G step
+per iteration on −W·P(G(v)) + λ_r·L_RCN (beyond the paper). Not a test.
 
     python bench/refiner_probe.py --data ../shared/data/celeba --steps 600 began.variant=A began.rcn_size=16
 """
@@ -53,13 +55,17 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--d-warmup", type=int, default=0, help="steps of D alone (L(x)) before the BEGAN loop")
     ap.add_argument("--d-zoo", default=None, help="a Compgen zoo entry whose step-1 autoencoder becomes D")
+    ap.add_argument("--patch-critic", type=float, default=0.0, metavar="W",
+                    help="weight of an auxiliary hinge critic's term in a second G step (0: none)")
+    ap.add_argument("--save", default=None, help="write G's and G_ema's weights here at the end (to look at them)")
     ap.add_argument("overrides", nargs="*", help="config key=value (default: 64x64, batch 25, channels 32)")
     args = ap.parse_args(argv)
     import os
     from pycompgen.config import load_config
     from pycompgen.data import load_faces, to_float01
     from pycompgen.evaluation.refiner import degrade, sharpness_ratio, ssim_lowres
-    from pycompgen.systems.began import BEGAN, ae_loss, pm1
+    from pycompgen.networks import PatchDiscriminator
+    from pycompgen.systems.began import BEGAN, ae_loss, pm1, rcn_loss
     cfg = load_config(None, ["model.name=began", "train.stage=train", "data.image_size=64", "train.batch_size=25",
                              "began.channels=32", "train.device=cpu", *args.overrides])
     s = BEGAN(cfg, "cpu")
@@ -68,6 +74,9 @@ def main(argv=None) -> None:
         s.optimizers["D"] = torch.optim.Adam(s.models["D"].parameters(), lr=cfg.began.lr_d,
                                              betas=tuple(cfg.began.betas_d))
     size, bs = cfg.data.image_size, cfg.train.batch_size
+    if args.patch_critic:
+        P = PatchDiscriminator(3, 32, 3, size, norm=False)
+        opt_p = torch.optim.Adam(P.parameters(), lr=2e-4, betas=(0.5, 0.999))
     train = load_faces(args.data, "train", size).images
     val = to_float01(load_faces(args.data, "val", size).images[:args.n_val])
     crude = degrade(val, 16)
@@ -96,10 +105,25 @@ def main(argv=None) -> None:
             lx = []
     t0, acc = time.time(), {}
     for it in range(1, args.steps + 1):
-        logs = s.train_step({"x": batch()})
+        x = batch()
+        logs = s.train_step({"x": x})
+        if args.patch_critic:  # hinge critic on a fresh real batch, then a G step on its term and L_RCN
+            c, real = cfg.began, batch()
+            with torch.no_grad():
+                fake = s.models["g"](x)
+            loss_p = torch.relu(1 - P(pm1(real))).mean() + torch.relu(1 + P(pm1(fake))).mean()
+            opt_p.zero_grad(set_to_none=True)
+            loss_p.backward()
+            opt_p.step()
+            out = s.models["g"](x)
+            adv = -P(pm1(out)).mean()
+            s.step(args.patch_critic * adv + c.lambda_r * rcn_loss(out, x, c.rcn_resolution(size)), "g",
+                   inputs=list(s.models["g"].parameters()))
+            logs = {**logs, "loss_p": loss_p.detach(), "adv_p": adv.detach()}
         s.update_ema()
-        for k in ("k_t", "l_real", "l_fake", "l_rcn"):
-            acc[k] = acc.get(k, 0.0) + float(logs[k]) / args.every
+        for k in ("k_t", "l_real", "l_fake", "l_rcn", "loss_p", "adv_p"):
+            if k in logs:
+                acc[k] = acc.get(k, 0.0) + float(logs[k]) / args.every
         if it % args.every:
             continue
         row = {k: round(v, 4) for k, v in acc.items()}
@@ -115,6 +139,8 @@ def main(argv=None) -> None:
         row["D(x) sharpness"] = d_sharpness()
         print(f"step {it} ({time.time() - t0:.0f} s): {row}", flush=True)
         acc = {}
+    if args.save:
+        torch.save({"g": s.models["g"].state_dict(), "g_ema": s.ema["g"].state_dict()}, args.save)
     print(f"load average {os.getloadavg()}", flush=True)
 
 
