@@ -108,6 +108,25 @@ def test_spatial_code_discriminator():
         cfg_for("began.code_channels=0")
 
 
+def test_bilinear_upsampling_in_the_refiner():
+    """began.upsample=bilinear: G interpolates instead of copying pixels (same weights, other outputs; D unchanged),
+    it trains, and the default stays BEGAN's nearest-neighbour; an unknown mode is refused in one line."""
+    near = build_system(cfg_for(), "cpu").models
+    bil = build_networks(cfg_for("began.upsample=bilinear"))
+    assert near["g"].dec.upsample == "nearest" and bil["g"].dec.upsample == "bilinear"
+    assert bil["D"].dec.upsample == "nearest"
+    bil["g"].load_state_dict(near["g"].state_dict())
+    x = face_batch(4).float() / 255
+    near["g"].eval(), bil["g"].eval()
+    with torch.no_grad():
+        assert not torch.allclose(near["g"](x), bil["g"](x))
+    s = build_system(cfg_for("began.upsample=bilinear"), "cpu")
+    logs = [s.train_step(s.prepare_batch(face_batch(8), torch.Generator())) for _ in range(2)]
+    assert all(torch.isfinite(v) for lg in logs for v in lg.values())
+    with pytest.raises(ValueError, match="began.upsample must be 'nearest' or 'bilinear'"):
+        cfg_for("began.upsample=cubic")
+
+
 @pytest.mark.parametrize("gamma", [0.0, 5.0])
 def test_k_t_stays_in_unit_interval(gamma):
     s = build_system(cfg_for(f"began.gamma={gamma}", "began.lambda_k=10.0", "began.k0=0.5"), "cpu")

@@ -36,6 +36,8 @@ not given: blur), "input" = the largest resolution G is given (A: 16, B and C: 3
 left to the adversarial term (bench/results/refiner-probes-cpu2.md). G's sharpness is bounded by D's: G is pulled
 towards images D reconstructs well, and D's reconstructions of real faces are smooth at CPU budgets.
 ``began.code_channels`` replaces D's FC bottleneck by a spatial c x 8 x 8 code (not the paper's; measured there).
+``began.upsample=bilinear`` makes G upsample by bilinear interpolation instead of BEGAN's nearest-neighbour copies,
+whose 2x2 blocks an adversarial term turns into a visible grid (probe P11 there; D keeps nearest).
 k_t is extra state (checkpointed with the networks, restored on resume); under DDP the two losses of its update
 are averaged over the workers first (one small all-reduce per step), so every worker holds the same k_t.
 One ``train_step`` = a D step, a G step (back-propagating through D into G only: ``backward(inputs=...)``), then
@@ -93,6 +95,7 @@ class BEGANConfig:
     channels: int = 64           # n: D's encoder filters n, 2n, 3n, ...; D's decoder and G constant n (paper: 64)
     embedding: int = 64          # D's fully connected bottleneck
     code_channels: Optional[int] = None  # None: the FC bottleneck (BEGAN); c: a spatial c x 8 x 8 code (1x1 convs)
+    upsample: str = "nearest"    # the refiner G's upsampling: "nearest" (BEGAN) | "bilinear" (no grid of copies)
     variant: str = "C"           # A (most expressive) | B | C (most restrictive); sets the injected scales
     inject: Optional[list[int]] = None  # resolutions injected after upsampling (overrides variant), e.g. [16, 32]
     gamma: float = 0.5           # γ, the diversity ratio (BEGAN)
@@ -129,6 +132,8 @@ class BEGANConfig:
         check_fields("began", self, ">= 1", "channels", "embedding")
         if self.code_channels is not None:
             check_fields("began", self, ">= 1", "code_channels")
+        if self.upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"began.upsample must be 'nearest' or 'bilinear', got {self.upsample!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"began.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.inject is not None:
@@ -167,10 +172,11 @@ def _check_input(x: torch.Tensor, size: int, who: str) -> None:
 class BEGANDecoder(nn.Module):
     """n x 8 x 8 features -> image: blocks of two convs (constant n) + nearest upsampling, a 3x3 output conv."""
 
-    def __init__(self, n: int, image_size: int, inject: tuple = ()):
+    def __init__(self, n: int, image_size: int, inject: tuple = (), upsample: str = "nearest"):
         super().__init__()
         self.scales = upsample_scales(image_size)
         self.inject = tuple(int(s) for s in inject)
+        self.upsample = upsample
         blocks = [_convs(n, n)]
         for s in self.scales:
             blocks.append(_convs(n + (3 if s in self.inject else 0), n))
@@ -180,7 +186,8 @@ class BEGANDecoder(nn.Module):
     def forward(self, h: torch.Tensor, pyramid: Optional[dict] = None) -> torch.Tensor:
         h = self.blocks[0](h)
         for s, block in zip(self.scales, self.blocks[1:]):
-            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            h = F.interpolate(h, scale_factor=2, mode=self.upsample,
+                              **({"align_corners": False} if self.upsample == "bilinear" else {}))
             if s in self.inject:
                 h = torch.cat([h, pyramid[s].to(h.dtype)], 1)
             h = block(h)
@@ -231,11 +238,11 @@ class BEGANRefiner(nn.Module):
     """The refiner G: image (N,3,S,S) in [0, 1] -> refined image in [0, 1]. It sees only the image's 8x8 version
     and its versions at the injected resolutions (``inject``)."""
 
-    def __init__(self, n: int, image_size: int, inject: tuple):
+    def __init__(self, n: int, image_size: int, inject: tuple, upsample: str = "nearest"):
         super().__init__()
         self.image_size, self.inject = image_size, tuple(sorted(int(s) for s in inject))
         self.inp = nn.Sequential(nn.Conv2d(3, n, 3, padding=1), nn.ELU())
-        self.dec = BEGANDecoder(n, image_size, self.inject)
+        self.dec = BEGANDecoder(n, image_size, self.inject, upsample)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_input(x, self.image_size, "BEGAN refiner")
@@ -279,7 +286,7 @@ class BEGAN(System):
     @classmethod
     def build_networks(cls, cfg) -> dict:
         c, size = cfg.began, cfg.data.image_size
-        return {"g": BEGANRefiner(c.channels, size, tuple(c.scales(size))),
+        return {"g": BEGANRefiner(c.channels, size, tuple(c.scales(size)), getattr(c, "upsample", "nearest")),
                 "D": BEGANDiscriminator(c.channels, c.embedding, size, c.code_channels)}
 
     def initial_extra(self) -> dict:
