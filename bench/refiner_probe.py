@@ -75,6 +75,7 @@ def main(argv=None) -> None:
                                              betas=tuple(cfg.began.betas_d))
     size, bs = cfg.data.image_size, cfg.train.batch_size
     if args.patch_critic:
+        torch.manual_seed(args.seed)  # P's initialisation, so that a probe repeats
         P = PatchDiscriminator(3, 32, 3, size, norm=False)
         opt_p = torch.optim.Adam(P.parameters(), lr=2e-4, betas=(0.5, 0.999))
     train = load_faces(args.data, "train", size).images
@@ -109,13 +110,11 @@ def main(argv=None) -> None:
         logs = s.train_step({"x": x})
         if args.patch_critic:  # hinge critic on a fresh real batch, then a G step on its term and L_RCN
             c, real = cfg.began, batch()
-            with torch.no_grad():
-                fake = s.models["g"](x)
-            loss_p = torch.relu(1 - P(pm1(real))).mean() + torch.relu(1 + P(pm1(fake))).mean()
+            out = s.models["g"](x)  # one forward: P's fake side (detached), then G's step through the updated P
+            loss_p = torch.relu(1 - P(pm1(real))).mean() + torch.relu(1 + P(pm1(out.detach()))).mean()
             opt_p.zero_grad(set_to_none=True)
             loss_p.backward()
             opt_p.step()
-            out = s.models["g"](x)
             adv = -P(pm1(out)).mean()
             s.step(args.patch_critic * adv + c.lambda_r * rcn_loss(out, x, c.rcn_resolution(size)), "g",
                    inputs=list(s.models["g"].parameters()))

@@ -39,7 +39,7 @@ LABELS = {"pretrain": "per-domain VAE-GANs (pretraining)", "cycle": "trained fro
           "stitched": "whole model (pretrained)", "latent": "only latent layers (pretrained, frozen)"}
 
 
-def val_domains(cfg, n: int, split: str = "val"):
+def eval_domains(cfg, n: int, split: str = "val"):
     """The first ``n`` sketches and faces of ``split`` (validation, or a fixed training subset), in [-1, 1]
     (no flips)."""
     from pycompgen.systems import get_system
@@ -157,8 +157,8 @@ def main(argv=None) -> int:
         train = run_pipeline(cfg, stages=["pretrain", *variants], resume=args.resume)
     train_s = time.perf_counter() - t0
 
-    sketches, faces = val_domains(cfg, args.eval_images)
-    train_sketches, train_faces = val_domains(cfg, args.eval_images, "train")  # the gap: as many training ones
+    sketches, faces = eval_domains(cfg, args.eval_images)
+    train_sketches, train_faces = eval_domains(cfg, args.eval_images, "train")  # the gap: as many training ones
     train_sketches, train_faces = train_sketches[:len(sketches)], train_faces[:len(faces)]
     features = resolve_features(args.features)
     reference = S2F.real_reference(faces, features)

@@ -17,7 +17,7 @@ from .synthetic import synthetic_faces
 def to_float01(images) -> torch.Tensor:
     """uint8 images (N, H, W, 3) -- an array, a memmap, a list of arrays or a FaceArray -- as a new float32 tensor
     (N, 3, H, W) in [0, 1] (a copy: memmaps are read-only)."""
-    arr = np.array(getattr(images, "images", images) if not isinstance(images, list) else np.stack(images))
+    arr = np.stack(images) if isinstance(images, list) else np.array(getattr(images, "images", images))
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"to_float01: expected uint8 (N, H, W, 3) images, got {arr.dtype} of shape {arr.shape}")
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)

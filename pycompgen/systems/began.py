@@ -286,7 +286,7 @@ class BEGAN(System):
     @classmethod
     def build_networks(cls, cfg) -> dict:
         c, size = cfg.began, cfg.data.image_size
-        return {"g": BEGANRefiner(c.channels, size, tuple(c.scales(size)), getattr(c, "upsample", "nearest")),
+        return {"g": BEGANRefiner(c.channels, size, tuple(c.scales(size)), c.upsample),
                 "D": BEGANDiscriminator(c.channels, c.embedding, size, c.code_channels)}
 
     def initial_extra(self) -> dict:

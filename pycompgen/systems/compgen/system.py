@@ -260,10 +260,10 @@ class Compgen(System):
         return nets
 
     def configure_optimizers(self) -> dict:
-        if "d" not in self.spec.trainable:
-            return super().configure_optimizers()
-        return {**super().configure_optimizers(exclude=("d",)),
-                "d": adam(self.models["d"].parameters(), lr=self.cfg.train.lr, betas=(0.5, 0.999))}
+        opts = super().configure_optimizers(exclude=("d",))  # the critic (train.w_adv) has its own
+        if "d" in self.spec.trainable:
+            opts["d"] = adam(self.models["d"].parameters(), lr=self.cfg.train.lr, betas=(0.5, 0.999))
+        return opts
 
     def filter_init(self, init: dict) -> dict:
         if self.spec.name == "approach3" and self.cfg.train.approach3_init == "fresh":
