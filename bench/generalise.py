@@ -64,6 +64,12 @@ LEVERS["fdwj+paper-elm+dropout0.5+ema+adv0.01"] = LEVERS["fdwj+paper-elm+dropout
 LEVERS["fdwj+paper-elm+dropout0.5+ema+psnr25"] = LEVERS["fdwj+paper-elm+dropout0.5+ema"] + ["train.psnr_range=[-5,25]"]
 # the same with another seed for approach 3 (data order, noise draws; its 1,000 training faces are another draw too)
 LEVERS["fdwj+paper-elm+dropout0.5+ema+psnr25+seed1"] = LEVERS["fdwj+paper-elm+dropout0.5+ema+psnr25"] + ["train.seed=1"]
+# fewer training faces (data.train_limit: nested fixed subsets) with the recipe of the row "the paper's ELM widths,
+# dropout 0.5, EMA" (both approaches at channel PSNRs -5..50 dB): the learning curve over data size says whether
+# validation SSIM is limited by the 15,979 faces. Run each for that row's number of steps: epochs, train.lr_step and
+# train.val_every multiplied by 15,979 / N (docs/compgen.md has the commands).
+for _n in (2000, 4000, 8000):
+    LEVERS[f"fdwj+paper-elm+dropout0.5+ema+n{_n}"] = LEVERS["fdwj+paper-elm+dropout0.5+ema"] + [f"data.train_limit={_n}"]
 PSNRS = [50.0, 0.0, -5.0]
 
 
@@ -89,7 +95,7 @@ def main(argv=None) -> int:
 
     from pycompgen import zoo
     from pycompgen.config import Config, apply_overrides
-    from pycompgen.data import load_faces
+    from pycompgen.data import limit_faces, load_faces
     from pycompgen.evaluation.curves import read_curves
     from pycompgen.evaluation.generalise import levers_table, plot_lever_curves, train_subset, train_val_sweep
     from pycompgen.evaluation.machine import machine_summary
@@ -108,7 +114,7 @@ def main(argv=None) -> int:
           f"start zoo:{args.start}/step1")
     base = pre["approach3"].config.to_dict()
     t0 = time.perf_counter()
-    wall, ckpts, cfg = {}, {}, None  # wall: a lever's epoch times summed (a resumed run counts each epoch once)
+    wall, ckpts, cfgs = {}, {}, {}  # wall: a lever's epoch times summed (a resumed run counts each epoch once)
     for lever in levers:
         out = run_dir / lever
         s1 = out / "step1" / "best.pt"
@@ -125,15 +131,21 @@ def main(argv=None) -> int:
             c = cfg.copy()
             c.train.epochs = epochs
             run_pipeline(c, stages=[stage], resume=args.resume)
-        ckpts[lever] = out / "approach3" / "best.pt"
+        ckpts[lever], cfgs[lever] = out / "approach3" / "best.pt", cfg
     train_s = time.perf_counter() - t0
 
     train_all = load_faces(cfg.data.path, "train", image_size=cfg.data.image_size, cache_dir=cfg.data.cache_dir)
-    train_faces = train_subset(train_all, args.train_images, seed=cfg.train.seed)
     val = load_faces(cfg.data.path, "val", image_size=cfg.data.image_size, cache_dir=cfg.data.cache_dir)
+    subsets = {}  # (train_limit, seed): the fixed training faces a lever saw, drawn as its training loop drew them
+    for c in cfgs.values():
+        key = (c.data.train_limit, c.train.seed)
+        if key not in subsets:
+            subsets[key] = train_subset(limit_faces(train_all, key[0]), args.train_images, seed=key[1])
     results, curves = {}, {}
     t = time.perf_counter()
     for lever in levers:
+        cfg = cfgs[lever]
+        train_faces = subsets[(cfg.data.train_limit, cfg.train.seed)]
         cached = run_dir / lever / "train_val.json"  # a finished lever's sweep (kept by --resume)
         if args.resume and cached.is_file() and cached.stat().st_mtime > ckpts[lever].stat().st_mtime:
             results[lever] = json.loads(cached.read_text())
@@ -159,7 +171,8 @@ def main(argv=None) -> int:
                    "approach3_epochs": args.epochs3, "train_psnr_range_db": cfg.train.psnr_range,
                    "batch_size": cfg.train.batch_size, "selection": "best.pt by val_ssim (early stopping)"},
         "faces": {"train_subset": len(train_faces), "val": results[levers[0]]["val"]["n_images"],
-                  "train_split": len(train_all)},
+                  "train_split": len(train_all),
+                  "trained_on": {v: cfgs[v].data.train_limit or len(train_all) for v in levers}},
         "psnrs": PSNRS,
         "levers": {v: {"overrides": LEVERS[v], "wall_s": wall[v], "curves": curves[v],  # wall: sum of epoch times
                        "train": results[v]["train"]["approaches"], "val": results[v]["val"]["approaches"],

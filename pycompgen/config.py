@@ -100,6 +100,8 @@ class DataConfig:
     augment_scale: float = 0.0       # max relative zoom
     augment_rotate: float = 0.0      # max rotation (degrees)
     augment_jitter: float = 0.0      # brightness / contrast / saturation factors in [1 -/+ jitter]
+    train_limit: int = 0             # train on this many faces of the training split (pycompgen.data.limit_faces:
+                                     # nested fixed subsets, for learning curves over data size); 0 = all
 
 
 @dataclass
@@ -290,6 +292,8 @@ class Config:
         if t.weight_decay < 0 or t.train_subset < 0:
             raise ValueError(f"train.weight_decay and train.train_subset must be >= 0, got {t.weight_decay}, "
                              f"{t.train_subset}")
+        if d.train_limit < 0:
+            raise ValueError(f"data.train_limit must be >= 0 (0: every training face), got {d.train_limit}")
         if not 0.0 <= m.elm_dropout < 1.0:
             raise ValueError(f"model.elm_dropout must be in [0, 1), got {m.elm_dropout}")
         if m.hint_size:

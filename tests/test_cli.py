@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from pycompgen import cli
 from pycompgen.config import Config, load_config, set_value

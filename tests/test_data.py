@@ -220,6 +220,32 @@ def test_to_float01_from_arrays_memmaps_lists_and_face_arrays(tmp_path):
             D.to_float01(bad)
 
 
+def test_limit_faces_nested_fixed_subsets_and_the_training_split(tmp_path):
+    """data.train_limit: the first N of one fixed permutation (nested, in the split's order, independent of the
+    run's seed), applied by the harness to the training split only; 0 keeps every face; bad N is one line."""
+    from pycompgen.config import Config, apply_overrides
+    from pycompgen.registry import get_system
+    faces = D.FaceArray(D.synthetic_faces(40, 16, seed=2))
+    small, large = D.limit_faces(faces, 10), D.limit_faces(faces, 25)
+    assert len(small) == 10 and len(large) == 25 and small.meta["train_limit"] == 10
+    rows = lambda f: {f.images[i].tobytes() for i in range(len(f))}  # noqa: E731
+    assert rows(small) < rows(large) < rows(faces)                   # nested
+    assert np.array_equal(D.limit_faces(faces, 10).images, small.images)
+    pos = [next(j for j in range(40) if np.array_equal(faces.images[j], small.images[i])) for i in range(10)]
+    assert pos == sorted(pos) and pos != list(range(10))             # a spread subset, in the split's order
+    assert D.limit_faces(faces, 0) is faces and D.limit_faces(faces, 40) is faces
+    for bad in (-1, 41):
+        with pytest.raises(ValueError, match=f"data.train_limit={bad}: expected 0 \\(all\\) to the split's 40"):
+            D.limit_faces(faces, bad)
+    cfg = Config()
+    apply_overrides(cfg, ["data.synthetic_count=48", "data.image_size=16", "data.train_limit=12"])
+    system = get_system("compgen")
+    assert len(system.datasets(cfg, "train")) == 12
+    assert len(system.datasets(cfg, "val")) == len(D.load_faces(None, "val", image_size=16, synthetic_count=48))
+    with pytest.raises(ValueError, match="data.train_limit must be >= 0"):
+        apply_overrides(Config(), ["data.train_limit=-3"])
+
+
 def test_edge_channel_shapes_density_and_psnr():
     faces = torch.from_numpy(D.synthetic_faces(256, 64, seed=5)).permute(0, 3, 1, 2).contiguous()
     ch = D.EdgeChannel(psnr=(-5.0, 50.0))

@@ -113,6 +113,42 @@ def test_flip_average_decodes_mirror_equivariantly(one_thread):
         assert torch.allclose(decode_edges(nets, z.flip(-1), flip_average=True), avg.flip(-1), atol=1e-6)
 
 
+def test_ensemble_bench_scores_each_model_their_mean_and_its_mirror_average(one_thread):
+    """bench/flip_average.py --ensemble: every model decodes the same noisy edge maps; the ensemble's figure is the
+    SSIM of the mean decoding (so two copies of one model score as that model), the last of its mirror average."""
+    import copy
+    import importlib.util
+    from types import SimpleNamespace
+    from pycompgen.data import EdgeChannel
+    from pycompgen.ops import ssim
+    from pycompgen.systems.compgen.networks import build_compgen
+    from pycompgen.systems.compgen.system import decode_edges
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("_bench_flip", root / "bench" / "flip_average.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(0)
+    nets = build_compgen(load_config(TINY, ["model.elm_skips=true"]).model, 32)
+    other = build_compgen(load_config(TINY, ["model.elm_skips=true"]).model, 32)
+    for m in [*nets.values(), *other.values()]:
+        m.eval()
+    faces = torch.rand(5, 3, 32, 32)
+    ch = EdgeChannel(psnr=float("inf"))
+    one, two = SimpleNamespace(models=nets), SimpleNamespace(models=copy.deepcopy(nets))
+    r = mod.ensemble_ssim([one, two], ch, faces, 50.0, seed=3, batch=2)
+    assert r["single"][0] == pytest.approx(r["single"][1]) and r["ensemble"] == pytest.approx(r["single"][0])
+    r2 = mod.ensemble_ssim([one, SimpleNamespace(models=other)], ch, faces, 50.0, seed=3, batch=8)
+    assert r2["single"][1] != pytest.approx(r2["single"][0])
+    from pycompgen.ops import awgn
+    z = awgn(ch.edges(faces), 50.0, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        mean = (decode_edges(nets, z).clamp(0, 1) + decode_edges(other, z).clamp(0, 1)) / 2
+        flip = (decode_edges(nets, z, flip_average=True).clamp(0, 1)
+                + decode_edges(other, z, flip_average=True).clamp(0, 1)) / 2
+    assert r2["ensemble"] == pytest.approx(float(ssim(mean, faces, reduction="none").mean()), abs=1e-5)
+    assert r2["ensemble_flip_average"] == pytest.approx(float(ssim(flip, faces, reduction="none").mean()), abs=1e-5)
+
+
 def test_weight_decay_uses_adamw_on_weights_not_on_biases(tmp_path, one_thread):
     cfg = _cfg(tmp_path, "train.weight_decay=0.05")
     system = build_system(cfg, "cpu", None)
@@ -201,3 +237,34 @@ def test_compgen_ema_averages_the_trainable_decoder_side(tmp_path, stage, averag
     for k in averaged:
         live = dict(system.models[k].named_parameters())
         assert any(not torch.equal(p, live[n]) for n, p in system.ema[k].named_parameters())
+
+
+def test_datasize_bench_fits_log_linear_validation_ssim_and_solves_for_the_goal(tmp_path):
+    """bench/generalise_datasize.py: points sorted by the faces each result trained on (a result without
+    data.train_limit counts as the whole split), a least-squares line per channel PSNR in log2(N), and the N where
+    the 50 dB line meets the goal; one line when a result is missing."""
+    import importlib.util
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("_bench_datasize", root / "bench" / "generalise_datasize.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def write(name, n, val50, limit=True):
+        ss = lambda v: {"approach3": {"50": {"ssim": v}, "0": {"ssim": 0.44}}}  # noqa: E731
+        faces = {"train_split": 16000, **({"trained_on": {"lever": n}} if limit else {})}
+        (tmp_path / f"generalise-{name}.json").write_text(json.dumps(
+            {"faces": faces, "levers": {"lever": {"train": ss(val50 + 0.1), "val": ss(val50)}}}))
+
+    write("a", 4000, 0.56)
+    write("b", 2000, 0.54)
+    write("c", 16000, 0.60, limit=False)   # the whole split
+    assert mod.main(["--results", "a,b,c", "--name", "t", "--goal", "0.64", "--dir", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "generalise-datasize-t.json").read_text())
+    assert [p["n"] for p in doc["points"]] == [2000, 4000, 16000]
+    assert doc["fit_val"]["50"]["b_per_doubling"] == pytest.approx(0.02)
+    assert doc["fit_val"]["0"]["b_per_doubling"] == pytest.approx(0.0, abs=1e-12)
+    assert doc["faces_for_goal_estimate"] == pytest.approx(64000, rel=1e-6)
+    assert "| 16,000 | 0.700 | 0.600 |" in (tmp_path / "generalise-datasize-t.md").read_text()
+    assert (tmp_path / "generalise-datasize-t.png").stat().st_size > 0
+    with pytest.raises(SystemExit, match="no .*generalise-missing.json"):
+        mod.main(["--results", "a,missing", "--dir", str(tmp_path)])

@@ -12,7 +12,7 @@ from conftest import synthetic_face_batch as face_batch
 from pycompgen.config import load_config
 from pycompgen.systems import SYSTEMS, build_system, register_system
 from pycompgen.systems.base import StageSpec, System
-from pycompgen.training import fit, load_checkpoint, make_loaders, save_checkpoint, train_local
+from pycompgen.training import fit, load_checkpoint, make_loaders, train_local
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")

@@ -172,7 +172,6 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path, monkeypatch):
     ref = train_local(tiny_cfg(*over, out=tmp_path / "ref"), init=init, verbose=False)
 
     real_save = pipeline_mod.save_checkpoint
-    calls = {"n": 0}
 
     def dying_save(path, state):
         if state["epoch"] == 3:

@@ -61,7 +61,6 @@ class Augment:
 
 
 def _similarity(x: torch.Tensor, u: torch.Tensor, a: Augment) -> torch.Tensor:
-    n = x.shape[0]
     s = 1.0 + a.scale * (2 * u[:, 0] - 1)             # zoom factor
     r = math.radians(a.rotate) * (2 * u[:, 1] - 1)
     tx, ty = ((a.shift * 2) * (2 * u[:, 2:4] - 1)).unbind(1)  # grid coordinates span 2 per side

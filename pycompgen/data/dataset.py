@@ -23,6 +23,20 @@ def to_float01(images) -> torch.Tensor:
     return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def limit_faces(faces: "FaceArray", n: int) -> "FaceArray":
+    """The first ``n`` faces of a fixed permutation of ``faces`` (seeded by nothing else, so the subsets of one split
+    are nested: the 4,000 hold the 2,000), in their original order; ``n`` 0 keeps them all. For learning curves over
+    the training-set size (``data.train_limit``)."""
+    n = int(n)
+    if n < 0 or n > len(faces):
+        raise ValueError(f"data.train_limit={n}: expected 0 (all) to the split's {len(faces)} faces")
+    if n == 0 or n == len(faces):
+        return faces
+    idx = np.sort(np.random.default_rng(20261207).permutation(len(faces))[:n])
+    return FaceArray(np.ascontiguousarray(faces.images[idx]), source=f"{faces.source} (first {n} of a fixed order)",
+                     meta={**faces.meta, "train_limit": n})
+
+
 class FaceArray(torch.utils.data.Dataset):
     """Faces over a uint8 (N, H, W, 3) RGB array (a read-only memmap is fine); item i -> uint8 tensor (3, H, W).
 

@@ -126,7 +126,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     nodes = _node_ids(world)
 
     # -- data: this worker's shard of the cached faces ---------------------------------------------------------------
-    d, t = cfg.data, cfg.train
+    t = cfg.train
     from pycompgen.systems import get_system
     system_cls = get_system(cfg.model.name)  # System.datasets: the face data unless the system supplies its own
     train_set, val_set = system_cls.datasets(cfg, "train"), system_cls.datasets(cfg, "val")

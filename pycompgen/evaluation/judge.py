@@ -48,8 +48,7 @@ a one-line ``ValueError`` naming the argument.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.nn as nn

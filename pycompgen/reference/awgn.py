@@ -3,7 +3,6 @@
 Same sigma and normalisation as pycompgen.ops.awgn; the noise itself comes from torch.randn (the op uses its own
 counter-based generator), so the two agree in distribution, not sample by sample.
 """
-import math
 
 import torch
 

@@ -293,11 +293,13 @@ class System:
     def datasets(cls, cfg, split: str):
         """The dataset of ``split`` ("train" | "val") that the harness's loaders read (``make_loaders``, the Ray
         worker). Default: the face data (``pycompgen.data.load_faces``: uint8 (3, H, W) items). A system with other
-        data (e.g. two unpaired domains) overrides this; items go through ``prepare_batch`` / ``example_batch``."""
-        from pycompgen.data import load_faces
+        data (e.g. two unpaired domains) overrides this; items go through ``prepare_batch`` / ``example_batch``.
+        ``data.train_limit`` keeps a fixed subset of the training split (``pycompgen.data.limit_faces``)."""
+        from pycompgen.data import limit_faces, load_faces
         d = cfg.data
-        return load_faces(d.path, split, image_size=d.image_size, cache_dir=d.cache_dir,
-                          synthetic_count=d.synthetic_count, seed=cfg.train.seed)
+        faces = load_faces(d.path, split, image_size=d.image_size, cache_dir=d.cache_dir,
+                           synthetic_count=d.synthetic_count, seed=cfg.train.seed)
+        return limit_faces(faces, d.train_limit) if split == "train" and d.train_limit else faces
 
     def filter_init(self, init: dict) -> dict:
         return init

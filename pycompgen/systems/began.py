@@ -67,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pycompgen.registry import register_system
-from pycompgen.systems.base import StageSpec, System, adam, check_fields, images01
+from pycompgen.systems.base import StageSpec, System, adam, check_fields
 
 LOWEST = 8  # the generator's lowest input resolution (the paper's 8x8)
 VARIANTS = ("A", "B", "C")

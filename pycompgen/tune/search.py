@@ -159,7 +159,7 @@ def init_ray(args):
     for k in ("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "RAY_TRAIN_METRICS_ENABLED"):
         os.environ.setdefault(k, "0")
     try:
-        info = connect(args.address, num_cpus=args.num_cpus or os.cpu_count(), log_to_driver=not args.quiet)
+        connect(args.address, num_cpus=args.num_cpus or os.cpu_count(), log_to_driver=not args.quiet)
     except RuntimeError as e:
         fail(str(e))
     import ray
