@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -87,7 +86,7 @@ def main(argv=None) -> int:
     from pycompgen.evaluation import rd
     from pycompgen.evaluation.curves import read_curves
     from pycompgen.evaluation.generalise import levers_table, train_subset, train_val_sweep
-    from pycompgen.evaluation.machine import machine_summary
+    from pycompgen.evaluation.machine import bench_header, machine_summary
     from pycompgen.evaluation.sweep import face_batch, write_json
     from pycompgen.inference import load_checkpoint_for_codec, prepare_codec
     from pycompgen.models import load_for_eval
@@ -152,10 +151,7 @@ def main(argv=None) -> int:
     rel = lambda p: os.path.relpath(p, ROOT)  # noqa: E731
     best = [p for p in points["Compgen + colour hint"] if p["bpp"] <= GOAL["bpp"]]
     report = {
-        "benchmark": "color_hint", "machine": args.machine, **machine_summary(),
-        "command": "python " + " ".join(shlex.quote(a) for a in [rel(Path(__file__))] + sys.argv[1:]),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
+        **bench_header("color_hint", args.machine, rel(Path(__file__)), load_start),
         "budget": {"start": f"zoo:{args.start}/step1 (f, g frozen)", "approach1_epochs": args.epochs1,
                    "approach3_epochs": args.epochs3, "hint_size": args.hint_size, "hint_bits": bits,
                    "hint_space": args.hint_space,

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = os.path.relpath(Path(__file__), ROOT)  # as the results files name it
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
@@ -42,16 +42,6 @@ def mean_ssim(models, channel, faces, psnr: float, seed: int, batch: int = 256) 
             x_hat = decode_edges(models, z, flip_average=avg).clamp(0, 1)
             s[k] += float(ssim(x_hat, x, reduction="none").sum())
     return s[0] / len(faces), s[1] / len(faces)
-
-
-def report_head(benchmark: str, machine: str, load0) -> dict:
-    """The results file's benchmark, machine, command, date and load averages (at start and now)."""
-    from pycompgen.evaluation.machine import machine_summary
-    script = os.path.relpath(Path(__file__), ROOT)
-    return {"benchmark": benchmark, "machine": machine, **machine_summary(),
-            "command": "python " + " ".join(shlex.quote(a) for a in [script] + sys.argv[1:]),
-            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "load_average": {"start": [round(x, 2) for x in load0], "end": [round(x, 2) for x in os.getloadavg()]}}
 
 
 @torch.no_grad()
@@ -78,6 +68,7 @@ def load_ensemble(specs: list) -> list:
     channel (one line naming the first that does not)."""
     from pycompgen import zoo
     from pycompgen.models import load_for_eval
+    ch = lambda c: (c.data.image_size, c.data.canny_low, c.data.canny_high, c.data.blur_sigma)  # noqa: E731
     out = []
     for spec in specs:
         lc = (zoo.load(spec[4:], stages=["approach3"])["approach3"] if spec.startswith("zoo:")
@@ -86,7 +77,6 @@ def load_ensemble(specs: list) -> list:
             raise SystemExit(f"flip_average: {spec} is not an edges-only approach-3 model")
         for m in lc.models.values():
             m.eval()
-        ch = lambda c: (c.data.image_size, c.data.canny_low, c.data.canny_high, c.data.blur_sigma)  # noqa: E731
         if out and ch(lc.config) != ch(out[0].config):
             raise SystemExit(f"flip_average: {spec} has image size / Canny thresholds / blur {ch(lc.config)}, "
                              f"the first model {ch(out[0].config)}: an ensemble needs one edge channel")
@@ -96,6 +86,7 @@ def load_ensemble(specs: list) -> list:
 
 def run_ensemble(args, specs: list) -> int:
     from pycompgen.data import EdgeChannel, load_faces, to_float01
+    from pycompgen.evaluation.machine import bench_header
     from pycompgen.evaluation.sweep import write_json
     loaded = load_ensemble(specs)
     c = loaded[0].config
@@ -108,7 +99,7 @@ def run_ensemble(args, specs: list) -> int:
     for j, p in enumerate(PSNRS):
         rows[f"{p:g}"] = ensemble_ssim(loaded, channel, val, p, seed=1000 + j)
         print(f"{p:g} dB: {rows[f'{p:g}']}", flush=True)
-    report = {**report_head("flip_average/ensemble", args.machine, load0), "models": specs,
+    report = {**bench_header("flip_average/ensemble", args.machine, SCRIPT, load0), "models": specs,
               "faces": {"val": len(val)}, "psnrs": list(PSNRS), "ssim": rows, "wall_s": round(time.perf_counter() - t0, 1)}
     out = Path(args.results)
     write_json(out / f"flip-average-{args.machine}.json", report)
@@ -145,6 +136,7 @@ def main(argv=None) -> int:
     from pycompgen import zoo
     from pycompgen.data import EdgeChannel, load_faces, to_float01
     from pycompgen.evaluation.generalise import train_subset
+    from pycompgen.evaluation.machine import bench_header
     from pycompgen.evaluation.sweep import write_json
 
     load0 = os.getloadavg()
@@ -172,8 +164,8 @@ def main(argv=None) -> int:
                 plain, avg = mean_ssim(lc.models, channel, faces, p, seed=1000 + j)
                 rows[name][f"{split}@{p:g}"] = {"plain": plain, "flip_average": avg}
                 print(f"{name} {split} {p:g} dB: {plain:.4f} -> {avg:.4f}", flush=True)
-    report = {**report_head("flip_average", args.machine, load0), "faces": {"train_subset": len(train), "val": len(val)},
-              "psnrs": list(PSNRS), "entries": rows, "wall_s": round(time.perf_counter() - t0, 1)}
+    report = {**bench_header("flip_average", args.machine, SCRIPT, load0),
+              "faces": {"train_subset": len(train), "val": len(val)}, "psnrs": list(PSNRS), "entries": rows, "wall_s": round(time.perf_counter() - t0, 1)}
     out = Path(args.results)
     write_json(out / f"flip-average-{args.machine}.json", report)
     head = " | ".join(f"{s} @{p:g} dB" for s in ("val", "train") for p in PSNRS)

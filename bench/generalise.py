@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -98,7 +97,7 @@ def main(argv=None) -> int:
     from pycompgen.data import limit_faces, load_faces
     from pycompgen.evaluation.curves import read_curves
     from pycompgen.evaluation.generalise import levers_table, plot_lever_curves, train_subset, train_val_sweep
-    from pycompgen.evaluation.machine import machine_summary
+    from pycompgen.evaluation.machine import bench_header, machine_summary
     from pycompgen.evaluation.sweep import write_json
     from pycompgen.models import load_for_eval
     from pycompgen.training import run_pipeline
@@ -163,10 +162,7 @@ def main(argv=None) -> int:
 
     rel = lambda p: os.path.relpath(p, ROOT)  # noqa: E731
     report = {
-        "benchmark": "generalise", "machine": args.machine, **machine_summary(),
-        "command": "python " + " ".join(shlex.quote(a) for a in [rel(Path(__file__))] + sys.argv[1:]),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
+        **bench_header("generalise", args.machine, rel(Path(__file__)), load_start),
         "budget": {"start": f"zoo:{args.start}/step1 (f, g frozen)", "approach1_epochs": args.epochs1,
                    "approach3_epochs": args.epochs3, "train_psnr_range_db": cfg.train.psnr_range,
                    "batch_size": cfg.train.batch_size, "selection": "best.pt by val_ssim (early stopping)"},

@@ -24,7 +24,7 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def points(machines: list, results: Path) -> list:
-    """[(N, lever, {split: {psnr: ssim}}, gap@psnr)] sorted by N, one per results file (its first lever)."""
+    """[(N, lever, {split: {psnr: ssim}}, the result's date)] sorted by N, one per results file (its first lever)."""
     out = []
     for m in machines:
         p = results / f"generalise-{m}.json"

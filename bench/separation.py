@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -48,7 +47,7 @@ def main(argv=None) -> int:
     from pycompgen import zoo
     from pycompgen.data import load_faces, to_float01
     from pycompgen.evaluation.generalise import train_subset
-    from pycompgen.evaluation.machine import machine_summary
+    from pycompgen.evaluation.machine import bench_header, machine_summary
     from pycompgen.evaluation import separation as S
     from pycompgen.systems.compgen.system import hint_space, hint_spec
     from pycompgen.evaluation.sweep import write_json
@@ -95,10 +94,7 @@ def main(argv=None) -> int:
     rel = lambda p: os.path.relpath(p, ROOT)  # noqa: E731
     smallest = {lab: int(min(r["bytes"].min() for r in lad)) for lab, lad in ladders.items()}
     report = {
-        "benchmark": "separation", "machine": args.machine, **machine_summary(),
-        "command": "python " + " ".join(shlex.quote(a) for a in [rel(Path(__file__))] + sys.argv[1:]),
-        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average": {"start": [round(v, 2) for v in load_start], "end": [round(v, 2) for v in os.getloadavg()]},
+        **bench_header("separation", args.machine, rel(Path(__file__)), load_start),
         "faces": f"the first {n} CelebA validation faces, 64x64",
         "fallback": "mean of 1,000 fixed training faces (SSIM counted when nothing fits the budget)",
         "ladders": {lab: [{"quality": r["quality"], "bytes_mean": float(r["bytes"].mean()),

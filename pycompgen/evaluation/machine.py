@@ -106,3 +106,16 @@ def machine_summary() -> dict:
     """CPU model, cores, torch threads and torch version."""
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__}
+
+
+def bench_header(benchmark: str, machine: str, script: str, load_start) -> dict:
+    """The head of a benchmark's results file: its name, the machine (``machine_summary``), the command that ran
+    ``script`` (a path relative to the repository) with this process's arguments, the UTC date and the load
+    averages at ``load_start`` (``os.getloadavg()`` when it began) and now."""
+    import shlex
+    import time
+    return {"benchmark": benchmark, "machine": machine, **machine_summary(),
+            "command": "python " + " ".join(shlex.quote(a) for a in [script] + sys.argv[1:]),
+            "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average": {"start": [round(x, 2) for x in load_start],
+                             "end": [round(x, 2) for x in os.getloadavg()]}}
