@@ -29,18 +29,24 @@ PSNRS = (50.0, 0.0, -5.0)
 
 
 @torch.no_grad()
+def decode_pair(models, z: torch.Tensor) -> tuple:
+    """(x_hat, the mirror of the decoding of the mirrored z): decode_edges(flip_average=True) is their mean, so
+    both figures come from one pair of decodings."""
+    from pycompgen.systems.compgen.system import decode_edges
+    return decode_edges(models, z), decode_edges(models, z.flip(-1)).flip(-1)
+
+
 def mean_ssim(models, channel, faces, psnr: float, seed: int, batch: int = 256) -> tuple:
     """(plain, mirror-averaged) mean SSIM over ``faces`` (N, 3, H, W) in [0, 1] at channel ``psnr``."""
     from pycompgen.ops import awgn, ssim
-    from pycompgen.systems.compgen.system import decode_edges
     g = torch.Generator().manual_seed(seed)
     s = [0.0, 0.0]
     for i in range(0, len(faces), batch):
         x = faces[i:i + batch]
         z = awgn(channel.edges(x), psnr, generator=g)
-        for k, avg in enumerate((False, True)):
-            x_hat = decode_edges(models, z, flip_average=avg).clamp(0, 1)
-            s[k] += float(ssim(x_hat, x, reduction="none").sum())
+        plain, mirrored = decode_pair(models, z)
+        for k, x_hat in enumerate((plain, (plain + mirrored) / 2)):
+            s[k] += float(ssim(x_hat.clamp(0, 1), x, reduction="none").sum())
     return s[0] / len(faces), s[1] / len(faces)
 
 
@@ -49,14 +55,14 @@ def ensemble_ssim(loaded: list, channel, faces, psnr: float, seed: int, batch: i
     """Mean SSIM over ``faces`` at channel ``psnr`` of each model in ``loaded`` (LoadedCheckpoints), of the mean of
     their decodings and of that mean mirror-averaged; every model sees the same noisy edge maps."""
     from pycompgen.ops import awgn, ssim
-    from pycompgen.systems.compgen.system import decode_edges
     g = torch.Generator().manual_seed(seed)
     s = torch.zeros(len(loaded) + 2, dtype=torch.float64)
     for i in range(0, len(faces), batch):
         x = faces[i:i + batch]
         z = awgn(channel.edges(x), psnr, generator=g)
-        outs = torch.stack([decode_edges(lc.models, z).clamp(0, 1) for lc in loaded])
-        avg = torch.stack([decode_edges(lc.models, z, flip_average=True).clamp(0, 1) for lc in loaded]).mean(0)
+        pairs = [decode_pair(lc.models, z) for lc in loaded]
+        outs = torch.stack([p.clamp(0, 1) for p, _ in pairs])
+        avg = torch.stack([((p + m) / 2).clamp(0, 1) for p, m in pairs]).mean(0)
         for k, o in enumerate([*outs, outs.mean(0), avg]):
             s[k] += ssim(o, x, reduction="none").sum().double()
     s = (s / len(faces)).tolist()

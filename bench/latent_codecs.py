@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
-import torch  # noqa: E402
 
 
 def log(msg):
@@ -157,7 +156,7 @@ def main(argv=None) -> int:
            "budget": {k: getattr(args, k) for k in ("lambdas", "epochs_ae", "epochs_cvae", "epochs_dcgan", "init")},
            "val_images": faces["val"].shape[0], "train_images": faces["train"].shape[0],
            "train_seconds_this_invocation": secs, "points": points, "wall_s": round(time.perf_counter() - t0, 1)}
-    md = [f"# Learned latent codecs: real files on CelebA faces (64x64)\n",
+    md = ["# Learned latent codecs: real files on CelebA faces (64x64)\n",
           f"`{cmd}` — {doc['date']}, {doc['machine']}, load average {load0}\n",
           "| model | val bpp | val SSIM | val PSNR | train-subset bpp | train-subset SSIM | SSIM train − val | "
           "training wall time |", "|---|---:|---:|---:|---:|---:|---:|---:|"]

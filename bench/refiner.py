@@ -70,6 +70,13 @@ def parse_args(argv=None):
     ap.add_argument("--features", default=None, help="the judge's feature space for FD (default zoo:compgen-64; "
                                                      "--smoke: the smoke run's own refiner is not an encoder, so "
                                                      "a random-init tiny Compgen encoder)")
+    ap.add_argument("--pool", type=int, default=2, metavar="K",
+                    help="pool the judge's features to KxK before FD (default 2: 64 values; 0 = flattened, 1,024 "
+                         "values, which needs thousands of faces: with a few hundred, FD ranks blur above detail)")
+    ap.add_argument("--n-fd", type=int, default=1000, help="synthetic faces, and real validation faces, for FD")
+    ap.add_argument("--zoo", action="store_true",
+                    help="measure the zoo's began-<size>-<variant> entries instead of runs (no training) -> "
+                         "refiner-<machine>-zoo.{json,md}")
     ap.add_argument("--export", action="store_true", help="export each variant into the zoo as began-<size>-<v>")
     ap.add_argument("--fresh", action="store_true", help="start the runs over instead of resuming")
     ap.add_argument("--no-train", action="store_true", help="only the figures, from existing runs")
@@ -77,6 +84,10 @@ def parse_args(argv=None):
                                                         "outputs under runs/refiner-smoke/ unless given")
     ap.add_argument("overrides", nargs="*", help="config key=value overrides")
     args = ap.parse_args(argv)
+    if args.zoo and (args.export or args.smoke):
+        ap.error("--zoo measures the shipped entries: it takes neither --export nor --smoke")
+    if args.zoo:
+        args.no_train = True
     if args.smoke:
         smoke_root = ROOT / "runs" / "refiner-smoke"
         if args.run_prefix == ap.get_default("run_prefix"):
@@ -87,6 +98,7 @@ def parse_args(argv=None):
             args.private_figures = str(smoke_root / "figures")
         args.overrides = SMOKE + list(args.overrides)
         args.n_eval = min(args.n_eval, 16)
+        args.n_fd = min(args.n_fd, 64)
     elif args.data is None:
         ap.error("--data is required (the refiner is trained on real faces); use --smoke for a synthetic check")
     return args
@@ -112,6 +124,12 @@ def train_variant(args, variant: str) -> dict:
 
 def load_variant(args, variant: str, device):
     from pycompgen.models import load_checkpoint, load_for_eval, stage_checkpoint
+    if args.zoo:
+        from pycompgen import zoo
+        name = f"began-{variant_cfg(args, variant).data.image_size}-{variant.lower()}"
+        lc = zoo.load(name)["train"]
+        return lc.config, {k: m.to(device) for k, m in lc.models.items()}, {
+            "checkpoint": f"zoo:{name}", "inject": list(lc.models["g"].inject), "curve": []}
     d = Path(f"{args.run_prefix}-{variant}") / "train"
     path = stage_checkpoint(d)
     if path is None:
@@ -242,6 +260,16 @@ def report_markdown(report: dict) -> str:
     return "\n".join(L) + "\n"
 
 
+def zoo_markdown(report: dict) -> str:
+    """The summary of ``--zoo``: each shipped entry's figures (no training table: the entries' cards hold it)."""
+    L = ["# BEGAN refiner zoo entries, re-measured", "",
+         f"`{report.get('command')}` — {report.get('date')}, {report.get('cpu_model')} ({report.get('cpu_cores')} "
+         f"cores), torch {report.get('torch')}, load average at start {report.get('load_average_at_start')}", ""]
+    for v, r in report["variants"].items():
+        L += [f"## {r['checkpoint']}", "", metrics_table(r), ""]
+    return "\n".join(L) + "\n"
+
+
 def export_variants(args, report: dict) -> None:
     """Each variant's best.pt (G's EMA) -> zoo entry began-<size>-<variant>, its card from this report."""
     sys.path.insert(0, str(ROOT / "tools"))
@@ -309,7 +337,7 @@ def main(argv=None) -> dict:
 
     size = cfg0.data.image_size
     ssim_size = args.ssim_size or size // 2
-    name = f"refiner-{args.machine}"
+    name = f"refiner-{args.machine}" + ("-zoo" if args.zoo else "")
     public = Path(args.results) / name
     private = Path(args.private_figures) / args.machine
     figures = {}
@@ -325,9 +353,10 @@ def main(argv=None) -> dict:
         f = build_compgen(load_config(str(ROOT / "configs" / "tiny.yaml"), []).model, size)["f"].eval()
         feats = EncoderFeatures(f, name="random tiny encoder (smoke only)", image_size=size)
     else:
-        feats = resolve_features(args.features, device=str(device))
+        feats = resolve_features(args.features, pool=args.pool or None, device=str(device))
     # (a) synthetic faces -> bench/results (no dataset pixels)
-    syn = torch.from_numpy(synthetic_faces(max(args.n_eval, args.n_show), size, seed=2026)).permute(0, 3, 1, 2)
+    syn = torch.from_numpy(synthetic_faces(max(args.n_eval, args.n_show, args.n_fd), size, seed=2026)).permute(
+        0, 3, 1, 2)
     x = syn.float() / 255
     outs = refine_all(x)
     k = args.n_show
@@ -336,18 +365,21 @@ def main(argv=None) -> dict:
         title=f"BEGAN refiner on synthetic faces ({args.epochs} epochs/variant)"))
 
     # held-out faces and a fixed subset of training faces, degraded by downscaling
-    def faces(split):
+    def faces(split, n=None):
         ds = load_faces(args.data, split, size, cache_dir=cfg0.data.cache_dir,
                         synthetic_count=cfg0.data.synthetic_count, seed=cfg0.train.seed)
-        n = min(len(ds), max(args.n_eval, args.n_show))
+        n = min(len(ds), n or max(args.n_eval, args.n_show))
         return torch.from_numpy(ds.images[:n]).permute(0, 3, 1, 2).contiguous()
+    real_fd = faces("val", max(args.n_fd, 2)).float() / 255
     orig_u8 = faces("val")
     orig = orig_u8.float() / 255
     train_x = faces("train").float() / 255
-    report["sets"] = {"features": feats.label, "degrade_px": args.degrade, "ssim_size_synthetic": ssim_size}
+    report["sets"] = {"features": feats.label, "degrade_px": args.degrade, "ssim_size_synthetic": ssim_size,
+                      "fd_faces": {"synthetic": int(x.shape[0]), "real_validation": int(real_fd.shape[0])}}
     for v in variants:
         fn = (lambda m: lambda t: refine(m, t))(loaded[v])
-        report["variants"][v]["figures"] = refiner_report(fn, orig, train_x, x, feats, args.degrade, ssim_size)
+        report["variants"][v]["figures"] = refiner_report(fn, orig, train_x, x, feats, args.degrade, ssim_size,
+                                                          real_fd=real_fd)
     crude = degrade(orig, args.degrade)
     outs = refine_all(crude)
     figures["downscaled"] = write_png(private / "downscaled.png", compose_grid(
@@ -370,7 +402,8 @@ def main(argv=None) -> dict:
             [("original", orig[:k]), ("edge map", z[:k].clamp(0, 1)), ("Compgen", xc[:k])] +
             [(f"model {v}", o[:k]) for v, o in outs.items()],
             title="BEGAN refiner after Compgen approach 3"))
-    figures["curves"] = plot_curves(report, public / "curves.png")
+    if not args.zoo:
+        figures["curves"] = plot_curves(report, public / "curves.png")
 
     report["figures"] = figures
     report["wall_s_this_invocation"] = time.perf_counter() - t_start
@@ -380,7 +413,7 @@ def main(argv=None) -> dict:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
     os.replace(tmp, path)
-    path.with_suffix(".md").write_text(report_markdown(report))
+    path.with_suffix(".md").write_text(zoo_markdown(report) if args.zoo else report_markdown(report))
     print(f"wrote {path} and {path.with_suffix('.md')}")
     for kind, f in figures.items():
         print(f"  {kind}: {f}")
@@ -388,6 +421,9 @@ def main(argv=None) -> dict:
         export_variants(args, report)
     for v, r in report["variants"].items():
         f = r["figures"]
+        if args.zoo:
+            print(f"  {r['checkpoint']}: " + next(ln for ln in metrics_table(r).splitlines() if ln.startswith("Synthetic")))
+            continue
         print(f"  model {v} (inject {r['inject']}): {r['epochs_done']} epochs (figures: epoch {r['checkpoint_epoch']}, "
               f"{r['selected_by']}), k_t {r['k_t_final']:.4f}, M_global {r['m_global_final']:.4f}; val "
               f"{args.degrade}px: SSIM@{args.degrade} {f['val']['ssim_lowres']:.3f}, sharpness "

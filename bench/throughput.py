@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"throughput-{args.machine}.json").write_text(json.dumps(doc, indent=1))
-    md = [f"# Codec throughput (64x64 faces, one file each)\n", f"`{cmd}` — {doc['date']}, {doc['machine']}\n",
+    md = ["# Codec throughput (64x64 faces, one file each)\n", f"`{cmd}` — {doc['date']}, {doc['machine']}\n",
           f"| model | payload | compress img/s | decompress img/s | batched ({args.batch_size}) compress / decompress "
           "img/s | bpp | load average |", "|---|---|---:|---:|---:|---:|---:|"]
     md += [f"| {r['model']} | {r['kind']} | {r['compress_img_s']:.1f} | {r['decompress_img_s']:.1f} | "

@@ -123,8 +123,51 @@ def test_bilinear_upsampling_in_the_refiner():
     s = build_system(cfg_for("began.upsample=bilinear"), "cpu")
     logs = [s.train_step(s.prepare_batch(face_batch(8), torch.Generator())) for _ in range(2)]
     assert all(torch.isfinite(v) for lg in logs for v in lg.values())
-    with pytest.raises(ValueError, match="began.upsample must be 'nearest' or 'bilinear'"):
+    with pytest.raises(ValueError, match="began.upsample must be one of nearest, bilinear, pixelshuffle"):
         cfg_for("began.upsample=cubic")
+
+
+def test_pixelshuffle_upsampling_starts_as_nearest():
+    """began.upsample=pixelshuffle: each upsampling is a 3x3 conv to 4n channels + PixelShuffle(2), ICNR-initialised,
+    so at initialisation every 2x2 block of its output is constant (a nearest-neighbour upsampling, no checkerboard);
+    after training steps the sub-pixels differ."""
+    from pycompgen.systems.began import BEGANDecoder
+    dec = BEGANDecoder(8, 32, upsample="pixelshuffle")
+    h = dec._up(torch.randn(2, 8, 8, 8), 0)
+    assert h.shape == (2, 8, 16, 16)
+    assert torch.allclose(h, torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(h, 2), scale_factor=2))
+    s = build_system(cfg_for("began.upsample=pixelshuffle"), "cpu")
+    assert len(s.models["g"].dec.shuffle) == len(s.models["g"].dec.scales)
+    b = s.prepare_batch(face_batch(8), torch.Generator())
+    logs = [s.train_step(b) for _ in range(3)]
+    assert all(torch.isfinite(v) for lg in logs for v in lg.values())
+    h = s.models["g"].dec._up(torch.randn(2, 8, 8, 8), 0)
+    assert not torch.allclose(h, torch.nn.functional.interpolate(torch.nn.functional.avg_pool2d(h, 2),
+                                                                 scale_factor=2))
+
+
+def test_consistency_projection_keeps_the_input_at_the_rcn_resolution():
+    """began.consistency: the refined image's area-downscale to the L_RCN resolution equals the input's exactly (in
+    training mode, before the eval clamp), L_RCN is measured on G's output before the projection (so it still
+    trains), and a projection at full size (the identity) is refused."""
+    from pycompgen.systems.began import project
+    y, t = torch.randn(3, 3, 32, 32), torch.rand(3, 3, 8, 8)
+    assert torch.allclose(torch.nn.functional.avg_pool2d(project(y, t), 4), t, atol=1e-6)
+    z = project(y, t)
+    assert torch.allclose(project(z, t), z, atol=1e-6)  # a projection
+    s = build_system(cfg_for("began.consistency=true", "began.rcn_size=16"), "cpu")
+    g = s.models["g"]
+    assert g.consistency == 16
+    x = face_batch(4).float() / 255
+    out, raw = g(x, with_raw=True)
+    assert torch.allclose(torch.nn.functional.avg_pool2d(out, 2), torch.nn.functional.avg_pool2d(x, 2), atol=1e-5)
+    assert not torch.allclose(out, raw)
+    b = s.prepare_batch(face_batch(8), torch.Generator())
+    logs = [s.train_step(b) for _ in range(3)]
+    assert float(logs[0]["l_rcn"]) > 0 and float(logs[-1]["l_rcn"]) < float(logs[0]["l_rcn"])
+    assert float(s.validation_step(b)["l_rcn"]) > 0
+    with pytest.raises(ValueError, match="began.consistency needs began.rcn_size below data.image_size"):
+        cfg_for("began.consistency=true")
 
 
 @pytest.mark.parametrize("gamma", [0.0, 5.0])
@@ -217,6 +260,21 @@ def test_validation_reconstruct_and_refine():
     torch.testing.assert_close(r1, r2)
     r3 = refine(s.models, face_batch(2, 16))
     assert r3.shape == (2, 3, 32, 32) and 0 <= r3.min() and r3.max() <= 1
+
+
+def test_refiner_report_measures_synthetic_fd_against_the_given_real_faces():
+    """refiner_report's FD of synthetic faces goes to ``real_fd`` when given (many faces; the SSIM figures keep
+    ``val``): against the synthetic inputs themselves the unrefined FD is 0."""
+    from pycompgen.evaluation.judge import EncoderFeatures
+    from pycompgen.evaluation.refiner import refiner_report
+    torch.manual_seed(0)
+    feats = EncoderFeatures(torch.nn.Conv2d(3, 4, 4, 4), name="enc", pool=2)
+    faces = face_batch(48).float() / 255
+    val, syn = faces[:8], faces[8:]
+    same = refiner_report(lambda t: t, val, val, syn, feats, 8, 16)
+    own = refiner_report(lambda t: t, val, val, syn, feats, 8, 16, real_fd=syn)
+    assert own["synthetic"]["fd_input_to_real"] == pytest.approx(0.0, abs=1e-6)
+    assert same["synthetic"]["fd_input_to_real"] > 1e-3 and own["val"] == same["val"]
 
 
 def test_bad_input_gives_clear_errors():

@@ -149,6 +149,10 @@ def test_sweep_noise_is_deterministic_and_matters(tmp_path):
     assert a["approaches"] == b["approaches"]
     assert a["approaches"]["a"]["-5"]["l2"] != c["approaches"]["a"]["-5"]["l2"]
     assert a["ae"] is None and not (tmp_path / "a" / "grids" / "ae.png").exists()
+    assert (tmp_path / "a" / "grids" / "psnr_50.png").is_file()
+    d = sweep_models({"a": models}, faces, tmp_path / "d", seed=3, **{**kw, "n_grid": 0})  # no grids at all
+    assert d["approaches"] == a["approaches"] and d["figures"]["grids"] == {}
+    assert not (tmp_path / "d" / "grids").exists()
 
 
 def test_reconstruct_modes():

@@ -254,3 +254,22 @@ def test_bench_judge_smoke_runs_on_its_own_tiny_run(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     md = next(tmp_path.glob("judge-smoke-*.md")).read_text()
     assert "non-standard" in md and "| compgen step1" in md
+
+
+def test_fd_note_when_samples_are_few_for_the_feature_dims_and_pooled_default():
+    """FD with fewer than twice as many samples as feature dimensions carries a note (and the judge table shows it);
+    the default feature space pools the encoder's latent to 2×2 (64 values), 0 keeps it flattened."""
+    real = _faces(120, 0)
+    gen = (real + 0.03 * torch.randn_like(real)).clamp(0, 1)
+    few = J.judge(gen[:60], real[:60], features=_Pool(), n_boot=5)["realism"]  # 60 < 2 × 48
+    many = J.judge(gen, real, features=_Pool(), n_boot=5)["realism"]          # 120 >= 2 × 48
+    assert "fd_note" in few and "48" in few["fd_note"] and "fd_note" not in many
+    from pycompgen.evaluation.judge_generators import format_table
+    row = {"generator": "g", "realism": few, "faithfulness": {}, "diversity": {
+        "ratio_to_real": 1.0, "near_duplicate_share": 0.0, "collapse": False}}
+    assert "dominated by covariance bias" in format_table([row])
+    import inspect
+    assert inspect.signature(J.resolve_features).parameters["pool"].default == J.DEFAULT_POOL == 2
+    enc = J.EncoderFeatures(nn.Conv2d(3, 4, 4, 4), name="enc", pool=J.DEFAULT_POOL)
+    flat = J.EncoderFeatures(nn.Conv2d(3, 4, 4, 4), name="enc", pool=0)
+    assert enc.extract(real[:3]).shape == (3, 16) and flat.extract(real[:3]).shape == (3, 4 * 8 * 8)

@@ -26,7 +26,9 @@ def add_parser(sub) -> None:
     j.add_argument("--features", metavar="CKPT|zoo:ENTRY", default=None,
                    help="feature space for FD/KD (non-standard): a Compgen checkpoint's encoder f, or zoo:ENTRY "
                         "(default zoo:compgen-64)")
-    j.add_argument("--pool", type=int, default=None, metavar="K", help="average-pool the latent to K×K first")
+    j.add_argument("--pool", type=int, default=2, metavar="K",
+                   help="average-pool the encoder's latent to K×K first (default 2: 64 values; 0: flattened, 1,024 "
+                        "values, which FD can only rank with thousands of faces)")
     j.add_argument("--inception-weights", metavar="PATH",
                    help="TorchScript Inception (e.g. inception-2015-12-05.pt): standard FID/KID via torchmetrics")
     j.add_argument("--bootstraps", type=int, default=200)

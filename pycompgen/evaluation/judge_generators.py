@@ -350,6 +350,9 @@ def format_table(rows: list) -> str:
                      f"{fm('ssim')} | "
                      f"{fm('ms_ssim')} | {fm('ssim_lowres')} | {ef} | {_f(di['ratio_to_real'])} | "
                      f"{_f(di['near_duplicate_share'])} | {'**yes**' if di['collapse'] else 'no'} |")
+    noted = [r for r in ok if r["realism"].get("fd_note")]
+    if noted:
+        lines += ["", f"{fdn} of {', '.join(r['generator'] for r in noted)}: {noted[0]['realism']['fd_note']}."]
     return "\n".join(lines) + "\n"
 
 

@@ -15,7 +15,7 @@ a fixed subset of its training faces (a gap says it memorised):
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -72,11 +72,12 @@ def synthetic_set(refine: Callable, synthetic: torch.Tensor, real: torch.Tensor,
 
 
 def refiner_report(refine: Callable, val: torch.Tensor, train: torch.Tensor, synthetic: torch.Tensor, features,
-                   degrade_px: int = 16, ssim_size: int = 32) -> dict:
-    """All figures of one refiner (see the module docstring): validation, training subset, synthetic faces."""
+                   degrade_px: int = 16, ssim_size: int = 32, real_fd: Optional[torch.Tensor] = None) -> dict:
+    """All figures of one refiner (see the module docstring): validation, training subset, synthetic faces (FD to
+    ``real_fd``, default ``val``: FD needs many more faces than feature dimensions, or it ranks blur above detail)."""
     v, _ = degraded_set(refine, val, degrade_px)
     t, _ = degraded_set(refine, train, degrade_px)
-    s, _ = synthetic_set(refine, synthetic, val, features, ssim_size)
+    s, _ = synthetic_set(refine, synthetic, val if real_fd is None else real_fd, features, ssim_size)
     gap = {k: t[k] - v[k] for k in ("ssim_lowres", "sharpness_ratio", "ssim_to_original")}
     return {"val": v, "train_subset": t, "train_minus_val": gap, "synthetic": s}
 

@@ -195,14 +195,14 @@ def sweep_models(approaches: dict[str, dict], faces, out_dir: str | os.PathLike,
     figs: dict[str, Any] = {"grids": {}}
     figures.plot_ssim_vs_psnr(res, out / "ssim_vs_psnr.png", title=f"SSIM vs channel PSNR — {title_tail}")
     figs["ssim_vs_psnr"] = "ssim_vs_psnr.png"
-    if approaches:
+    if approaches and n_grid > 0:  # n_grid=0: no grids (e.g. dataset faces that must stay out of results)
         for p, k in zip(psnrs, keys):
             cols = _grid_columns(grid, k, list(approaches), image_size, latent_mode)
             img = figures.compose_grid(cols, title=f"channel PSNR {k} dB | {title_tail}")
             rel = f"grids/psnr_{k}.png"
             figures.write_png(out / rel, img)
             figs["grids"][k] = rel
-    if ae is not None:
+    if ae is not None and n_grid > 0:
         cols = [("original\nx", grid["x"]), ("latent y\n" + latent_mode, figures.latent_vis(grid["y"], image_size,
                                                                                               latent_mode)),
                 ("AE\ng(f(x))", grid["ae"])]

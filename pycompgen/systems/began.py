@@ -37,7 +37,12 @@ left to the adversarial term (bench/results/refiner-probes-cpu2.md). G's sharpne
 towards images D reconstructs well, and D's reconstructions of real faces are smooth at CPU budgets.
 ``began.code_channels`` replaces D's FC bottleneck by a spatial c x 8 x 8 code (not the paper's; measured there).
 ``began.upsample=bilinear`` makes G upsample by bilinear interpolation instead of BEGAN's nearest-neighbour copies,
-whose 2x2 blocks an adversarial term turns into a visible grid (probe P11 there; D keeps nearest).
+whose 2x2 blocks an adversarial term turns into a visible grid (probe P11 there; D keeps nearest);
+``began.upsample=pixelshuffle`` learns each upsampling (a 3x3 conv to 4n channels + PixelShuffle(2), ICNR-initialised
+so that it starts as nearest-neighbour copies). ``began.consistency=true`` (not the paper's) projects G's output onto
+the images whose area-downscale to the L_RCN resolution equals the input's, by a smooth exact correction (``project``):
+the refined face then agrees with what it was given at that resolution by construction, and L_RCN is measured on G's
+output before the projection so that G learns to need little correction (probes P12-P14).
 k_t is extra state (checkpointed with the networks, restored on resume); under DDP the two losses of its update
 are averaged over the workers first (one small all-reduce per step), so every worker holds the same k_t.
 One ``train_step`` = a D step, a G step (back-propagating through D into G only: ``backward(inputs=...)``), then
@@ -71,6 +76,7 @@ from pycompgen.systems.base import StageSpec, System, adam, check_fields
 
 LOWEST = 8  # the generator's lowest input resolution (the paper's 8x8)
 VARIANTS = ("A", "B", "C")
+UPSAMPLE = ("nearest", "bilinear", "pixelshuffle")
 
 
 def upsample_scales(image_size: int) -> list:
@@ -96,6 +102,9 @@ class BEGANConfig:
     embedding: int = 64          # D's fully connected bottleneck
     code_channels: Optional[int] = None  # None: the FC bottleneck (BEGAN); c: a spatial c x 8 x 8 code (1x1 convs)
     upsample: str = "nearest"    # the refiner G's upsampling: "nearest" (BEGAN) | "bilinear" (no grid of copies)
+    #                              | "pixelshuffle" (a 3x3 conv to 4n + PixelShuffle(2), ICNR-initialised)
+    consistency: bool = False    # project G's output onto the images whose area-downscale to the L_RCN resolution
+    #                              equals the input's (not the paper's; see the module docstring)
     variant: str = "C"           # A (most expressive) | B | C (most restrictive); sets the injected scales
     inject: Optional[list[int]] = None  # resolutions injected after upsampling (overrides variant), e.g. [16, 32]
     gamma: float = 0.5           # γ, the diversity ratio (BEGAN)
@@ -132,8 +141,10 @@ class BEGANConfig:
         check_fields("began", self, ">= 1", "channels", "embedding")
         if self.code_channels is not None:
             check_fields("began", self, ">= 1", "code_channels")
-        if self.upsample not in ("nearest", "bilinear"):
-            raise ValueError(f"began.upsample must be 'nearest' or 'bilinear', got {self.upsample!r}")
+        if self.upsample not in UPSAMPLE:
+            raise ValueError(f"began.upsample must be one of {', '.join(UPSAMPLE)}, got {self.upsample!r}")
+        if not isinstance(self.consistency, bool):
+            raise ValueError(f"began.consistency must be true or false, got {self.consistency!r}")
         if self.variant not in VARIANTS:
             raise ValueError(f"began.variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
         if self.inject is not None:
@@ -148,6 +159,9 @@ class BEGANConfig:
             raise ValueError(f"began.rcn_size must be null (full size), \"input\" (the largest resolution the "
                              f"refiner is given) or a resolution in [{LOWEST}, {size}] (data.image_size), got "
                              f"{self.rcn_size!r}")
+        if self.consistency and self.rcn_resolution(size) >= size:
+            raise ValueError("began.consistency needs began.rcn_size below data.image_size (the projection keeps "
+                             "the input at that resolution; at full size the refiner would return its input)")
         check_fields("began", self, "in [0, 1]", "lambda_r", "k0")
         check_fields("began", self, "> 0", "lr_g", "lr_d")
         check_fields("began", self, "two numbers in [0, 1)", "betas_g", "betas_d")
@@ -158,6 +172,18 @@ def _convs(cin: int, cout: int) -> nn.Sequential:
     """A BEGAN block body: two 3x3 convs, each followed by ELU."""
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ELU(),
                          nn.Conv2d(cout, cout, 3, padding=1), nn.ELU())
+
+
+def _icnr(conv: nn.Conv2d, r: int = 2) -> nn.Conv2d:
+    """ICNR initialisation (Aitken et al. 2017) of a conv feeding PixelShuffle(r): the r² sub-pixel kernels of each
+    output channel start equal, so the shuffle starts as a nearest-neighbour upsampling of one conv (no checkerboard)
+    and learns sub-pixel differences from there."""
+    w = torch.empty(conv.out_channels // r ** 2, *conv.weight.shape[1:])
+    nn.init.kaiming_normal_(w)
+    with torch.no_grad():
+        conv.weight.copy_(w.repeat_interleave(r ** 2, dim=0))
+        conv.bias.zero_()
+    return conv
 
 
 def _check_input(x: torch.Tensor, size: int, who: str) -> None:
@@ -181,13 +207,20 @@ class BEGANDecoder(nn.Module):
         for s in self.scales:
             blocks.append(_convs(n + (3 if s in self.inject else 0), n))
         self.blocks = nn.ModuleList(blocks)
+        if upsample == "pixelshuffle":
+            self.shuffle = nn.ModuleList(_icnr(nn.Conv2d(n, 4 * n, 3, padding=1)) for _ in self.scales)
         self.out = nn.Conv2d(n, 3, 3, padding=1)
+
+    def _up(self, h: torch.Tensor, i: int) -> torch.Tensor:
+        if self.upsample == "pixelshuffle":
+            return F.pixel_shuffle(self.shuffle[i](h), 2)
+        return F.interpolate(h, scale_factor=2, mode=self.upsample,
+                             **({"align_corners": False} if self.upsample == "bilinear" else {}))
 
     def forward(self, h: torch.Tensor, pyramid: Optional[dict] = None) -> torch.Tensor:
         h = self.blocks[0](h)
-        for s, block in zip(self.scales, self.blocks[1:]):
-            h = F.interpolate(h, scale_factor=2, mode=self.upsample,
-                              **({"align_corners": False} if self.upsample == "bilinear" else {}))
+        for i, (s, block) in enumerate(zip(self.scales, self.blocks[1:])):
+            h = self._up(h, i)
             if s in self.inject:
                 h = torch.cat([h, pyramid[s].to(h.dtype)], 1)
             h = block(h)
@@ -238,17 +271,41 @@ class BEGANRefiner(nn.Module):
     """The refiner G: image (N,3,S,S) in [0, 1] -> refined image in [0, 1]. It sees only the image's 8x8 version
     and its versions at the injected resolutions (``inject``)."""
 
-    def __init__(self, n: int, image_size: int, inject: tuple, upsample: str = "nearest"):
+    def __init__(self, n: int, image_size: int, inject: tuple, upsample: str = "nearest",
+                 consistency: Optional[int] = None):
         super().__init__()
         self.image_size, self.inject = image_size, tuple(sorted(int(s) for s in inject))
+        self.consistency = consistency
         self.inp = nn.Sequential(nn.Conv2d(3, n, 3, padding=1), nn.ELU())
         self.dec = BEGANDecoder(n, image_size, self.inject, upsample)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, with_raw: bool = False):
+        """The refined image; ``with_raw``: (refined, G's output before the consistency projection)."""
         _check_input(x, self.image_size, "BEGAN refiner")
-        pyr = image_pyramid(x, self.inject)
-        out = 0.5 * (self.dec(self.inp(pyr[LOWEST]), pyr) + 1.0)
-        return out if self.training else out.clamp(0.0, 1.0)
+        pyr = image_pyramid(x, {*self.inject, *([self.consistency] if self.consistency else [])})
+        raw = 0.5 * (self.dec(self.inp(pyr[LOWEST]), pyr) + 1.0)
+        out = project(raw, pyr[self.consistency]) if self.consistency else raw
+        out = out if self.training else out.clamp(0.0, 1.0)
+        return (out, raw) if with_raw else out
+
+
+def _smooth_lift(size: int, r: int, device, dtype) -> tuple:
+    """(U, M⁻¹) per axis: U (size·r × size) bilinear ×r upsampling, M = A·U with A the area (mean of r) downscale."""
+    eye = torch.eye(size, dtype=torch.float64)
+    U = F.interpolate(eye[:, None, :], scale_factor=r, mode="linear", align_corners=False)[:, 0, :].T
+    M = U.reshape(size, r, size).mean(1)
+    return U.to(device, dtype), torch.linalg.inv(M).to(device, dtype)
+
+
+def project(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """y moved onto {y': area-downscale(y') = t} by a smooth correction: y + U·c with U the bilinear upsampling and
+    c solving A·U·c = t − A(y) exactly (A∘U is invertible and separable: one small matrix per axis), so the result
+    agrees with t at its resolution without the 4x4 blocks a nearest-neighbour correction leaves."""
+    s, r = t.shape[-1], y.shape[-1] // t.shape[-1]
+    U, Minv = _smooth_lift(s, r, y.device, torch.float32)
+    res = t.float() - F.avg_pool2d(y.float(), r)
+    c = Minv @ res @ Minv.T
+    return y + (U @ c @ U.T).to(y.dtype)
 
 
 def pm1(v: torch.Tensor) -> torch.Tensor:
@@ -286,7 +343,8 @@ class BEGAN(System):
     @classmethod
     def build_networks(cls, cfg) -> dict:
         c, size = cfg.began, cfg.data.image_size
-        return {"g": BEGANRefiner(c.channels, size, tuple(c.scales(size)), c.upsample),
+        return {"g": BEGANRefiner(c.channels, size, tuple(c.scales(size)), c.upsample,
+                                  c.rcn_resolution(size) if c.consistency else None),
                 "D": BEGANDiscriminator(c.channels, c.embedding, size, c.code_channels)}
 
     def initial_extra(self) -> dict:
@@ -301,7 +359,7 @@ class BEGAN(System):
         c, x = self.cfg.began, batch["x"]
         k = float(self.extra["k_t"])
         with self.autocast():
-            x_ref = self.nets["g"](x)
+            x_ref, raw = self.nets["g"](x, with_raw=True)
             # discriminator step: reconstruct real faces, fail on refined ones (weighted by k_t)
             n = x.shape[0]
             both = pm1(torch.cat([x, x_ref.detach().to(x.dtype)]))
@@ -313,7 +371,7 @@ class BEGAN(System):
         # generator step through the (updated) D into g only
         with self.autocast():
             l_fake = ae_loss(self.models["D"], x_ref)
-        l_rcn = rcn_loss(x_ref, x, c.rcn_resolution(x.shape[-1]))
+        l_rcn = rcn_loss(raw, x, c.rcn_resolution(x.shape[-1]))  # before the projection (zero after it)
         loss_g = (1.0 - c.lambda_r) * l_fake + c.lambda_r * l_rcn
         self.step(loss_g, "g", inputs=list(self.models["g"].parameters()))
         # equilibrium: k_{t+1} = clip(k_t + λ_k (γ L(x) − L(G)), 0, 1), M_global = L(x) + |γ L(x) − L(G)|
@@ -337,11 +395,11 @@ class BEGAN(System):
     def validation_step(self, batch: dict) -> dict:
         c, x = self.cfg.began, batch["x"]
         with self.autocast():
-            x_hat = self.models["g"](x)
+            x_hat, raw = self.models["g"](x, with_raw=True)
         x_hat = x_hat.float()
         l_real = ae_loss(self.models["D"], x)
         l_fake = ae_loss(self.models["D"], x_hat)
-        l_rcn = rcn_loss(x_hat, x, c.rcn_resolution(x.shape[-1]))
+        l_rcn = rcn_loss(raw, x, c.rcn_resolution(x.shape[-1]))
         m_global = l_real + (c.gamma * l_real - l_fake).abs()
         return {"loss": m_global, "x_hat": x_hat, "l_real": l_real, "l_fake": l_fake, "l_rcn": l_rcn,
                 "m_global": m_global, "loss_g": (1.0 - c.lambda_r) * l_fake + c.lambda_r * l_rcn}
@@ -390,4 +448,4 @@ def refine(models: dict, images) -> torch.Tensor:
 
 SYSTEM = BEGAN
 __all__ = ["BEGAN", "BEGANConfig", "BEGANRefiner", "BEGANDiscriminator", "refine", "variant_scales",
-           "upsample_scales", "image_pyramid"]
+           "upsample_scales", "image_pyramid", "project"]

@@ -172,7 +172,7 @@ def render(name: str, description: str, results: dict, stages: dict, cfgs: dict,
                  + ("RGB" if getattr(m, "hint_space", "rgb") == "rgb" else
                     f"luma at {m.hint_size}x{m.hint_size}, chroma at half size and one bit fewer (YCoCg 4:2:0)")
                  + " (model.hint_size, "
-                 f"beyond the paper; no generation from sketches or noise)" if getattr(m, "hint_size", 0) else "")
+                 "beyond the paper; no generation from sketches or noise)" if getattr(m, "hint_size", 0) else "")
               + ".", ""]
     L += ["## Machine and time", ""]
     mi = results.get("machine_info")
