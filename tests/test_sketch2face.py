@@ -173,6 +173,18 @@ def test_realism_figures_flag_one_face_for_every_sketch():
     rows = {"latent": {"sketch_cycle_l1": 0.1, "face_cycle_l1": 0.3}, "stitched": {"sketch_cycle_l1": 0.2,
             "face_cycle_l1": 0.2}, "cycle": {"sketch_cycle_l1": 0.3, "face_cycle_l1": 0.25}}
     assert S2F.ordering(rows) == {"sketch_cycle_as_paper": True, "face_cycle_as_paper": False}
+    # the paper's measure: FD between inputs and their cycle reconstructions; the ordering reads it where present
+    fd = S2F.cycle_fd(st.models, b["sketch"], b["face"], feats)
+    assert fd["sketch_cycle_fd_n"] == fd["face_cycle_fd_n"] == 32 and fd["sketch_cycle_fd"] > 0 and fd["face_cycle_fd"] > 0
+    from pycompgen.systems.sketch2face import Sketch2Face
+    with pytest.MonkeyPatch.context() as mp:  # a perfect cycle gives its inputs back: FD 0
+        mp.setattr(Sketch2Face, "cycle", classmethod(lambda cls, m, src, x, sample=False: x))
+        perfect = S2F.cycle_fd(st.models, b["sketch"], b["face"], feats)
+    assert abs(perfect["sketch_cycle_fd"]) < 1e-6 and abs(perfect["face_cycle_fd"]) < 1e-6
+    for k, v in zip(("latent", "stitched", "cycle"), (1.0, 2.0, 3.0)):
+        rows[k].update(sketch_cycle_fd=v, face_cycle_fd=4.0 - v if k != "cycle" else 0.5)
+    o = S2F.ordering(rows)
+    assert o["sketch_cycle_as_paper_fd"] and not o["face_cycle_as_paper_fd"] and o["sketch_cycle_as_paper"]
 
 def _ddp_worker(rank, world, port, out):
     import torch.distributed as dist
