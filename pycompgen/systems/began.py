@@ -42,7 +42,7 @@ whose 2x2 blocks an adversarial term turns into a visible grid (probe P11 there;
 so that it starts as nearest-neighbour copies). ``began.consistency=true`` (not the paper's) projects G's output onto
 the images whose area-downscale to the L_RCN resolution equals the input's, by a smooth exact correction (``project``):
 the refined face then agrees with what it was given at that resolution by construction, and L_RCN is measured on G's
-output before the projection so that G learns to need little correction (probes P12-P14).
+output before the projection so that G learns to need little correction (probes P12-P15).
 k_t is extra state (checkpointed with the networks, restored on resume); under DDP the two losses of its update
 are averaged over the workers first (one small all-reduce per step), so every worker holds the same k_t.
 One ``train_step`` = a D step, a G step (back-propagating through D into G only: ``backward(inputs=...)``), then
