@@ -478,8 +478,8 @@ def judge(generated: torch.Tensor, real: torch.Tensor, sources: Optional[torch.T
                "kd_note": "unbiased MMD², polynomial kernel (a·b/d + 1)³, all samples"}
     if min(ff.shape[0], fr.shape[0]) < 2 * ff.shape[1]:
         realism["fd_note"] = (f"fewer than twice as many samples as feature dimensions ({ff.shape[1]}): FD is "
-                              "dominated by covariance bias and can rank blurred images above real ones; pool the "
-                              "features (--pool 2) or use more samples")
+                              "dominated by covariance bias and can rank blurred images above real ones; use more "
+                              "samples or fewer feature dimensions (--pool)")
     if features.standard:
         tk = torchmetrics_kd(ff, fr, kid_subsets, kid_subset_size)
         if tk is not None:
