@@ -353,7 +353,7 @@ def main(argv=None) -> dict:
         f = build_compgen(load_config(str(ROOT / "configs" / "tiny.yaml"), []).model, size)["f"].eval()
         feats = EncoderFeatures(f, name="random tiny encoder (smoke only)", image_size=size)
     else:
-        feats = resolve_features(args.features, pool=args.pool or None, device=str(device))
+        feats = resolve_features(args.features, pool=args.pool, device=str(device))
     # (a) synthetic faces -> bench/results (no dataset pixels)
     syn = torch.from_numpy(synthetic_faces(max(args.n_eval, args.n_show, args.n_fd), size, seed=2026)).permute(
         0, 3, 1, 2)

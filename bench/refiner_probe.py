@@ -101,12 +101,12 @@ def main(argv=None) -> None:
         P = PatchDiscriminator(3, 32, 3, size, norm=False) if args.critic == "global" else patch_critic()
         opt_p = torch.optim.Adam(P.parameters(), lr=args.lr_p, betas=(0.5, 0.999))
     train = load_faces(args.data, "train", size).images
-    val = to_float01(load_faces(args.data, "val", size).images[:args.n_val])
+    all_val = load_faces(args.data, "val", size).images
+    val = to_float01(all_val[:args.n_val])
     crude = degrade(val, 16)
     if args.fd:  # 64 pooled values: with 1,024 flattened ones and a few hundred faces FD ranks blur above real faces
         from pycompgen.evaluation.judge import frechet_distance, resolve_features
         feats = resolve_features("zoo:compgen-64", pool=2)
-        all_val = load_faces(args.data, "val", size).images
         fd_val = to_float01(all_val[:args.fd])
         fd_crude, ref = degrade(fd_val, 16), feats.extract(to_float01(all_val[args.fd:2 * args.fd]))
         print(f"FD to {args.fd} other validation faces: originals {frechet_distance(feats.extract(fd_val), ref):.1f}, "

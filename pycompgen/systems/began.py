@@ -62,6 +62,7 @@ variants A and B coincide there (both inject 16).
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -289,12 +290,14 @@ class BEGANRefiner(nn.Module):
         return (out, raw) if with_raw else out
 
 
-def _smooth_lift(size: int, r: int, device, dtype) -> tuple:
-    """(U, M⁻¹) per axis: U (size·r × size) bilinear ×r upsampling, M = A·U with A the area (mean of r) downscale."""
+@functools.lru_cache(maxsize=None)
+def _smooth_lift(size: int, r: int) -> tuple:
+    """(U, M⁻¹) per axis, float64 on the CPU (built once per size): U (size·r × size) bilinear ×r upsampling,
+    M = A·U with A the area (mean of r) downscale."""
     eye = torch.eye(size, dtype=torch.float64)
     U = F.interpolate(eye[:, None, :], scale_factor=r, mode="linear", align_corners=False)[:, 0, :].T
     M = U.reshape(size, r, size).mean(1)
-    return U.to(device, dtype), torch.linalg.inv(M).to(device, dtype)
+    return U, torch.linalg.inv(M)
 
 
 def project(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -302,7 +305,7 @@ def project(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     c solving A·U·c = t − A(y) exactly (A∘U is invertible and separable: one small matrix per axis), so the result
     agrees with t at its resolution without the 4x4 blocks a nearest-neighbour correction leaves."""
     s, r = t.shape[-1], y.shape[-1] // t.shape[-1]
-    U, Minv = _smooth_lift(s, r, y.device, torch.float32)
+    U, Minv = (m.to(y.device, torch.float32) for m in _smooth_lift(s, r))
     res = t.float() - F.avg_pool2d(y.float(), r)
     c = Minv @ res @ Minv.T
     return y + (U @ c @ U.T).to(y.dtype)
