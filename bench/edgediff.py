@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Edge-guided diffusion compression (issue 11, paper 002) on faces: train the four stages within an epoch budget
+"""Edge-guided diffusion compression (issue 11, paper 002) on faces: train the five stages within an epoch budget
 (resumable), then measure on validation faces.
 
     python bench/edgediff.py --data ../shared/data/celeba                  # train what is missing, then measure
@@ -8,7 +8,8 @@
     python bench/edgediff.py --data ../shared/data/celeba --pretrained edgediff-64 --split train --n-val 500
                                                                         # a zoo entry on its fixed training subset
 
-Training: ``run_pipeline`` (plain loop, this machine) of stages vae -> een -> denoiser -> entropy into RUN_DIR/<stage>/,
+Training: ``run_pipeline`` (plain loop, this machine) of stages vae -> een -> denoiser -> entropy -> completer into
+RUN_DIR/<stage>/,
 ``--epochs-*`` epochs each (a budget, stated in the results; the paper used pretrained Stable Diffusion and
 ControlNet at 512x512, here everything is trained from scratch at 64x64). Re-running the command resumes.
 
@@ -19,7 +20,9 @@ Measurement (``pycompgen.evaluation.edgediff``; validation partition, ``--n-val`
   (``pycompgen.evaluation.masks.face_ellipse_mask``: SSIM/MS-SSIM of masked images, PSNR over the mask); the
   headroom decode(y) − W/O;
 - quality vs share of latent lost (rectangles up to F of each side, R regions) for zeros / completion without
-  edges / with EEN edges / with sender-side edges (bits counted) / OpenCV inpainting of the decoded image;
+  edges / with EEN edges / with sender-side edges (bits counted) / OpenCV inpainting of the decoded image, the
+  completer's regression (without / with sender-side / oracle edges; when trained) and the true latent in the lost
+  cells (a bound);
 - EEN edge-F1 against the true Canny map per bit depth;
 - wall time per image: encoding (VAE + quantisation + range coding) and decoding per mode (DDIM steps stated).
 ``--split train`` measures the same on the fixed training subset (``train_subset``: ``--n-val`` faces drawn with
@@ -65,14 +68,14 @@ def make_cfg(args):
 
 
 def train(cfg, args):
-    """One resumable pipeline run (vae -> een -> denoiser -> entropy); each stage gets its ``--epochs-*`` budget
+    """One resumable pipeline run (vae -> een -> denoiser -> entropy -> completer); each stage gets its ``--epochs-*`` budget
     (``train.stage_epochs``)."""
     from pycompgen.training import pipeline as P
     if args.tiny:
         P.run_pipeline(cfg, resume=True, verbose=False)
-        return {k: cfg.train.epochs for k in ("vae", "een", "denoiser", "entropy")}
+        return {k: cfg.train.epochs for k in ("vae", "een", "denoiser", "entropy", "completer")}
     budget = {"vae": args.epochs_vae, "een": args.epochs_een, "denoiser": args.epochs_denoiser,
-              "entropy": args.epochs_entropy}
+              "entropy": args.epochs_entropy, "completer": args.epochs_completer}
     cfg.train.stage_epochs = dict(budget)
     log("budget " + ", ".join(f"{k} {v} epochs" for k, v in budget.items()))
     P.run_pipeline(cfg, resume=True, verbose=True)
@@ -94,6 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs-een", type=int, default=5)
     ap.add_argument("--epochs-denoiser", type=int, default=10)
     ap.add_argument("--epochs-entropy", type=int, default=2)
+    ap.add_argument("--epochs-completer", type=int, default=12)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--n-val", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps of the receiver")

@@ -175,13 +175,25 @@ def test_trains_through_plain_loop(tmp_path):
     from pycompgen.training.pipeline import run_pipeline
     cfg = cfg_for("vae", "train.epochs=1", "train.max_steps_per_epoch=1", out=tmp_path / "run")
     res = run_pipeline(cfg, verbose=False)
-    assert list(res) == ["vae", "een", "denoiser", "entropy"]
+    assert list(res) == ["vae", "een", "denoiser", "entropy", "completer"]
     ck = load_checkpoint(tmp_path / "run" / "denoiser" / "last.pt", expect_model="edgediff")
     assert {"unet", "control", "null", "vae", "een"} <= set(ck["models"])
     assert "val_bpp" in ck["metrics"]
     ck = load_checkpoint(tmp_path / "run" / "entropy" / "last.pt", expect_model="edgediff")  # the whole receiver
     assert {"vae", "eb", "een", "unet", "control", "null"} == set(ck["models"]) and ck["best_metric"] == "val_loss"
     assert {"val_bpp_3", "val_bpp_5"} <= set(ck["metrics"])
+    ck = load_checkpoint(tmp_path / "run" / "completer" / "last.pt", expect_model="edgediff")  # + the completer
+    assert {"vae", "eb", "een", "unet", "control", "null", "filler"} == set(ck["models"])
+    assert {"val_lost_mse_no_edges", "val_edges_gain_db"} <= set(ck["metrics"])
+    # the bench reads every network from the last stage; without een/ the EEN too (not a fresh one)
+    import shutil
+    from pycompgen.evaluation.edgediff import load_models
+    shutil.rmtree(tmp_path / "run" / "een")
+    nets, used = load_models(cfg, tmp_path / "run")
+    assert list(used) == ["completer"]
+    best = load_checkpoint(tmp_path / "run" / "completer" / "best.pt", expect_model="edgediff")["models"]
+    for k in ("een", "filler", "unet"):
+        assert all(torch.equal(v, best[k][n]) for n, v in nets[k].state_dict().items()), k
 
 
 def test_entropy_stage_fits_the_rate_and_keeps_the_grid(trained):
@@ -357,7 +369,7 @@ def test_denoiser_sampling_config_is_checked(bad, match):
 
 
 def test_bench_trains_measures_and_exports_a_tiny_entry(tmp_path, monkeypatch):
-    """bench/edgediff.py --tiny: the four stages, the measurement (completion from the zero fill at 0.5·T by
+    """bench/edgediff.py --tiny: the five stages, the measurement (completion from the zero fill at 0.5·T by
     default) and --export into a temporary zoo: one rate point per bit depth, a card with each stage's epochs."""
     import importlib.util
     import json
@@ -369,14 +381,16 @@ def test_bench_trains_measures_and_exports_a_tiny_entry(tmp_path, monkeypatch):
     assert bench.main(["--tiny", "--run-dir", str(tmp_path / "run"), "--out-dir", str(tmp_path / "out"),
                        "--completion", "largest", "--export", "ed-tiny", "--check-images", "4"]) == 0
     doc = json.loads((tmp_path / "out" / f"edgediff-cpu{os.cpu_count()}.json").read_text())
-    assert doc["results"]["complete_start"] == 0.5 and doc["checkpoints"]["entropy"]["epoch"] == 1
-    from pycompgen.evaluation.edgediff import STRATEGIES
+    assert doc["results"]["complete_start"] == 0.5 and doc["checkpoints"]["completer"]["epoch"] == 1
+    from pycompgen.evaluation.edgediff import FILL_STRATEGIES, STRATEGIES
     rows = {r["strategy"]: r for r in doc["results"]["completion"]}
-    assert set(rows) == set(STRATEGIES) and rows["complete_oracle_edges"]["extra_bpp"] == 0
+    assert set(rows) == set(STRATEGIES + FILL_STRATEGIES) and rows["complete_oracle_edges"]["extra_bpp"] == 0
+    assert rows["fill_sender_edges"]["extra_bpp"] == rows["complete_sender_edges"]["extra_bpp"] > 0
     import math
     assert all(math.isfinite(r["lost_psnr"]) and r["lost_psnr"] != r["psnr"] for r in rows.values())  # lost pixels only
     entry = json.loads((tmp_path / "zoo" / "manifest.json").read_text())["entries"]["ed-tiny"]
-    assert [p["bits"] for p in entry["rate_points"]] == [3, 5] and entry["stages"]["entropy"]["bits"] == 5
+    assert [p["bits"] for p in entry["rate_points"]] == [3, 5] and entry["stages"]["completer"]["bits"] == 5
+    assert "filler" in entry["stages"]["completer"]["parts"]
     card = (tmp_path / "zoo" / entry["card"]).read_text()
     assert "entropy 1 epochs" in card and "non-commercial" in card
     # the exported entry measured on the fixed training subset (the train - validation gap), from the zoo
@@ -384,8 +398,9 @@ def test_bench_trains_measures_and_exports_a_tiny_entry(tmp_path, monkeypatch):
                        "--complete-steps", "2", "--completion", "largest", "--out-dir", str(tmp_path / "out"),
                        "--machine", "t"]) == 0
     tdoc = json.loads((tmp_path / "out" / "edgediff-t-train.json").read_text())
-    assert tdoc["split"] == "train" and tdoc["n_val"] == 4 and "zoo:ed-tiny/entropy" in str(tdoc["checkpoints"])
+    assert tdoc["split"] == "train" and tdoc["n_val"] == 4 and "zoo:ed-tiny/completer" in str(tdoc["checkpoints"])
     assert "4 training-subset faces" in (tmp_path / "out" / "edgediff-t-train.md").read_text()
+    assert {"fill_no_edges", "fill_sender_edges"} <= {r["strategy"] for r in tdoc["results"]["completion"]}
     with pytest.raises(SystemExit):
         bench.main(["--pretrained", "ed-tiny", "--export", "x"])
 
@@ -515,3 +530,44 @@ def test_completion_table_gives_no_lost_pixel_psnr_without_lost_pixels(trained):
     rows = res["completion"]
     assert {r["regions"] == 0 for r in rows} == {True, False}
     assert all(("lost_psnr" in r) == (r["regions"] > 0) for r in rows)
+
+
+def test_completer_trains_alone_and_fills_from_the_holes_edges(trained):
+    """The completer stage (beyond the paper): a freshly built filler counts as untrained (complete() keeps
+    diffusion; method "filler" refused); trained with everything else frozen, its validation MSE over the lost
+    cells falls and it fills by default: known values bit-exact, fills inside (−R, R), the holes' edges change the
+    fill, edges outside the holes do not; "sdc" is the fill without edges."""
+    m0 = trained["models"]
+    init = {k: m0[k].state_dict() for k in ("vae", "eb", "een", "unet", "control", "null")}
+    torch.manual_seed(0)
+    st = build_system(cfg_for("completer"), "cpu", init)
+    b = st.prepare_batch(face_batch(8), torch.Generator().manual_seed(0))
+    m, c, x = st.models, st.cfg.edgediff, b["x"][:4]
+    y_hat = R.quantise(m, c, R.encode(m, c, x), 5)[0]
+    known = R.drop_regions(y_hat.shape, 0.25, 3, seed=2)
+    assert not R.filler_trained(m)
+    with pytest.raises(ValueError, match="trained completer"):
+        R.complete(m, c, y_hat, known, "full", method="filler")
+    unet = {k: v.clone() for k, v in m["unet"].state_dict().items()}
+    st.eval_mode()
+    v0 = st.validation_step(b)
+    st.train_mode()
+    for _ in range(20):
+        st.train_step(b)
+    st.eval_mode()
+    v1 = st.validation_step(b)
+    assert float(v1["loss"]) < 0.8 * float(v0["loss"]) and torch.isfinite(v1["lost_mse_no_edges"])
+    assert int(m["filler"].steps) == 20 and R.filler_trained(m)
+    assert all(torch.equal(unet[k], v) for k, v in m["unet"].state_dict().items())
+    edges = (torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(3)) > 0.7).float()
+    full = R.complete(m, c, y_hat, known, "full", edges=edges, bits=5)
+    assert torch.equal(full, R.fill(m, c, y_hat, known, 5, edges))
+    k = known.expand_as(y_hat)
+    assert full.view(torch.int32)[k].equal(y_hat.view(torch.int32)[k])
+    assert full[~k].abs().max() <= c.latent_range
+    none = R.complete(m, c, y_hat, known, "sdc", bits=5)
+    assert torch.equal(none, R.fill(m, c, y_hat, known, 5)) and not torch.equal(none, full)
+    outside = torch.where(R.lost_pixels(known, 32) > 0, edges, 1 - edges)   # other edges where the latent arrived
+    assert torch.equal(full, R.fill(m, c, y_hat, known, 5, outside))
+    with pytest.raises(ValueError, match="method"):
+        R.complete(m, c, y_hat, known, "full", method="regress")

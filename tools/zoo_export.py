@@ -415,7 +415,8 @@ def _edgediff_point(lc, bits: int, faces: torch.Tensor) -> dict:
 def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=None, faces_label="synthetic",
                     facts=None, metrics_md="", zoo_dir=None, check_images=64, tolerance=0.002, log=print) -> dict:
     """The edge-guided diffusion compressor's last stage (``checkpoint``: its best.pt, or a run folder with
-    entropy/ or denoiser/best.pt) -> zoo entry ``name``: one weights file (vae, eb, een, unet, control, null; float16 unless
+    completer/, entropy/ or denoiser/best.pt) -> zoo entry ``name``: one weights file (vae, eb, een, unet, control,
+    null and the completer's filler when trained; float16 unless
     the full receiver's SSIM moves by >= ``tolerance``) and one rate point per bit depth, quality 1 = the fewest
     bits, sharing it; default quality: the trained ``eval_bits``. Each point's bpp and SSIM (decoded with
     --denoise none / sdc / full) are measured on real files of ``faces`` (N×3×H×W in [0, 1]; default synthetic)."""
@@ -437,7 +438,7 @@ def export_edgediff(checkpoint, name="edgediff-64", description="", *, faces=Non
     size = lc.image_size
     if faces is None:
         faces = to_float01(synthetic_faces(check_images, size, seed=7))
-    full = {k: lc.models[k].state_dict() for k in edgediff.PARTS}
+    full = {k: lc.models[k].state_dict() for k in edgediff.PARTS + (("filler",) if "filler" in lc.parts else ())}
     dtype = torch.float16
     stored = {k: to_storage(sd, dtype) for k, sd in full.items()}
     delta = output_change(lc, stored, faces[:check_images])

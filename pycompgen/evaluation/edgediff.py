@@ -18,13 +18,16 @@ LOSS_FRACS = [0.0, 1 / 16, 1 / 8]          # max side of each lost rectangle (fr
 LOSS_REGIONS = [1, 2, 4, 8]
 MODE_LABELS = {"wo": "W/O", "sdc": "SDC", "full": "full", "oracle": "oracle edges"}
 STRATEGIES = ("zeros", "complete_no_edges", "complete_edges", "complete_sender_edges", "complete_oracle_edges",
-              "pixel_inpaint")
+              "pixel_inpaint", "true_latent")
+FILL_STRATEGIES = ("fill_no_edges", "fill_sender_edges")  # with a trained completer (it reads edges in the holes
+                                                          # only, where sender and oracle edges are the same map)
 
 
 def load_models(cfg, run_dir: Path, een: str | None = None):
-    """Every network from the last stage that holds it: VAE, entropy models and denoiser from RUN_DIR/entropy (the
-    entropy models fitted again; else RUN_DIR/denoiser), the EEN from ``een`` (default RUN_DIR/een/best.pt: the
-    same weights as the later stages' frozen copy unless the EEN was trained again after them).
+    """Every network from the last stage that holds it: VAE, entropy models, denoiser (and the completer) from
+    RUN_DIR/completer, else RUN_DIR/entropy (the entropy models fitted again), else RUN_DIR/denoiser; the EEN from
+    ``een`` (default RUN_DIR/een/best.pt: the same weights as the later stages' frozen copy unless the EEN was
+    trained again after them), else the last stage's copy.
     Returns (networks, {role: {"path", "epoch"}})."""
     from pycompgen.inference.edgediff import run_checkpoint
     from pycompgen.systems import build_networks
@@ -42,7 +45,8 @@ def load_models(cfg, run_dir: Path, een: str | None = None):
     for role, path in paths.items():
         ck = load_checkpoint(path, expect_model="edgediff")
         for k, sd in ck["models"].items():
-            if (role == "een") == (k == "een"):
+            # the EEN from its own checkpoint when there is one, else the last stage's frozen copy
+            if (k == "een") == (role == "een") or (k == "een" and "een" not in paths):
                 load_net(k, nets[k], sd, str(path))  # one line naming the network if the widths differ
         used[role] = {"path": str(path), "epoch": int(ck["epoch"]),
                       **({ck["best_metric"]: ck["best_value"]} if "best_metric" in ck else {})}
@@ -118,7 +122,8 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, complet
             res["ablation"].append(row)
             log(f"{bits} bits {mode}: {row}")
     bits = c.eval_bits
-    y_hat, _ = R.quantise(models, c, R.encode(models, c, x), bits)
+    y = R.encode(models, c, x)
+    y_hat, _ = R.quantise(models, c, y, bits)
     settings = [(f, r) for f in LOSS_FRACS for r in (LOSS_REGIONS if f > 0 else [0])]
     if completion == "largest":  # the issue's operating point only: 1/8 of each side, 8 regions
         settings = [(LOSS_FRACS[-1], LOSS_REGIONS[-1])]
@@ -133,13 +138,18 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, complet
                 "complete_sender_edges": ("full", sent), "complete_oracle_edges": ("full", target)}
         outs = {"zeros": R.decode(models, zeros),
                 **{k: R.decode(models, R.complete(models, c, y_hat, known, mode, steps=complete_steps, seed=0,
-                                                  edges=e, start=complete_start))
+                                                  edges=e, start=complete_start, method="diffusion"))
                    for k, (mode, e) in runs.items()}}
         outs["pixel_inpaint"] = R.pixel_inpaint(outs["zeros"], known)
+        # a bound no receiver reaches: the true (unquantised) latent in the lost cells
+        outs["true_latent"] = R.decode(models, torch.where(known.expand_as(y_hat), y_hat, y))
+        if R.filler_trained(models):
+            for k, e in (("fill_no_edges", None), ("fill_sender_edges", sent)):
+                outs[k] = R.decode(models, R.fill(models, c, y_hat, known, bits, e))
         lost = R.lost_pixels(known, x.shape[-1]).expand_as(x)
         for k, v in outs.items():
             m = metrics(x, v, mask)
-            extra = float(8 * np.mean(sizes) / hw) if k == "complete_sender_edges" else 0.0
+            extra = float(8 * np.mean(sizes) / hw) if k.endswith("_sender_edges") else 0.0
             row = {"max_frac": frac, "regions": regions, "share_lost": share, "strategy": k, "psnr": m["psnr"],
                    "ssim": m["ssim"], "ms_ssim": m["ms_ssim"], "extra_bpp": extra}
             if bool(lost.any()):   # no lost pixels (the lossless setting): no such figure
@@ -156,6 +166,12 @@ def evaluate(cfg, models, x, steps: int, complete_steps: int, log=print, complet
     for mode in ("wo", "sdc", "full"):
         res["timing"][f"decode_{mode}_s"] = _median_s(lambda: R.receive(models, c, R.decompress(models, c, f1)[0],
                                                                          bits, mode, steps=steps))
+    kn1 = R.drop_regions((1, *y_hat.shape[1:]), LOSS_FRACS[-1], LOSS_REGIONS[-1], seed=1)
+    yi = y_hat[:1]
+    res["timing"]["complete_diffusion_s"] = _median_s(lambda: R.complete(
+        models, c, yi, kn1, "sdc", steps=complete_steps, start=complete_start, method="diffusion"))
+    if R.filler_trained(models):
+        res["timing"]["complete_fill_s"] = _median_s(lambda: R.fill(models, c, yi, kn1, bits))
     res["timing"]["steps"] = steps
     res["timing"]["complete_steps"] = complete_steps
     return res, grids
@@ -181,9 +197,10 @@ def plot(res, out_dir: Path) -> list:
         fig.savefig(p, dpi=120), plt.close(fig)
         figs.append(p)
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
-    for s in STRATEGIES:
+    for s in STRATEGIES + FILL_STRATEGIES:
         pts = sorted((r["share_lost"], r["psnr"]) for r in res["completion"] if r["strategy"] == s)
-        ax.plot(*zip(*pts), "o-", label=s)
+        if pts:
+            ax.plot(*zip(*pts), "o-", label=s)
     ax.set_xlabel("share of latent lost"), ax.set_ylabel("PSNR (dB)"), ax.legend(), ax.grid(alpha=0.3)
     fig.tight_layout()
     p = out_dir / "completion_psnr.png"
@@ -248,7 +265,8 @@ def markdown(doc) -> str:
     L += ["", "Completion at the validation bit depth, " + ("from pure noise" if start >= 1 else
           f"from the zero-filled latent noised to t = {start:g}·T") + "; sender edges: the original's Canny map of "
           "the lost regions coded losslessly beside the file (extra bpp; the rectangles' coordinates are not "
-          "counted).", "",
+          "counted). complete_*: diffusion (RePaint); fill_*: the completer (regression, beyond the paper); "
+          "true_latent: the unquantised latent in the lost cells (a bound no receiver reaches).", "",
           "| max side fraction | regions | share lost | strategy | PSNR | SSIM | MS-SSIM | PSNR of the lost pixels | "
           "extra bpp |",
           "|---|---|---|---|---|---|---|---|---|"]

@@ -31,19 +31,23 @@ def bits_of(ckpt) -> int:
 
 def run_checkpoint(run_dir):
     """(stage, checkpoint) of an edgediff run folder that files are coded with: the last stage holding the whole
-    receiver, ``entropy`` (its entropy models fitted again), else ``denoiser`` (best.pt, else last.pt; a missing
-    one is named in the loader's error). Warns when the denoiser was trained again after the entropy stage."""
+    receiver, ``completer`` (the trained completer besides), else ``entropy`` (its entropy models fitted again),
+    else ``denoiser`` (best.pt, else last.pt; a missing one is named in the loader's error). Warns when an earlier
+    stage was trained again after the one chosen."""
     import warnings
     from pathlib import Path
     from pycompgen.models import stage_checkpoint
     run_dir = Path(run_dir)
-    ent, den = stage_checkpoint(run_dir / "entropy"), stage_checkpoint(run_dir / "denoiser")
-    if ent is None:
-        return "denoiser", den or run_dir / "denoiser" / "best.pt"
-    if den is not None and den.stat().st_mtime > ent.stat().st_mtime:
-        warnings.warn(f"{den} is newer than {ent}: the entropy stage holds an older denoiser; run the entropy stage "
-                      f"again (delete {run_dir / 'entropy'} and resume the pipeline)")
-    return "entropy", ent
+    found = {s: stage_checkpoint(run_dir / s) for s in ("completer", "entropy", "denoiser")}
+    stage = next((s for s in found if found[s] is not None), None)
+    if stage is None:
+        return "denoiser", run_dir / "denoiser" / "best.pt"
+    for s in list(found)[list(found).index(stage) + 1:]:
+        if found[s] is not None and found[s].stat().st_mtime > found[stage].stat().st_mtime:
+            warnings.warn(f"{found[s]} is newer than {found[stage]}: the {stage} stage holds an older {s} stage's "
+                          f"networks; run the {stage} stage again (delete {run_dir / stage} and resume the pipeline)")
+            break
+    return stage, found[stage]
 
 
 def missing_parts(ckpt) -> list:
@@ -52,10 +56,11 @@ def missing_parts(ckpt) -> list:
 
 def check_model(ckpt):
     """``ckpt`` ready to code (code tables built); a one-line error unless it holds the receiver's networks (the
-    entropy or denoiser stage)."""
+    completer, entropy or denoiser stage)."""
     if missing := missing_parts(ckpt):
         raise ValueError(f"{ckpt.path} (edgediff stage {ckpt.stage}) lacks trained {', '.join(missing)}: edgediff "
-                         f"files are coded with the entropy (or denoiser) stage's checkpoint (entropy/best.pt)")
+                         f"files are coded with the completer, entropy or denoiser stage's checkpoint "
+                         f"(e.g. entropy/best.pt)")
     _rx().ensure_tables(ckpt.models)
     return ckpt
 

@@ -6,6 +6,7 @@
 - ``D``: pix2pix PatchGAN discriminator on (condition, edge map) pairs -> a map of patch logits.
 - ``unet`` / ``control`` / ``null``: diffusers ``UNet2DConditionModel`` + ``ControlNetModel`` (edge map as the
   control image) + a learned null text embedding (the UNet's cross-attention needs ``encoder_hidden_states``).
+- ``filler``: the completer (beyond the paper): lost latent cells regressed from what arrived and the holes' edges.
 diffusers is imported only when networks are built (the system registry imports this package on config load).
 """
 from __future__ import annotations
@@ -121,6 +122,41 @@ class NullEmbedding(nn.Module):
         return self.emb.expand(n, -1, -1)
 
 
+class _DilatedBlock(nn.Module):
+    def __init__(self, width: int, dilation: int):
+        super().__init__()
+        self.a = nn.Conv2d(width, width, 3, padding=dilation, dilation=dilation)
+        self.b = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, h):
+        return h + self.b(nn.functional.silu(self.a(nn.functional.silu(h))))
+
+
+class Filler(nn.Module):
+    """The completer: the lost latent cells regressed from what arrived, at the latent grid. Input
+    (``filler_in_channels``): the zero fill of the received latent, the known mask, the holes' edge map
+    pixel-unshuffled onto the grid (zeros where known or when no edges were sent), a "holes' edges sent" mask and the
+    quantisation step Δ/R; residual blocks with dilations 1, 2, 1, 2, ...; output: a latent whose lost cells are
+    used. ``steps`` counts its training steps: 0 (a freshly built filler) means untrained, and the receiver then
+    completes by diffusion."""
+
+    def __init__(self, in_ch: int, out_ch: int, width: int = 96, blocks: int = 5):
+        super().__init__()
+        self.inp = nn.Conv2d(in_ch, width, 3, padding=1)
+        self.blocks = nn.Sequential(*[_DilatedBlock(width, 1 + i % 2) for i in range(blocks)])
+        self.out = nn.Conv2d(width, out_ch, 3, padding=1)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def forward(self, x):
+        return self.out(nn.functional.silu(self.blocks(self.inp(x))))
+
+
+def filler_in_channels(c) -> int:
+    """The completer's input channels: received latent + known mask + unshuffled holes' edges + sent mask + Δ/R."""
+    down = 2 ** (len(c.vae_channels) - 1)
+    return c.latent_channels + 1 + down * down + 1 + 1
+
+
 def denoiser_in_channels(c) -> int:
     """The UNet's (and ControlNet's) input channels (``input_blocks``). With ``edge_concat`` the edges enter at
     the first convolution, where their weights get a gradient from the first step (the ControlNet's path crosses
@@ -160,4 +196,5 @@ def build_all(c, image_size: int) -> dict:
     return {"vae": vae, "eb": QuantBank(c.latent_channels, c.bits, c),
             "een": UNetGenerator(zin, 1, c.een_channels, c.een_depth),
             "D": PatchGAN(zin + 1, c.disc_channels),
-            "unet": unet, "control": control, "null": NullEmbedding(c.cross_dim)}
+            "unet": unet, "control": control, "null": NullEmbedding(c.cross_dim),
+            "filler": Filler(filler_in_channels(c), c.latent_channels, c.filler_width, c.filler_blocks)}

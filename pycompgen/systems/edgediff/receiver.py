@@ -13,7 +13,8 @@
 - ``drop_regions``: the channel that loses rectangles of the latent (seeded); ``complete``: RePaint-style
   edge-guided inpainting from pure noise, known latent values replaced (re-noised) at every step and put back
   exactly at the end (bit-exact); a denoiser built with ``known_concat`` also sees the received latent and the
-  known mask at every step (``known_input``). ``pixel_inpaint``: OpenCV inpainting of the decoded image instead.
+  known mask at every step (``known_input``). With a trained completer (``fill``, beyond the paper) the lost
+  cells are regressed instead. ``pixel_inpaint``: OpenCV inpainting of the decoded image instead.
 - ``compress`` / ``decompress``: the quantised latent range-coded by the bit depth's entropy model inside the
   ``.pcg`` container (system, weights hash, CRC).
 """
@@ -225,23 +226,65 @@ def check_mask(known: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
     return known.to(device=y_hat.device, dtype=torch.bool)
 
 
+def filler_trained(models) -> bool:
+    """Whether ``models`` hold a trained completer (``filler``; a freshly built one has ``steps`` 0)."""
+    return "filler" in models and int(_m(models, "filler").steps) > 0
+
+
+def filler_predict(models, c, y_hat, known, bits: int, edges=None, sent=None) -> torch.Tensor:
+    """The completer's raw latent (N, C, h, w) from ŷ where ``known`` (N, 1, h, w), the holes' ``edges`` (image
+    size; only their lost-region values are read) for the samples in ``sent`` (N,) bool (default: all when
+    ``edges`` are given, none otherwise) and the bit depth."""
+    k = known.to(y_hat.dtype)
+    n, size = y_hat.shape[0], image_size(models, y_hat)
+    if sent is None:
+        sent = torch.full((n,), edges is not None, dtype=torch.bool, device=y_hat.device)
+    s = sent.to(y_hat.dtype).view(n, 1, 1, 1)
+    if edges is None:
+        edges = torch.zeros(n, 1, size, size, device=y_hat.device, dtype=y_hat.dtype)
+    e = edges.to(y_hat) * lost_pixels(known, size).to(y_hat) * s
+    d = torch.full_like(k, step_size(c, bits) / c.latent_range)
+    inp = torch.cat([y_hat * k, k, F.pixel_unshuffle(e, size // y_hat.shape[-1]), (1 - k) * s, d], 1)
+    return _m(models, "filler")(inp)
+
+
+@torch.no_grad()
+def fill(models, c, y_hat, known, bits: int, edges=None) -> torch.Tensor:
+    """Completion by the completer: lost cells regressed (conditioned on the holes' ``edges`` when given, e.g.
+    ``sender_edges``), clamped into (−R, R); known values returned bit-exactly."""
+    known = check_mask(known, y_hat)
+    k1 = known.all(1, keepdim=True) if known.shape[1] > 1 else known
+    pred = filler_predict(models, c, y_hat, k1, bits, edges).float()
+    return torch.where(known.expand_as(y_hat), y_hat, pred.clamp(-c.latent_range, c.latent_range))
+
+
 @torch.no_grad()
 def complete(models, c, y_hat, known, mode: str = "full", steps: int | None = None, seed: int = 0, edges=None,
-             start: float = 1.0):
-    """Fill the lost latent (``known`` False) by edge-guided (mode "full") or unconditional ("sdc") RePaint-style
-    inpainting; "zeros" leaves zeros. ``edges`` replace the EEN's estimate (e.g. sender-side edges of the lost
-    regions, ``sender_edges``). ``start`` < 1 starts at timestep start·T from the zero-filled latent noised to that
-    level (SDEdit) instead of from pure noise, running about ``steps`` steps either way. The filled values are
-    kept inside the quantiser's range (−R, R), where every true latent lies; known values are returned
-    bit-exactly."""
+             start: float = 1.0, method: str = "auto", bits: int | None = None):
+    """Fill the lost latent (``known`` False) by edge-guided (mode "full") or unconditional ("sdc") completion;
+    "zeros" leaves zeros. ``method`` "diffusion": RePaint-style inpainting, ``edges`` replacing the EEN's estimate
+    (e.g. sender-side edges of the lost regions, ``sender_edges``); ``start`` < 1 starts at timestep start·T from the
+    zero-filled latent noised to that level (SDEdit) instead of from pure noise, running about ``steps`` steps
+    either way. "filler": the trained completer (``fill``; "full" uses ``edges`` in the holes when given, none
+    otherwise: the EEN's estimate from a zero fill holds nothing there; ``bits``: ŷ's bit depth, default
+    ``c.eval_bits``). "auto": the completer when trained, else diffusion. The filled values are kept inside the
+    quantiser's range (−R, R), where every true latent lies; known values are returned bit-exactly."""
     if not 0 < start <= 1:
         raise ValueError(f"edgediff: completion start must be in (0, 1], got {start}")
+    if method not in ("auto", "diffusion", "filler"):
+        raise ValueError(f"edgediff: completion method must be 'auto', 'diffusion' or 'filler', got {method!r}")
     known = check_mask(known, y_hat).expand_as(y_hat)
     y0 = torch.where(known, y_hat, torch.zeros_like(y_hat))
     if mode == "zeros":
         return y0
     if mode not in ("sdc", "full"):
         raise ValueError(f"edgediff: completion mode must be 'zeros', 'sdc' or 'full', got {mode!r}")
+    if method == "filler" and not filler_trained(models):
+        raise ValueError("edgediff: completion method 'filler' needs a trained completer (the completer stage's "
+                         "checkpoint)")
+    if method == "filler" or (method == "auto" and filler_trained(models)):
+        return fill(models, c, y_hat, known, c.eval_bits if bits is None else bits,
+                    edges if mode == "full" else None)
     size = image_size(models, y_hat)
     edges = _edges_for(models, c, y0, mode, size) if edges is None else edges.to(y_hat)
     sched = ddim(c)

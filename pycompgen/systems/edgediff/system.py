@@ -1,4 +1,4 @@
-"""Edge-guided diffusion compression (paper 002) as a system of the harness: four stages.
+"""Edge-guided diffusion compression (paper 002) as a system of the harness: four stages and a fifth beyond the paper.
 
 - ``vae``: KL-regularised conv VAE (diffusers ``AutoencoderKL``, latent C x H/4 x W/4) + one entropy bottleneck
   per bit depth. Quantisation: uniform with step Δ = 2R / 2^bits on the latent squashed into (-R, R) by
@@ -32,6 +32,12 @@
   quantiles): they set the quantisation grid the EEN and denoiser were trained on. Last in the pipeline, so its
   checkpoint holds the whole receiver (what files are coded with); best.pt by the mean validation bpp over bit
   depths (``val_loss``).
+- ``completer`` (beyond the paper): the ``filler`` regresses the lost latent cells from the received latent, the
+  known mask, the bit depth and, for ``filler_edge_share`` of the samples, the sender's Canny map inside the holes
+  (the rest get none, so one network serves both): MSE to the true latent over the lost cells, 1..complete_regions
+  rectangles at a random bit depth. Everything else frozen; its checkpoint holds the whole receiver. best.pt by
+  that MSE on validation faces with the holes' edges sent (``val_loss``); ``val_lost_mse_no_edges`` and
+  ``val_edges_gain_db`` (PSNR with − without the holes' edges) beside it.
 Receiver, channel, completion and bitstream: ``pycompgen.systems.edgediff.receiver``.
 """
 from __future__ import annotations
@@ -99,6 +105,10 @@ class EdgeDiffConfig:
     entropy_steps_per_batch: int = 4  # entropy stage: updates per encoded batch (the encoder pass is the cost)
     loss_max_frac: float = 0.125   # lost region: up to this fraction of each latent side
     loss_regions: int = 3
+    filler_width: int = 96         # the completer (stage ``completer``, beyond the paper): conv width and blocks
+    filler_blocks: int = 5
+    lr_filler: float = 1e-3
+    filler_edge_share: float = 0.5  # share of completer samples whose holes' edges are sent (the rest: none)
 
     def validate(self, cfg) -> None:
         if len(self.vae_channels) < 2 or any(c < 1 for c in self.vae_channels):
@@ -111,7 +121,8 @@ class EdgeDiffConfig:
             raise ValueError("edgediff.latent_range must be > 0")
         check_fields("edgediff", self, ">= 0", "kl_weight", "recon_weight", "rate_weight", "een_l1_weight",
                      "een_bce_weight")
-        check_fields("edgediff", self, "> 0", "lr_vae", "lr_g", "lr_d", "lr_denoiser", "lr_entropy")
+        check_fields("edgediff", self, "> 0", "lr_vae", "lr_g", "lr_d", "lr_denoiser", "lr_entropy", "lr_filler")
+        check_fields("edgediff", self, ">= 1", "filler_width", "filler_blocks")
         if self.lr_control is not None and not self.lr_control > 0:
             raise ValueError(f"edgediff.lr_control must be > 0 (or null: lr_denoiser), got {self.lr_control}")
         if self.beta_schedule not in ("linear", "scaled_linear", "squaredcos_cap_v2"):
@@ -121,7 +132,7 @@ class EdgeDiffConfig:
             raise ValueError("edgediff.edge_dropout must be in [0, 1)")
         if self.t_sampling not in ("uniform", "matched"):
             raise ValueError(f"edgediff.t_sampling must be 'uniform' or 'matched', got {self.t_sampling!r}")
-        for k in ("uniform_share", "quantised_share", "een_edge_share", "complete_share"):
+        for k in ("uniform_share", "quantised_share", "een_edge_share", "complete_share", "filler_edge_share"):
             if not 0 <= getattr(self, k) <= 1:
                 raise ValueError(f"edgediff.{k} must be in [0, 1], got {getattr(self, k)}")
         if not 0 < self.loss_max_frac <= 1 or self.loss_regions < 0:
@@ -181,6 +192,11 @@ class EdgeDiff(System):
                              "entropy models of every bit depth fitted on the frozen encoder's latents (medians "
                              "fixed); the whole receiver in one checkpoint",
                              select=("val_loss", "min")),      # mean validation bpp over the bit depths
+        "completer": StageSpec("completer", ("vae", "eb", "een", "unet", "control", "null", "filler"), ("filler",),
+                               ("vae", "eb", "een", "unet", "control", "null"), 12,
+                               "the completer (beyond the paper): lost latent cells regressed from what arrived and "
+                               "the holes' sender-side edges; the whole receiver in one checkpoint",
+                               select=("val_loss", "min")),    # MSE of the lost latent values, holes' edges sent
     }
 
     def __init__(self, cfg, device, init=None, *, resume_state=None, wrap_module=lambda m: m):
@@ -251,6 +267,8 @@ class EdgeDiff(System):
                     "D": adam(ps("D"), lr=c.lr_d, betas=tuple(c.betas_gan))}
         if s == "entropy":
             return {"main": adam(ps("eb"), lr=c.lr_entropy)}
+        if s == "completer":
+            return {"main": adam(ps("filler"), lr=c.lr_filler)}
         groups = [{"params": ps("unet", "null")}, {"params": ps("control"), "lr": c.lr_control or c.lr_denoiser}]
         return {"main": torch.optim.AdamW(groups, lr=c.lr_denoiser, weight_decay=0.0)}
 
@@ -326,6 +344,40 @@ class EdgeDiff(System):
             loss = sum(bpp.values()) + sum(eb.loss(tails_only=True) for eb in self.models["eb"].bank.values())
             self.step(loss)
         return {"loss": (sum(bpp.values()) / len(bpp)).detach(), **{f"bpp_{b}": v.detach() for b, v in bpp.items()}}
+
+    def _completer_batch(self, x, generator=None, bits=None, edge_share=None):
+        """(true latent y, received ŷ, known mask (N, 1, h, w), the sender's Canny map, which samples send the
+        holes' edges (N,), bits): 1..complete_regions lost rectangles up to loss_max_frac of each side at a random
+        configured bit depth; ``bits`` and ``edge_share`` fixed for validation."""
+        from . import receiver as R
+        c, n, dev = self.cfg.edgediff, x.shape[0], x.device
+        with torch.no_grad():
+            y = R.encode(self.models, c, x)
+            if bits is None:
+                bits = c.bits[int(torch.randint(len(c.bits), (1,), device=dev, generator=generator))]
+            y_hat = R.quantise(self.models, c, y, bits)[0]
+            regions = int(torch.randint(1, c.complete_regions + 1, (1,), device=dev, generator=generator))
+            seed = int(torch.randint(2 ** 31 - 1, (1,), device=dev, generator=generator))
+            known = R.drop_regions(y.shape, c.loss_max_frac, regions, seed=seed).to(dev)
+            share = c.filler_edge_share if edge_share is None else edge_share
+            sent = torch.rand(n, device=dev, generator=generator) < share
+            return y, y_hat, known, canny_target(x, self.cfg), sent, bits
+
+    @staticmethod
+    def _lost_mse(pred, y, known):
+        lost = (~known).to(pred.dtype).expand_as(pred)
+        return (((pred - y) ** 2) * lost).sum() / lost.sum().clamp_min(1)
+
+    def _step_completer(self, batch):
+        from . import receiver as R
+        c = self.cfg.edgediff
+        y, y_hat, known, edges, sent, bits = self._completer_batch(batch["x"])
+        with self.autocast():
+            pred = R.filler_predict(self.nets, c, y_hat, known, bits, edges, sent).float()
+        loss = self._lost_mse(pred, y, known)
+        self.step(loss)
+        R._m(self.models, "filler").steps += 1
+        return {"loss": loss.detach()}
 
     def _t_start(self, bits: int) -> int:
         """The receiver's start timestep at ``bits`` (computed once per bit depth, not every step)."""
@@ -439,6 +491,17 @@ class EdgeDiff(System):
             out["loss"] = (e - target).abs().mean()
             out["edge_f1"] = R.edge_f1(e, target).mean()
             x_hat = R.decode(self.models, y_hat)
+        elif s == "completer":
+            # the bench's operating point: eval_bits, complete_regions rectangles, holes' edges sent or not
+            g = torch.Generator(x.device).manual_seed(0)
+            y, y_hat, known, edges, _, bits = self._completer_batch(x, g, c.eval_bits, 1.0)
+            with_e = R.fill(self.models, c, y_hat, known, bits, edges)
+            without = R.fill(self.models, c, y_hat, known, bits)
+            out["loss"] = self._lost_mse(with_e, y, known)
+            out["lost_mse_no_edges"] = self._lost_mse(without, y, known)
+            x_hat = R.decode(self.models, with_e)
+            from pycompgen.metrics import psnr
+            out["edges_gain_db"] = (psnr(x_hat, x) - psnr(R.decode(self.models, without), x)).mean()
         else:
             # the error where the receiver works: ε-MSE on the real quantised latents at t* (best.pt by it)
             out["eps_mse"] = self._denoiser_val_loss(x, 0.0)  # over the training timesteps
@@ -455,7 +518,7 @@ class EdgeDiff(System):
         from . import receiver as R
         c = R._m(models, "eb").receiver_config()
         y_hat, _ = R.quantise(models, c, R.encode(models, c, batch["x"]), c.eval_bits)
-        if stage in ("denoiser", "entropy"):
+        if stage in ("denoiser", "entropy", "completer"):
             return R.receive(models, c, y_hat, c.eval_bits, mode="full", steps=c.steps, seed=0)
         return R.decode(models, y_hat)
 
