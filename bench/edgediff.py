@@ -21,7 +21,7 @@ Measurement (``pycompgen.evaluation.edgediff``; validation partition, ``--n-val`
   headroom decode(y) − W/O;
 - quality vs share of latent lost (rectangles up to F of each side, R regions) for zeros / completion without
   edges / with EEN edges / with sender-side edges (bits counted) / OpenCV inpainting of the decoded image, the
-  completer's regression (without / with sender-side / oracle edges; when trained) and the true latent in the lost
+  completer's regression (without / with sender-side edges; when trained) and the true latent in the lost
   cells (a bound);
 - EEN edge-F1 against the true Canny map per bit depth;
 - wall time per image: encoding (VAE + quantisation + range coding) and decoding per mode (DDIM steps stated).
@@ -68,12 +68,12 @@ def make_cfg(args):
 
 
 def train(cfg, args):
-    """One resumable pipeline run (vae -> een -> denoiser -> entropy -> completer); each stage gets its ``--epochs-*`` budget
-    (``train.stage_epochs``)."""
+    """One resumable pipeline run (vae -> een -> denoiser -> entropy -> completer); each stage gets its
+    ``--epochs-*`` budget (``train.stage_epochs``)."""
     from pycompgen.training import pipeline as P
     if args.tiny:
         P.run_pipeline(cfg, resume=True, verbose=False)
-        return {k: cfg.train.epochs for k in ("vae", "een", "denoiser", "entropy", "completer")}
+        return {k: cfg.train.epochs for k in P.pipeline_stages(cfg)}
     budget = {"vae": args.epochs_vae, "een": args.epochs_een, "denoiser": args.epochs_denoiser,
               "entropy": args.epochs_entropy, "completer": args.epochs_completer}
     cfg.train.stage_epochs = dict(budget)

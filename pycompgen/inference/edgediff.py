@@ -38,16 +38,17 @@ def run_checkpoint(run_dir):
     from pathlib import Path
     from pycompgen.models import stage_checkpoint
     run_dir = Path(run_dir)
-    found = {s: stage_checkpoint(run_dir / s) for s in ("completer", "entropy", "denoiser")}
-    stage = next((s for s in found if found[s] is not None), None)
-    if stage is None:
+    order = ("completer", "entropy", "denoiser")            # last stage first
+    found = {s: stage_checkpoint(run_dir / s) for s in order}
+    i = next((i for i, s in enumerate(order) if found[s] is not None), None)
+    if i is None:
         return "denoiser", run_dir / "denoiser" / "best.pt"
-    for s in list(found)[list(found).index(stage) + 1:]:
-        if found[s] is not None and found[s].stat().st_mtime > found[stage].stat().st_mtime:
-            warnings.warn(f"{found[s]} is newer than {found[stage]}: the {stage} stage holds an older {s} stage's "
-                          f"networks; run the {stage} stage again (delete {run_dir / stage} and resume the pipeline)")
-            break
-    return stage, found[stage]
+    stage, ck = order[i], found[order[i]]
+    newer = [s for s in order[i + 1:] if found[s] is not None and found[s].stat().st_mtime > ck.stat().st_mtime]
+    if newer:
+        warnings.warn(f"{found[newer[0]]} is newer than {ck}: the {stage} stage holds an older {newer[0]} stage's "
+                      f"networks; run the {stage} stage again (delete {run_dir / stage} and resume the pipeline)")
+    return stage, ck
 
 
 def missing_parts(ckpt) -> list:

@@ -240,9 +240,8 @@ def filler_predict(models, c, y_hat, known, bits: int, edges=None, sent=None) ->
     if sent is None:
         sent = torch.full((n,), edges is not None, dtype=torch.bool, device=y_hat.device)
     s = sent.to(y_hat.dtype).view(n, 1, 1, 1)
-    if edges is None:
-        edges = torch.zeros(n, 1, size, size, device=y_hat.device, dtype=y_hat.dtype)
-    e = edges.to(y_hat) * lost_pixels(known, size).to(y_hat) * s
+    e = (torch.zeros(n, 1, size, size, device=y_hat.device, dtype=y_hat.dtype) if edges is None
+         else edges.to(y_hat) * lost_pixels(known, size).to(y_hat) * s)
     d = torch.full_like(k, step_size(c, bits) / c.latent_range)
     inp = torch.cat([y_hat * k, k, F.pixel_unshuffle(e, size // y_hat.shape[-1]), (1 - k) * s, d], 1)
     return _m(models, "filler")(inp)
@@ -253,8 +252,7 @@ def fill(models, c, y_hat, known, bits: int, edges=None) -> torch.Tensor:
     """Completion by the completer: lost cells regressed (conditioned on the holes' ``edges`` when given, e.g.
     ``sender_edges``), clamped into (−R, R); known values returned bit-exactly."""
     known = check_mask(known, y_hat)
-    k1 = known.all(1, keepdim=True) if known.shape[1] > 1 else known
-    pred = filler_predict(models, c, y_hat, k1, bits, edges).float()
+    pred = filler_predict(models, c, y_hat, known.all(1, keepdim=True), bits, edges).float()
     return torch.where(known.expand_as(y_hat), y_hat, pred.clamp(-c.latent_range, c.latent_range))
 
 

@@ -345,6 +345,14 @@ class EdgeDiff(System):
             self.step(loss)
         return {"loss": (sum(bpp.values()) / len(bpp)).detach(), **{f"bpp_{b}": v.detach() for b, v in bpp.items()}}
 
+    def _lost_regions(self, shape, dev, generator=None) -> torch.Tensor:
+        """A training known mask (N, 1, h, w): 1..complete_regions lost rectangles up to loss_max_frac of each side."""
+        from . import receiver as R
+        c = self.cfg.edgediff
+        regions = int(torch.randint(1, c.complete_regions + 1, (1,), device=dev, generator=generator))
+        seed = int(torch.randint(2 ** 31 - 1, (1,), device=dev, generator=generator))
+        return R.drop_regions(shape, c.loss_max_frac, regions, seed=seed).to(dev)
+
     def _completer_batch(self, x, generator=None, bits=None, edge_share=None):
         """(true latent y, received ŷ, known mask (N, 1, h, w), the sender's Canny map, which samples send the
         holes' edges (N,), bits): 1..complete_regions lost rectangles up to loss_max_frac of each side at a random
@@ -356,9 +364,7 @@ class EdgeDiff(System):
             if bits is None:
                 bits = c.bits[int(torch.randint(len(c.bits), (1,), device=dev, generator=generator))]
             y_hat = R.quantise(self.models, c, y, bits)[0]
-            regions = int(torch.randint(1, c.complete_regions + 1, (1,), device=dev, generator=generator))
-            seed = int(torch.randint(2 ** 31 - 1, (1,), device=dev, generator=generator))
-            known = R.drop_regions(y.shape, c.loss_max_frac, regions, seed=seed).to(dev)
+            known = self._lost_regions(y.shape, dev, generator)
             share = c.filler_edge_share if edge_share is None else edge_share
             sent = torch.rand(n, device=dev, generator=generator) < share
             return y, y_hat, known, canny_target(x, self.cfg), sent, bits
@@ -404,9 +410,7 @@ class EdgeDiff(System):
             y_hat = R.quantise(self.models, c, y0, bits)[0]
             known = torch.ones(n, 1, *y0.shape[-2:], dtype=torch.bool, device=dev)
             if bool(comp.any()):   # completion samples: lost rectangles, what arrived as the condition
-                regions = int(torch.randint(1, c.complete_regions + 1, (1,), device=dev, generator=generator))
-                seed = int(torch.randint(2 ** 31 - 1, (1,), device=dev, generator=generator))
-                drop = R.drop_regions(y0.shape, c.loss_max_frac, regions, seed=seed).to(dev)
+                drop = self._lost_regions(y0.shape, dev, generator)
                 known = torch.where(comp.view(n, 1, 1, 1), drop, known)
             y_rx = torch.where(known, y_hat, torch.zeros_like(y_hat))    # the zero fill of what arrived
             true = canny_target(x, self.cfg)
